@@ -1,0 +1,35 @@
+"""Shared fixtures: a tiny in-memory image dataset for tests that need any dataset."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sparsex.data.base import ImageDataset
+
+
+class TinyImages(ImageDataset):
+    """``n`` random RGB images of ``size x size``, labels ``i % classes``; deterministic from ``seed``."""
+
+    name = "tiny"
+
+    def __init__(self, n: int = 10, size: int = 32, classes: int = 3, seed: int = 0, split: str = "train") -> None:
+        self.split = split
+        self.classes = [f"c{i}" for i in range(classes)]
+        self.image_size = (size, size)
+        self.seed = seed
+        self.images = torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"image": self.images[i], "label": i % len(self.classes)}
+
+    def fingerprint(self) -> dict:
+        return {"name": self.name, "split": self.split, "n": len(self), "seed": self.seed, "size": self.image_size}
+
+
+@pytest.fixture
+def tiny_images() -> TinyImages:
+    return TinyImages()

@@ -1,0 +1,48 @@
+import json
+
+import pytest
+
+from sparsex.errors import OutputExistsError, UnknownNameError
+from sparsex.io import atomic_dir, check_output_dir, sha256_json, write_json
+from sparsex.registry import Registry
+
+
+def test_registry_creates_and_lists_and_suggests():
+    reg = Registry("widget")
+
+    @reg.register("alpha", description="first")
+    def make_alpha(x=1):
+        return ("alpha", x)
+
+    assert reg.names() == ["alpha"]
+    assert reg.create("alpha", x=3) == ("alpha", 3)
+    with pytest.raises(UnknownNameError, match=r"unknown widget 'alpah' \(did you mean 'alpha'\?\); valid names: alpha"):
+        reg.create("alpah")
+    with pytest.raises(ValueError, match="registered twice"):
+        reg.register("alpha")(make_alpha)
+
+
+def test_atomic_dir_leaves_nothing_on_error_and_refuses_existing(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError):
+        with atomic_dir(out) as tmp:
+            (tmp / "half.txt").write_text("x")
+            raise RuntimeError("interrupted")
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+    with atomic_dir(out) as tmp:
+        (tmp / "a.txt").write_text("1")
+    assert (out / "a.txt").read_text() == "1"
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        check_output_dir(out)
+    with atomic_dir(out, overwrite=True) as tmp:
+        (tmp / "b.txt").write_text("2")
+    assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]  # no temporary folders left
+
+
+def test_write_json_and_hash_are_stable(tmp_path):
+    write_json(tmp_path / "x.json", {"b": 1, "a": [1, 2]})
+    assert json.loads((tmp_path / "x.json").read_text()) == {"b": 1, "a": [1, 2]}
+    assert sha256_json({"a": 1, "b": 2}) == sha256_json({"b": 2, "a": 1})
+    assert sha256_json({"a": 1}) != sha256_json({"a": 2})
