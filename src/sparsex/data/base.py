@@ -1,0 +1,158 @@
+"""The dataset contract and the dataset registry.
+
+Every dataset is a ``torch.utils.data.Dataset`` whose items are dicts with at least
+
+- ``image``: float tensor ``(C, H, W)`` in ``[0, 1]`` (C = 1 for grey-scale sets, 3 for colour),
+- ``label``: int class index,
+
+plus method-specific keys (the part world adds ``part_masks``, ``part_names``, ...). Datasets
+know their ``classes`` and give a JSON ``fingerprint()`` of everything that changes their images,
+which the feature cache uses as part of its key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import DataError
+from ..registry import Registry
+
+DATASETS: Registry[Callable[..., "ImageDataset"]] = Registry("dataset")
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """Base class: a split of a labelled image set. Subclasses fill the attributes below."""
+
+    name: str = ""
+    split: str = ""
+    classes: list[str]
+    channels: int = 3
+    #: ``(H, W)`` when every image has that size, ``None`` when sizes vary.
+    image_size: tuple[int, int] | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def labels(self) -> np.ndarray:
+        """All labels of the split as an int array (for samplers and class counts)."""
+        return np.array([self[i]["label"] for i in range(len(self))], dtype=np.int64)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """JSON-serialisable description of everything that changes this split's images."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, split={self.split!r}, n={len(self)}, classes={self.num_classes})"
+
+
+def check_split(split: str, valid: tuple[str, ...], dataset: str) -> str:
+    if split not in valid:
+        raise DataError(f"dataset {dataset!r} has no split {split!r}; valid splits: {', '.join(valid)}")
+    return split
+
+
+def reject_unknown_options(dataset: str, options: dict[str, Any], valid: Iterable[str]) -> None:
+    """Raise :class:`DataError` if ``options`` (a factory's leftover ``**cfg``) is not empty."""
+    if options:
+        valid = sorted(valid)
+        raise DataError(
+            f"dataset {dataset!r} has no setting {', '.join(map(repr, sorted(options)))}; "
+            f"valid settings: {', '.join(valid) if valid else '(none)'}"
+        )
+
+
+def check_positive_int(dataset: str, setting: str, value: Any, allow_none: bool = True) -> int | None:
+    """Return ``value`` if it is a positive int (or ``None`` when allowed); else raise :class:`DataError`."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise DataError(f"dataset {dataset!r}: setting {setting!r} must be a positive integer, got {value!r}")
+    return value
+
+
+def files_digest(root: str | os.PathLike, paths: Iterable[str | os.PathLike]) -> str:
+    """Hex SHA-256 over the sorted ``(path relative to root, size, mtime_ns)`` of ``paths``.
+
+    A cheap identity for a tree of files (stats only, no reads) for :meth:`ImageDataset.fingerprint`.
+    """
+    root = Path(root)
+    rows = []
+    for p in paths:
+        p = Path(p)
+        try:
+            st = p.stat()
+        except OSError as e:
+            raise DataError(f"cannot read {p}: {e.strerror or e}") from None
+        rows.append(f"{p.relative_to(root).as_posix()}\t{st.st_size}\t{st.st_mtime_ns}\n")
+    h = hashlib.sha256()
+    for row in sorted(rows):
+        h.update(row.encode())
+    return h.hexdigest()
+
+
+def load_image(path: str | os.PathLike, channels: int = 3) -> Image.Image:
+    """Read an image file as RGB (``channels=3``) or grey-scale (``channels=1``).
+
+    Grey-scale, palette, CMYK and RGBA files are converted (an alpha channel is discarded).
+    A missing, truncated or non-image file raises :class:`DataError`.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.convert("RGB" if channels == 3 else "L")
+    except FileNotFoundError:
+        raise DataError(f"image file not found: {path}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"cannot read image {path}: not an image or corrupt ({e})") from None
+
+
+def resize_center_crop(img: Image.Image, size: int, resize_to: int | None = None) -> Image.Image:
+    """Resize so the shorter side is ``resize_to`` (default ``size``; bilinear), then take the
+    central ``size x size`` crop. ImageNet evaluation is ``resize_center_crop(img, 224, resize_to=256)``."""
+    new_w, new_h, left, top = resize_center_crop_geometry(*img.size, size, resize_to)
+    img = img.resize((new_w, new_h), Image.BILINEAR)
+    return img.crop((left, top, left + size, top + size))
+
+
+def resize_center_crop_geometry(w: int, h: int, size: int, resize_to: int | None = None) -> tuple[int, int, int, int]:
+    """The ``(new_w, new_h, left, top)`` that :func:`resize_center_crop` uses on a ``w x h`` image.
+
+    A point ``(x, y)`` of the input lands at ``(x * new_w / w - left, y * new_h / h - top)``.
+    """
+    short = resize_to or size
+    scale = short / min(w, h)
+    new_w, new_h = max(short, round(w * scale)), max(short, round(h * scale))
+    return new_w, new_h, (new_w - size) // 2, (new_h - size) // 2
+
+
+def pil_to_tensor(img: Image.Image) -> torch.Tensor:
+    """PIL image -> float tensor ``(C, H, W)`` in ``[0, 1]``."""
+    arr = np.array(img, dtype=np.float32) / 255.0
+    if arr.ndim == 2:
+        arr = arr[None]
+    else:
+        arr = arr.transpose(2, 0, 1)
+    return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+def create_dataset(name: str, split: str = "train", root: str | os.PathLike | None = None, **cfg: Any) -> ImageDataset:
+    """Create a registered dataset split, e.g. ``create_dataset("parts", split="test")``.
+
+    ``root`` is the local folder holding the files (loaders never download); each dataset
+    documents its own default and extra settings.
+    """
+    return DATASETS.create(name, split=split, root=root, **cfg)
+
+
+def list_datasets() -> list[str]:
+    """Names of all registered datasets."""
+    return DATASETS.names()
