@@ -1,0 +1,153 @@
+"""The ``sparsex`` command. Thin: it parses options and calls the library.
+
+Errors that are the user's to fix (:class:`~sparsex.errors.SparsexError`) are printed as one
+``error: ...`` line with exit status 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from .errors import SparsexError
+
+app = typer.Typer(help="Sparse, faithful explanations of image classifiers.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+data_app = typer.Typer(help="Make and look at datasets.", no_args_is_help=True)
+features_app = typer.Typer(help="Cache frozen-backbone features.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(features_app, name="features")
+
+console = Console(soft_wrap=True)
+QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars.")
+
+
+def parse_options(pairs: list[str] | None, what: str = "--data-opt") -> dict[str, Any]:
+    """``["image_size=64", "limit=10"]`` -> ``{"image_size": 64, "limit": 10}`` (values parsed as JSON if they can be)."""
+    options: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SparsexError(f"{what} takes KEY=VALUE, got {pair!r}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+@app.command("datasets")
+def datasets_command() -> None:
+    """List the datasets sparsex can load."""
+    from .data import DATASETS
+
+    table = Table("name", "description", title="datasets (sparsex.create_dataset)")
+    for entry in DATASETS.entries():
+        table.add_row(escape(entry.name), escape(entry.description))
+    console.print(table)
+
+
+@app.command("backbones")
+def backbones_command() -> None:
+    """List the registered backbones (any timm architecture name works too)."""
+    from .backbones import BACKBONES
+
+    table = Table("name", "description", title="backbones (sparsex.create_backbone)")
+    for entry in BACKBONES.entries():
+        table.add_row(escape(entry.name), escape(entry.description))
+    table.add_row(escape("<any timm name>"), "e.g. resnet18, vit_small_patch14_dinov2: random weights, or --weights PATH")
+    console.print(table)
+
+
+@data_app.command("make")
+def data_make(
+    name: str = typer.Argument(..., help="Dataset to generate (only 'parts' is procedural)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (must not exist unless --overwrite)."),
+    seed: int = typer.Option(0, help="Generator seed: same seed, same bytes."),
+    image_size: int = typer.Option(224, help="Image side in pixels."),
+    train_size: int = typer.Option(2400, help="Images in the train split."),
+    val_size: int = typer.Option(480, help="Images in the val split."),
+    test_size: int = typer.Option(480, help="Images in the test split."),
+    max_clutter: int = typer.Option(3, help="At most this many background objects per image."),
+    part_dropout: float = typer.Option(0.0, help="Train split: probability of removing a random subset of parts."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
+    quiet: bool = QUIET,
+) -> None:
+    """Write a procedural dataset as an image-folder tree with masks and meta.json."""
+    from .data.parts import PartWorldConfig, write_parts_tree
+
+    if name != "parts":
+        raise SparsexError(f"only the procedural dataset 'parts' can be made, not {name!r}")
+    config = PartWorldConfig(seed=seed, image_size=image_size, train_size=train_size, val_size=val_size,
+                             test_size=test_size, max_clutter=max_clutter, part_dropout=part_dropout)
+    path = write_parts_tree(out, config, overwrite=overwrite, progress=not quiet)
+    console.print(f"wrote {train_size + val_size + test_size} images with masks to {path}")
+
+
+@data_app.command("preview")
+def data_preview(
+    name: str = typer.Argument(..., help="Dataset name (see `sparsex datasets`)."),
+    out: Path = typer.Option(..., "--out", "-o", help="PNG file to write."),
+    split: str = typer.Option("train", help="Split to sample from."),
+    root: Optional[Path] = typer.Option(None, help="Local folder with the dataset's files."),
+    n: int = typer.Option(16, help="Number of samples."),
+    seed: int = typer.Option(0, help="Which samples (random, from this seed)."),
+    data_opt: Optional[list[str]] = typer.Option(None, "--data-opt", help="Dataset setting KEY=VALUE (repeatable)."),
+) -> None:
+    """Draw a grid of samples, with part masks where the dataset has them."""
+    from .data import create_dataset
+    from .viz import preview_grid
+
+    dataset = create_dataset(name, split=split, root=root, **parse_options(data_opt))
+    console.print(f"wrote {preview_grid(dataset, out, n=n, seed=seed)}")
+
+
+@features_app.command("extract")
+def features_extract(
+    data: str = typer.Option(..., "--data", help="Dataset name."),
+    backbone: str = typer.Option(..., "--backbone", help="Backbone name (see `sparsex backbones`)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Cache folder (entries are reused across runs)."),
+    split: Optional[list[str]] = typer.Option(None, "--split", help="Split(s) to extract (default: train and test)."),
+    root: Optional[Path] = typer.Option(None, help="Local folder with the dataset's files."),
+    data_opt: Optional[list[str]] = typer.Option(None, "--data-opt", help="Dataset setting KEY=VALUE (repeatable)."),
+    weights: Optional[Path] = typer.Option(None, help="Local weight file for the backbone."),
+    random_weights: bool = typer.Option(False, "--random-weights", help="Do not load bundled pretrained weights."),
+    layer: Optional[int] = typer.Option(None, help="Feature layer index (default: final features)."),
+    image_size: Optional[int] = typer.Option(None, help="Backbone input side (default: the model's own)."),
+    batch_size: int = typer.Option(64, help="Images per forward pass."),
+    dtype: str = typer.Option("float32", help="Stored dtype: float32, float16 or bfloat16."),
+    device: str = typer.Option("cpu", help="Torch device, e.g. cpu or cuda."),
+    num_workers: int = typer.Option(0, help="DataLoader worker processes."),
+    quiet: bool = QUIET,
+) -> None:
+    """Run a frozen backbone over dataset splits once and cache the features on disk."""
+    from .backbones import create_backbone
+    from .data import create_dataset
+    from .features import extract_features
+
+    model = create_backbone(backbone, pretrained=not random_weights, weights=weights, layer=layer, image_size=image_size)
+    options = parse_options(data_opt)
+    for name in split or ["train", "test"]:
+        dataset = create_dataset(data, split=name, root=root, **options)
+        cache, hit = extract_features(dataset, model, out, batch_size=batch_size, dtype=dtype, device=device,
+                                      num_workers=num_workers, progress=not quiet)
+        state = "cache hit" if hit else "extracted"
+        console.print(f"{state}: {data}/{name} {tuple(cache.features.shape)} -> {cache.path}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``sparsex`` command."""
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=argv, prog_name="sparsex", standalone_mode=True)
+    except SparsexError as e:
+        message = " ".join(str(e).split())  # always one line
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+        sys.exit(2)
