@@ -70,6 +70,16 @@ def test_data_make_parts_writes_tree_and_refuses_to_overwrite(capsys, tmp_path):
     assert code == 0 and json.loads((out_dir / "meta.json").read_text())["config"]["seed"] == 1
 
 
+def test_data_make_same_seed_gives_identical_bytes(capsys, tmp_path):
+    for name in ("a", "b"):
+        assert run(capsys, "data", "make", "parts", "--out", str(tmp_path / name), "--max-clutter", "3", *TINY_PARTS)[0] == 0
+    files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
+    assert files_a == files_b and len(files_a) == 2 * 10 + 1  # images, masks, meta.json
+    for rel in files_a:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+
+
 def test_data_make_bad_values(capsys, tmp_path):
     code, _, err = run(capsys, "data", "make", "digits", "--out", str(tmp_path / "d"))
     assert_one_line_error(code, err, "only the procedural dataset 'parts'")
