@@ -25,7 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .backbones.weights import load_state_dict_checked
+from .weights import load_state_dict_checked
 from .errors import CheckpointError
 from .io import atomic_dir, sha256_file, write_json
 

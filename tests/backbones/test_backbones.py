@@ -45,6 +45,12 @@ def test_vit_tokens_become_a_grid_without_class_and_register_tokens():
     assert torch.equal(grid[:, :, 1, 2], tokens[:, 3 + 1 * 4 + 2, :])
 
 
+def test_other_patch_models_get_the_asked_input_size():
+    bb = create_backbone("deit_tiny_distilled_patch16_224", image_size=32)
+    assert bb.info.kind == "vit" and bb.info.prefix_tokens == 2 and bb.info.input_size == (32, 32)
+    assert bb.extract(torch.rand(1, 3, 32, 32)).shape == (1, 192, 2, 2)
+
+
 def test_vit_wrong_input_size_names_needed_size():
     bb = create_backbone("vit_tiny_patch16_224", image_size=64)
     with pytest.raises(InputError, match="needs 64x64 inputs.*got 32x32"):

@@ -29,7 +29,7 @@ from torch import nn
 from ..checks import check_images
 from ..errors import InputError, SparsexError, UnknownNameError
 from ..registry import Registry
-from .weights import load_state_dict_checked, read_state_dict
+from ..weights import load_state_dict_checked, read_state_dict
 
 BACKBONES: Registry[Callable[..., "Backbone"]] = Registry("backbone")
 
@@ -153,16 +153,19 @@ def _classifier_prefixes(model: nn.Module) -> tuple[str, ...]:
     return (classifier,) if isinstance(classifier, str) else tuple(classifier)
 
 
+def _create_timm(arch: str, **kwargs: Any) -> nn.Module:
+    try:
+        return timm.create_model(arch, pretrained=False, **kwargs)
+    except TypeError as e:
+        raise SparsexError(f"timm model {arch!r} does not accept {sorted(kwargs)}: {e}") from None
+
+
 def timm_backbone(arch: str, name: str | None = None, weights: str | os.PathLike | None = None,
                   layer: int | None = None, image_size: int | None = None, **timm_kwargs: Any) -> Backbone:
     """Wrap any timm architecture (random weights, or a local ``weights`` file)."""
-    kwargs = dict(timm_kwargs)
-    if image_size is not None and "vit" in arch:
-        kwargs["img_size"] = image_size
-    try:
-        model = timm.create_model(arch, pretrained=False, **kwargs)
-    except TypeError as e:
-        raise SparsexError(f"timm model {arch!r} does not accept {sorted(kwargs)}: {e}") from None
+    model = _create_timm(arch, **timm_kwargs)
+    if image_size is not None and _is_vit(model) and tuple(model.patch_embed.img_size) != (image_size, image_size):
+        model = _create_timm(arch, img_size=image_size, **timm_kwargs)  # position embeddings for that size
     if weights is not None:
         load_state_dict_checked(model, read_state_dict(weights), f"weights file {weights}",
                                 optional_prefixes=_classifier_prefixes(model))

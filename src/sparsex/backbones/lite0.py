@@ -19,7 +19,7 @@ import torch
 
 from ..errors import CheckpointError, SparsexError
 from .backbone import BACKBONES, Backbone, timm_backbone
-from .weights import load_state_dict_checked
+from ..weights import load_state_dict_checked
 
 ARCH = "tf_efficientnet_lite0"
 MEAN = STD = (0.5, 0.5, 0.5)

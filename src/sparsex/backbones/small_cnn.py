@@ -12,7 +12,7 @@ from torch import nn
 
 from ..errors import SparsexError
 from .backbone import BACKBONES, Backbone
-from .weights import load_state_dict_checked, read_state_dict
+from ..weights import load_state_dict_checked, read_state_dict
 
 
 class SmallCNN(nn.Module):

@@ -14,7 +14,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from ..errors import CheckpointError
+from .errors import CheckpointError
 
 #: Prefixes that training frameworks put in front of every key (DDP, Lightning, EMA wrappers).
 WRAPPER_PREFIXES = ("module.", "model.", "state_dict.")
