@@ -1,0 +1,337 @@
+"""Sparsity and calibration metrics of prototype models, exactly as DESIGN.md ("Metric
+definitions") states them, batched in torch.
+
+Notation: pooled prototype scores ``s (N, P)`` (non-negative for SIDE and ProtoS-ViT; signed
+scores are measured literally too), effective class weights ``W (K, P)`` (after the model's
+ReLU and pruning mask, e.g. ``SIDEHead.class_weights()``; signed weights are measured
+literally), logits or probabilities ``(N, K)``, true labels ``(N,)``, and a threshold ``eps``
+(default 1e-3). Thresholds are applied when measuring; nothing here mutates its inputs.
+
+Each metric exists as a plain function and as a Quantus-style class (settings at construction,
+data at call, ``higher_is_better`` giving the score direction); :func:`prototype_metrics`
+computes them all for one test set.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from ..errors import InputError
+
+
+def _check_matrix(x: torch.Tensor, name: str, shape: str) -> torch.Tensor:
+    """A floating 2-D tensor with both sizes >= 1 and only finite values."""
+    if not isinstance(x, torch.Tensor):
+        raise InputError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise InputError(f"{name} must have shape {shape} with both sizes >= 1, got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise InputError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if not torch.isfinite(x).all():
+        bad = "NaN" if torch.isnan(x).any() else "Inf"
+        raise InputError(f"{name} contain {bad} values")
+    return x
+
+
+def _check_labels(labels: torch.Tensor, name: str, n: int, k: int) -> torch.Tensor:
+    """Integer class indices ``(N,)``, each in ``[0, K)``."""
+    if not isinstance(labels, torch.Tensor):
+        raise InputError(f"{name} must be a torch.Tensor, got {type(labels).__name__}")
+    if labels.shape != (n,):
+        raise InputError(f"{name} must have shape ({n},) to match the other inputs, got {tuple(labels.shape)}")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise InputError(f"{name} must have an integer dtype, got {labels.dtype}")
+    out_of_range = (labels < 0) | (labels >= k)
+    if out_of_range.any():
+        raise InputError(f"{name} contain class index {labels[out_of_range][0].item()}, out of range for {k} classes")
+    return labels
+
+
+def _check_same_device(**tensors: torch.Tensor) -> None:
+    devices = {name: t.device for name, t in tensors.items()}
+    if len(set(devices.values())) > 1:
+        listed = ", ".join(f"{name} on {device}" for name, device in devices.items())
+        raise InputError(f"inputs must be on one device, got {listed}")
+
+
+def _check_num_prototypes(scores: torch.Tensor, weights: torch.Tensor) -> None:
+    if scores.shape[1] != weights.shape[1]:
+        raise InputError(
+            f"scores have {scores.shape[1]} prototypes but weights have {weights.shape[1]}"
+            f" (scores {tuple(scores.shape)}, weights {tuple(weights.shape)})"
+        )
+
+
+def _check_num_classes(outputs: torch.Tensor, name: str, weights: torch.Tensor) -> None:
+    if outputs.shape[1] != weights.shape[0]:
+        raise InputError(
+            f"{name} have {outputs.shape[1]} classes but weights have {weights.shape[0]} (shape {tuple(weights.shape)})"
+        )
+
+
+def _check_eps(eps: float) -> float:
+    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0):
+        raise InputError(f"eps must be a finite number >= 0, got {eps!r}")
+    return eps
+
+
+def _check_threshold(threshold: float) -> float:
+    if not (isinstance(threshold, (int, float)) and 0 < threshold < 1):
+        raise InputError(f"threshold must be in (0, 1), got {threshold!r}")
+    return threshold
+
+
+def _check_probs(probs: torch.Tensor) -> torch.Tensor:
+    _check_matrix(probs, "probs", "(N, K)")
+    if ((probs < 0) | (probs > 1)).any():
+        raise InputError("probs must lie in [0, 1]")
+    return probs
+
+
+@torch.no_grad()
+def global_size(weights: torch.Tensor, eps: float = 1e-3) -> int:
+    """Global size: the number of prototypes ``p`` with ``max_c W[c, p] > eps``.
+
+    ``weights (K, P)`` effective class weights. Returns an ``int`` in ``[0, P]``.
+    """
+    _check_matrix(weights, "weights", "(K, P)")
+    _check_eps(eps)
+    return int((weights.amax(dim=0) > eps).sum().item())
+
+
+@torch.no_grad()
+def local_size(scores: torch.Tensor, weights: torch.Tensor, predicted: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """Local size per image: ``#{p : s[p] * W[yhat, p] > eps}`` for the predicted class ``yhat``.
+
+    ``scores (N, P)``, ``weights (K, P)``, ``predicted (N,)`` class indices. Returns an int64
+    tensor ``(N,)`` on the inputs' device; the reported metric is its mean.
+    """
+    _check_matrix(scores, "scores", "(N, P)")
+    _check_matrix(weights, "weights", "(K, P)")
+    _check_num_prototypes(scores, weights)
+    _check_labels(predicted, "predicted", scores.shape[0], weights.shape[0])
+    _check_same_device(scores=scores, weights=weights, predicted=predicted)
+    _check_eps(eps)
+    return (scores * weights[predicted.long()] > eps).sum(dim=1)
+
+
+@torch.no_grad()
+def local_size_all_classes(scores: torch.Tensor, weights: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """Local size over all classes per image: ``#{p : sum_c relu(s[p] * W[c, p] - eps) > 0}``.
+
+    ``scores (N, P)``, ``weights (K, P)``. Returns an int64 tensor ``(N,)``; the reported metric
+    is its mean. Computed without the ``(N, K, P)`` product: the condition holds iff
+    ``max_c s[p] W[c, p] > eps``, and ``max_c s[p] W[c, p]`` is ``s[p] max_c W[c, p]`` for
+    ``s[p] >= 0`` and ``s[p] min_c W[c, p]`` for ``s[p] < 0`` (exact in floating point, since
+    rounding a product is monotone).
+    """
+    _check_matrix(scores, "scores", "(N, P)")
+    _check_matrix(weights, "weights", "(K, P)")
+    _check_num_prototypes(scores, weights)
+    _check_same_device(scores=scores, weights=weights)
+    _check_eps(eps)
+    largest = torch.where(scores >= 0, scores * weights.amax(dim=0), scores * weights.amin(dim=0))
+    return (largest > eps).sum(dim=1)
+
+
+@torch.no_grad()
+def ocla_score(probs: torch.Tensor, targets: torch.Tensor, threshold: float = 0.5) -> float:
+    """OCLA score: the fraction of images on which exactly one class has probability above
+    ``t`` and that class is the true one.
+
+    ``probs (N, K)`` per-class probabilities (sigmoid outputs), ``targets (N,)`` true labels.
+    Returns a ``float`` in ``[0, 1]``.
+    """
+    _check_probs(probs)
+    _check_labels(targets, "targets", *probs.shape)
+    _check_same_device(probs=probs, targets=targets)
+    _check_threshold(threshold)
+    above = probs > threshold
+    true_above = above.gather(1, targets.long().unsqueeze(1)).squeeze(1)
+    return ((above.sum(dim=1) == 1) & true_above).double().mean().item()
+
+
+@torch.no_grad()
+def classes_above_histogram(probs: torch.Tensor, threshold: float = 0.5, max_bins: int | None = None) -> list[int]:
+    """Histogram of the number of classes with probability above ``t`` per image.
+
+    ``probs (N, K)``. Entry ``i`` is the number of images with exactly ``i`` classes above
+    ``t``; the list runs from 0 to the largest count seen. With ``max_bins = B`` the list has
+    exactly ``B`` entries and the last one counts the images with ``B - 1`` or more classes
+    above ``t``. The entries sum to ``N``.
+    """
+    _check_probs(probs)
+    _check_threshold(threshold)
+    if max_bins is not None and not (isinstance(max_bins, int) and max_bins >= 1):
+        raise InputError(f"max_bins must be a positive integer or None, got {max_bins!r}")
+    counts = (probs > threshold).sum(dim=1)
+    if max_bins is not None:
+        counts = counts.clamp(max=max_bins - 1)
+    return torch.bincount(counts, minlength=max_bins or 0).tolist()
+
+
+@torch.no_grad()
+def accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    """Top-1 accuracy: the fraction of images whose arg-max class equals the true label.
+
+    ``logits (N, K)`` (probabilities work too: the arg-max is the same), ``targets (N,)``.
+    Ties go to the lowest class index. Returns a ``float`` in ``[0, 1]``.
+    """
+    _check_matrix(logits, "logits", "(N, K)")
+    _check_labels(targets, "targets", *logits.shape)
+    _check_same_device(logits=logits, targets=targets)
+    return (logits.argmax(dim=1) == targets).double().mean().item()
+
+
+@torch.no_grad()
+def zero_weight_fraction(weights: torch.Tensor, eps: float = 1e-3) -> float:
+    """Fraction of the entries of the effective class weights with ``|W[c, p]| < eps``.
+
+    ``weights (K, P)`` after the model's ReLU and pruning mask. With ``eps = 0`` no entry
+    counts. Returns a ``float`` in ``[0, 1]``.
+    """
+    _check_matrix(weights, "weights", "(K, P)")
+    _check_eps(eps)
+    return (weights.abs() < eps).double().mean().item()
+
+
+class Metric:
+    """A metric: settings at construction, data at call; ``higher_is_better`` is the score's
+    direction and ``name`` its key in :func:`prototype_metrics`' result."""
+
+    name: ClassVar[str]
+    higher_is_better: ClassVar[bool]
+
+
+@dataclass(frozen=True)
+class GlobalSize(Metric):
+    """:func:`global_size` as a metric: ``GlobalSize(eps)(weights) -> float``."""
+
+    eps: float = 1e-3
+    name: ClassVar[str] = "global_size"
+    higher_is_better: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        _check_eps(self.eps)
+
+    def __call__(self, weights: torch.Tensor) -> float:
+        return float(global_size(weights, self.eps))
+
+
+@dataclass(frozen=True)
+class LocalSize(Metric):
+    """Mean :func:`local_size`: ``LocalSize(eps)(scores, weights, predicted) -> float``."""
+
+    eps: float = 1e-3
+    name: ClassVar[str] = "local_size"
+    higher_is_better: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        _check_eps(self.eps)
+
+    def __call__(self, scores: torch.Tensor, weights: torch.Tensor, predicted: torch.Tensor) -> float:
+        return local_size(scores, weights, predicted, self.eps).double().mean().item()
+
+
+@dataclass(frozen=True)
+class LocalSizeAllClasses(Metric):
+    """Mean :func:`local_size_all_classes`: ``LocalSizeAllClasses(eps)(scores, weights) -> float``."""
+
+    eps: float = 1e-3
+    name: ClassVar[str] = "local_size_all"
+    higher_is_better: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        _check_eps(self.eps)
+
+    def __call__(self, scores: torch.Tensor, weights: torch.Tensor) -> float:
+        return local_size_all_classes(scores, weights, self.eps).double().mean().item()
+
+
+@dataclass(frozen=True)
+class OCLAScore(Metric):
+    """:func:`ocla_score` as a metric: ``OCLAScore(threshold)(probs, targets) -> float``."""
+
+    threshold: float = 0.5
+    name: ClassVar[str] = "ocla_score"
+    higher_is_better: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        _check_threshold(self.threshold)
+
+    def __call__(self, probs: torch.Tensor, targets: torch.Tensor) -> float:
+        return ocla_score(probs, targets, self.threshold)
+
+
+@dataclass(frozen=True)
+class Accuracy(Metric):
+    """:func:`accuracy` as a metric: ``Accuracy()(logits, targets) -> float``."""
+
+    name: ClassVar[str] = "accuracy"
+    higher_is_better: ClassVar[bool] = True
+
+    def __call__(self, logits: torch.Tensor, targets: torch.Tensor) -> float:
+        return accuracy(logits, targets)
+
+
+@dataclass(frozen=True)
+class ZeroWeightFraction(Metric):
+    """:func:`zero_weight_fraction` as a metric (higher is sparser):
+    ``ZeroWeightFraction(eps)(weights) -> float``."""
+
+    eps: float = 1e-3
+    name: ClassVar[str] = "zero_weight_fraction"
+    higher_is_better: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        _check_eps(self.eps)
+
+    def __call__(self, weights: torch.Tensor) -> float:
+        return zero_weight_fraction(weights, self.eps)
+
+
+def prototype_metrics(
+    scores: torch.Tensor,
+    weights: torch.Tensor,
+    logits: torch.Tensor,
+    probs: torch.Tensor,
+    targets: torch.Tensor,
+    eps: float = 1e-3,
+    threshold: float = 0.5,
+) -> dict[str, float | list[int]]:
+    """All prototype metrics of one test set, as plain Python numbers (ready for metrics.json).
+
+    ``scores (N, P)``, ``weights (K, P)`` effective class weights, ``logits (N, K)``,
+    ``probs (N, K)`` the model's probabilities, ``targets (N,)``. The predicted class is
+    ``logits.argmax(1)``. Keys: ``accuracy``, ``local_size`` (mean), ``local_size_all`` (mean),
+    ``global_size``, ``ocla_score``, ``classes_above_t_histogram`` (list, see
+    :func:`classes_above_histogram`), ``zero_weight_fraction``.
+    """
+    _check_matrix(scores, "scores", "(N, P)")
+    _check_matrix(weights, "weights", "(K, P)")
+    _check_matrix(logits, "logits", "(N, K)")
+    _check_probs(probs)
+    _check_num_prototypes(scores, weights)
+    _check_num_classes(logits, "logits", weights)
+    _check_num_classes(probs, "probs", weights)
+    if not scores.shape[0] == logits.shape[0] == probs.shape[0]:
+        raise InputError(
+            "scores, logits and probs must have the same number of images,"
+            f" got {scores.shape[0]}, {logits.shape[0]} and {probs.shape[0]}"
+        )
+    _check_labels(targets, "targets", *logits.shape)
+    _check_same_device(scores=scores, weights=weights, logits=logits, probs=probs, targets=targets)
+    predicted = logits.argmax(dim=1)
+    return {
+        Accuracy.name: Accuracy()(logits, targets),
+        LocalSize.name: LocalSize(eps)(scores, weights, predicted),
+        LocalSizeAllClasses.name: LocalSizeAllClasses(eps)(scores, weights),
+        GlobalSize.name: GlobalSize(eps)(weights),
+        OCLAScore.name: OCLAScore(threshold)(probs, targets),
+        "classes_above_t_histogram": classes_above_histogram(probs, threshold),
+        ZeroWeightFraction.name: ZeroWeightFraction(eps)(weights),
+    }
