@@ -46,3 +46,12 @@ def test_write_json_and_hash_are_stable(tmp_path):
     assert json.loads((tmp_path / "x.json").read_text()) == {"b": 1, "a": [1, 2]}
     assert sha256_json({"a": 1, "b": 2}) == sha256_json({"b": 2, "a": 1})
     assert sha256_json({"a": 1}) != sha256_json({"a": 2})
+
+
+def test_top_level_factories():
+    import sparsex
+
+    assert "parts" in sparsex.list_datasets() and "lite0" in sparsex.list_backbones()
+    assert {"side", "infodisent"} <= set(sparsex.list_models())
+    head = sparsex.create_model("side", in_channels=4, num_classes=2, expanded_channels=2)
+    assert head.config.num_prototypes == 4

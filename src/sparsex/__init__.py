@@ -1,8 +1,26 @@
-"""sparsex: sparse, faithful explanations of image classifiers."""
+"""sparsex: sparse, faithful explanations of image classifiers.
+
+Top-level factories in timm's style: ``create_dataset`` / ``list_datasets``, ``create_backbone`` /
+``list_backbones``, ``create_model`` / ``list_models`` (the last four are imported on first use, so
+``import sparsex`` stays light).
+"""
+
+from typing import Any
 
 from .data import create_dataset, list_datasets
 from .errors import SparsexError
 
 __version__ = "0.1.0"
 
-__all__ = ["SparsexError", "create_dataset", "list_datasets", "__version__"]
+_LAZY = {"create_backbone": "backbones", "list_backbones": "backbones", "create_model": "models",
+         "list_models": "models"}
+
+__all__ = ["SparsexError", "create_dataset", "list_datasets", *_LAZY, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'sparsex' has no attribute {name!r}")
