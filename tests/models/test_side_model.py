@@ -38,6 +38,10 @@ def test_disentanglement_is_orthogonal_after_training_steps():
     torch.testing.assert_close(u @ u.T, torch.eye(4), atol=1e-5, rtol=0)
 
 
+def test_side_starts_at_the_class_prior():
+    torch.testing.assert_close(torch.sigmoid(tiny().bias), torch.full((3,), 1 / 3))  # sigmoid(-log(K - 1)) = 1/K
+
+
 def test_side_weights_are_non_negative_and_dense_signed():
     side, dense = tiny(), tiny("infodisent")
     with torch.no_grad():
