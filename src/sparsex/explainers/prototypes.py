@@ -1,0 +1,424 @@
+"""Explanations of prototype heads (SIDE, InfoDisent, ProtoS-ViT): galleries, per-image
+explanations, a captum-shaped evidence map and the end-to-end ``explain_checkpoint``.
+
+Everything here uses only the prototype-head interface: ``head(features) ->``
+:class:`~sparsex.models.PrototypeOutput` (``logits (B, K)``, non-negative ``scores (B, P)``,
+``maps (B, P, h, w)``, flat arg-max ``locations (B, P)``), ``head.class_weights() -> (K, P)``
+and ``head.probabilities(logits) -> (B, K)``. The logit of class ``c`` is read as
+``logits[c] = sum_p s_p W[c, p] + b_c``, so prototype ``p`` contributes ``s_p W[c, p]`` to it and
+contributes (in the sense of the local-size metric) when that exceeds ``eps``.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save
+from torch import nn
+
+from ..backbones import Backbone, create_backbone
+from ..checks import check_images
+from ..data.base import create_dataset, load_image, pil_to_tensor, resize_center_crop
+from ..errors import CheckpointError, InputError
+from ..features import FeatureCache, extract_features
+from ..io import atomic_dir, atomic_file, check_output_dir, sha256_file, write_json
+from ..models import PrototypeOutput, load_model
+from ..viz.prototypes import MAX_ROWS, explanation_figure, gallery_patches
+
+GALLERY_FILE = "gallery.safetensors"
+GALLERY_FORMAT = "1"
+
+
+# ----------------------------------------------------------------------------------------------
+# Galleries: the k training items that activate each prototype most.
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Gallery:
+    """The ``k`` training items with the highest score ``s_p`` for every prototype ``p``.
+
+    ``indices (P, k)`` int64 dataset item indices, best first; ``locations (P, k)`` int64 flat
+    arg-max of the item's map ``p`` in ``h * w``; ``scores (P, k)`` float32 ``s_p`` of the item;
+    ``labels (P, k)`` int64 class of the item (-1 when built from bare features);
+    ``feature_size`` the map's ``(h, w)``; ``num_items`` how many items were searched.
+    """
+
+    indices: torch.Tensor
+    locations: torch.Tensor
+    scores: torch.Tensor
+    labels: torch.Tensor
+    feature_size: tuple[int, int]
+    num_items: int
+
+    @property
+    def k(self) -> int:
+        return self.indices.shape[1]
+
+    def top(self, k: int) -> "Gallery":
+        """The first ``min(k, self.k)`` columns (the ``k`` best items of every prototype)."""
+        return Gallery(self.indices[:, :k], self.locations[:, :k], self.scores[:, :k], self.labels[:, :k],
+                       self.feature_size, self.num_items)
+
+
+def _head_device(head: nn.Module) -> tuple[torch.device, torch.dtype]:
+    param = next(head.parameters())
+    return param.device, param.dtype
+
+
+@torch.no_grad()
+def build_gallery(head: nn.Module, features: torch.Tensor | FeatureCache, k: int = 5, batch_size: int = 256) -> Gallery:
+    """Find, for every prototype, the ``k`` items of ``features`` with the highest score.
+
+    ``features`` is a ``(N, C, h, w)`` tensor (item ``n`` has index ``n``) or a
+    :class:`~sparsex.features.FeatureCache` (its ``indices`` and ``labels`` are used). Runs the
+    head in batches of ``batch_size`` without gradients and keeps only a running top-k
+    ``(P, k)``, never the maps. With fewer than ``k`` items the gallery has ``N`` columns.
+    """
+    if isinstance(features, FeatureCache):
+        feats, item_index, item_labels = features.features, features.indices, features.labels
+    else:
+        feats = features
+        if not isinstance(feats, torch.Tensor) or feats.dim() != 4:
+            got = tuple(feats.shape) if isinstance(feats, torch.Tensor) else type(feats).__name__
+            raise InputError(f"gallery features must have shape (N, C, h, w), got {got}")
+        item_index = torch.arange(feats.shape[0])
+        item_labels = torch.full((feats.shape[0],), -1, dtype=torch.int64)
+    n = feats.shape[0]
+    if n == 0:
+        raise InputError("gallery features are empty (no training items)")
+    if k < 1 or batch_size < 1:
+        raise InputError(f"gallery k and batch_size must be >= 1, got k={k}, batch_size={batch_size}")
+    device, dtype = _head_device(head)
+    best_scores = best_rows = best_locs = None
+    for start in range(0, n, batch_size):
+        batch = check_images(feats[start:start + batch_size].to(device, dtype), name="features")
+        out: PrototypeOutput = head(batch)
+        scores, locs = out.scores.T, out.locations.T  # (P, B)
+        rows = torch.arange(start, start + batch.shape[0], device=device).expand_as(scores)
+        if best_scores is not None:
+            scores = torch.cat([best_scores, scores], dim=1)
+            locs = torch.cat([best_locs, locs], dim=1)
+            rows = torch.cat([best_rows, rows], dim=1)
+        top = scores.topk(min(k, scores.shape[1]), dim=1)
+        best_scores = top.values
+        best_locs, best_rows = locs.gather(1, top.indices), rows.gather(1, top.indices)
+        feature_size = (out.maps.shape[2], out.maps.shape[3])
+    best_rows = best_rows.cpu()
+    return Gallery(item_index[best_rows].to(torch.int64), best_locs.cpu().to(torch.int64),
+                   best_scores.cpu().float(), item_labels[best_rows].to(torch.int64), feature_size, n)
+
+
+def _config_hash(folder: Path) -> str:
+    config = folder / "config.json"
+    return sha256_file(config) if config.is_file() else ""
+
+
+def save_gallery(folder: str | os.PathLike, gallery: Gallery) -> Path:
+    """Write ``gallery`` as ``folder/gallery.safetensors`` (atomically).
+
+    When ``folder`` is a checkpoint, the hash of its ``config.json`` (which pins the model
+    weights, backbone and data) is stored with it, so :func:`load_gallery` never returns the
+    gallery of another model.
+    """
+    folder = Path(folder)
+    path = folder / GALLERY_FILE
+    tensors = {"indices": gallery.indices, "locations": gallery.locations, "scores": gallery.scores,
+               "labels": gallery.labels}
+    metadata = {"format": GALLERY_FORMAT, "feature_size": f"{gallery.feature_size[0]},{gallery.feature_size[1]}",
+                "num_items": str(gallery.num_items), "config_sha256": _config_hash(folder)}
+    data = save({name: t.contiguous().cpu() for name, t in tensors.items()}, metadata=metadata)
+    with atomic_file(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def load_gallery(folder: str | os.PathLike) -> Gallery | None:
+    """Read ``folder/gallery.safetensors``. Returns ``None`` when there is none, when it is
+    unreadable (with a warning) or when it was built for another checkpoint config (stale)."""
+    folder = Path(folder)
+    path = folder / GALLERY_FILE
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in ("indices", "locations", "scores", "labels")}
+        h, w = (int(v) for v in meta["feature_size"].split(","))
+        num_items = int(meta["num_items"])
+    except (SafetensorError, OSError, ValueError, KeyError) as e:
+        warnings.warn(f"ignoring unreadable gallery {path} ({str(e).splitlines()[0]}); it will be rebuilt", stacklevel=2)
+        return None
+    if meta.get("format") != GALLERY_FORMAT or meta.get("config_sha256") != _config_hash(folder):
+        return None
+    return Gallery(tensors["indices"], tensors["locations"], tensors["scores"], tensors["labels"], (h, w), num_items)
+
+
+# ----------------------------------------------------------------------------------------------
+# Explanations of single images.
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ClassPrediction:
+    """One predicted class: index, probability and logit."""
+
+    label: int
+    probability: float
+    logit: float
+
+
+@dataclass
+class PrototypeContribution:
+    """Prototype ``p``'s part in the explained logit: ``contribution = score * weight``.
+
+    ``map (h, w)`` is the prototype's activation map; ``feature_location (i, j)`` its arg-max
+    cell; ``location (y, x)`` the centre of that cell in image pixels (continuous coordinates,
+    ``(0, 0)`` the top-left corner of the image); ``image_size (H, W)`` the explained image's size.
+    """
+
+    prototype: int
+    score: float
+    weight: float
+    contribution: float
+    map: torch.Tensor
+    feature_location: tuple[int, int]
+    location: tuple[float, float]
+    image_size: tuple[int, int]
+
+    @property
+    def heatmap(self) -> torch.Tensor:
+        """The map upsampled to the image: ``(H, W)``, bilinear (computed on access)."""
+        return _upsample(self.map[None, None], self.image_size)[0, 0]
+
+
+@dataclass
+class PrototypeExplanation:
+    """Why a prototype head classified one image as it did.
+
+    ``predictions``: the top classes by probability (and, for sigmoid heads, every class above
+    0.5), most probable first. ``target``: the explained class (the top prediction unless asked
+    otherwise), ``logit`` its logit and ``bias = logit - sum_p s_p W[target, p]`` the part no
+    prototype explains. ``prototypes``: every prototype with ``s_p W[target, p] > eps``, largest
+    contribution first. ``image_size (H, W)`` and ``feature_size (h, w)`` are the image's and
+    the map's sizes.
+    """
+
+    predictions: list[ClassPrediction]
+    target: int
+    logit: float
+    bias: float
+    eps: float
+    prototypes: list[PrototypeContribution]
+    image_size: tuple[int, int]
+    feature_size: tuple[int, int]
+
+    def to_dict(self, class_names: Sequence[str] | None = None, gallery: Gallery | None = None) -> dict[str, Any]:
+        """A JSON-serialisable summary (no maps); with ``gallery``, each prototype lists its
+        nearest training items."""
+
+        def name(label: int) -> str | None:
+            return class_names[label] if class_names is not None and 0 <= label < len(class_names) else None
+
+        prototypes = []
+        for c in self.prototypes:
+            entry: dict[str, Any] = {
+                "prototype": c.prototype, "score": c.score, "weight": c.weight, "contribution": c.contribution,
+                "location": {"y": c.location[0], "x": c.location[1]},
+                "feature_location": {"i": c.feature_location[0], "j": c.feature_location[1]},
+            }
+            if gallery is not None:
+                entry["gallery"] = [
+                    {"index": int(n), "label": int(y), "class": name(int(y)), "score": float(s), "location": int(loc)}
+                    for n, y, s, loc in zip(gallery.indices[c.prototype], gallery.labels[c.prototype],
+                                            gallery.scores[c.prototype], gallery.locations[c.prototype])
+                ]
+            prototypes.append(entry)
+        return {
+            "predictions": [{"label": p.label, "class": name(p.label), "probability": p.probability, "logit": p.logit}
+                            for p in self.predictions],
+            "target": {"label": self.target, "class": name(self.target), "logit": self.logit, "bias": self.bias,
+                       "prototype_evidence": sum(c.contribution for c in self.prototypes)},
+            "eps": self.eps,
+            "image_size": list(self.image_size),
+            "feature_size": list(self.feature_size),
+            "num_contributing": len(self.prototypes),
+            "prototypes": prototypes,
+        }
+
+
+def _upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``(B, n, h, w)`` -> ``(B, n, H, W)``, bilinear, pixel centres aligned (``align_corners=False``)."""
+    return F.interpolate(maps.float(), size=size, mode="bilinear", align_corners=False)
+
+
+class PrototypeExplainer:
+    """Explain a prototype head on a frozen backbone: ``explain`` one image in full, or
+    ``attribute`` a batch in captum's shape.
+
+    ``eps`` is the contribution threshold (the local-size metric's): prototype ``p`` contributes
+    to class ``c`` when ``s_p W[c, p] > eps``.
+    """
+
+    def __init__(self, head: nn.Module, backbone: Backbone, eps: float = 1e-3) -> None:
+        self.head = head
+        self.backbone = backbone
+        self.eps = eps
+
+    def _forward(self, images: torch.Tensor) -> PrototypeOutput:
+        device, _ = _head_device(self.head)
+        return self.head(self.backbone.extract(images.to(device)))
+
+    @torch.no_grad()
+    def explain(self, image: torch.Tensor, top_classes: int = 3, eps: float | None = None,
+                target: int | None = None) -> PrototypeExplanation:
+        """Explain one image ``(C, H, W)`` or ``(1, C, H, W)`` (C = 3, or 1 for grey backbones),
+        values in ``[0, 1]``.
+
+        Lists the ``top_classes`` most probable classes (plus every class above probability 0.5)
+        and the prototypes contributing to ``target`` (default: the most probable class) with
+        ``s_p W[target, p] > eps`` (default: the explainer's ``eps``).
+        """
+        if not isinstance(image, torch.Tensor) or image.dim() not in (3, 4) or (image.dim() == 4 and image.shape[0] != 1):
+            got = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+            raise InputError(f"explain takes one image (C, H, W) or (1, C, H, W), got {got}")
+        x = check_images(image if image.dim() == 4 else image[None], name="image")
+        if isinstance(top_classes, bool) or not isinstance(top_classes, int) or top_classes < 1:
+            raise InputError(f"top_classes must be a positive integer, got {top_classes!r}")
+        eps = self.eps if eps is None else eps
+        out = self._forward(x)
+        logits = out.logits[0].float().cpu()
+        probs = self.head.probabilities(out.logits)[0].float().cpu()
+        order = logits.argsort(descending=True)  # = by probability, without ties where it saturates
+        shown = order[(torch.arange(len(order)) < top_classes) | (probs[order] > 0.5)]
+        if target is not None and (isinstance(target, bool) or not isinstance(target, numbers.Integral)
+                                   or not 0 <= target < len(probs)):
+            raise InputError(f"target class {target!r} is invalid: must be an integer in [0, {len(probs)})")
+        c = int(order[0]) if target is None else int(target)
+        weights = self.head.class_weights()[c].float().cpu()
+        scores = out.scores[0].float().cpu()
+        contributions = scores * weights
+        selected = (contributions > eps).nonzero().flatten()
+        selected = selected[contributions[selected].argsort(descending=True)]
+        maps, locations = out.maps[0].float().cpu(), out.locations[0].cpu()
+        (H, W), (h, w) = tuple(x.shape[-2:]), tuple(maps.shape[-2:])
+        prototypes = []
+        for p in selected.tolist():
+            i, j = divmod(int(locations[p]), w)
+            prototypes.append(PrototypeContribution(
+                prototype=p, score=float(scores[p]), weight=float(weights[p]), contribution=float(contributions[p]),
+                map=maps[p], feature_location=(i, j), location=((i + 0.5) * H / h, (j + 0.5) * W / w),
+                image_size=(H, W)))
+        return PrototypeExplanation(
+            predictions=[ClassPrediction(int(k), float(probs[k]), float(logits[k])) for k in shown],
+            target=c, logit=float(logits[c]), bias=float(logits[c] - contributions.sum()), eps=eps,
+            prototypes=prototypes, image_size=(H, W), feature_size=(h, w))
+
+    @torch.no_grad()
+    def attribute(self, inputs: torch.Tensor, target: int | Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
+        """Class evidence maps ``(B, 1, H, W)`` for images ``(B, C, H, W)`` in ``[0, 1]``.
+
+        ``A_c = sum_p [s_p W[c, p] > eps] W[c, p] up(map_p)`` with ``up`` the bilinear upsampling
+        to ``(H, W)`` and ``c`` the ``target`` (an int for all images, or one per image) or the
+        predicted class. Returned on the input's device.
+        """
+        check_images(inputs, name="inputs")
+        out = self._forward(inputs)
+        num_classes = out.logits.shape[1]
+        if target is None:
+            classes = out.logits.argmax(dim=1)
+        else:
+            classes = torch.as_tensor(target, device=out.logits.device).flatten()
+            if classes.numel() == 1:
+                classes = classes.expand(inputs.shape[0])
+            if classes.numel() != inputs.shape[0] or classes.is_floating_point() or classes.dtype == torch.bool:
+                raise InputError(f"target must be one integer class, or one per image ({inputs.shape[0]}), "
+                                 f"got shape {tuple(classes.shape)} of {classes.dtype}")
+            if not ((classes >= 0) & (classes < num_classes)).all():
+                raise InputError(f"target classes must lie in [0, {num_classes}), got {classes.tolist()}")
+        weights = self.head.class_weights()[classes]  # (B, P)
+        coefficients = weights * (out.scores * weights > self.eps)
+        evidence = torch.einsum("bp,bphw->bhw", coefficients, out.maps)[:, None]
+        return _upsample(evidence, tuple(inputs.shape[-2:])).to(inputs.device)
+
+
+# ----------------------------------------------------------------------------------------------
+# End to end: a checkpoint and an image file -> explanation.png + explanation.json.
+# ----------------------------------------------------------------------------------------------
+
+
+def _checkpoint_folder(path: Path) -> Path:
+    """``path`` itself, or ``path/checkpoint`` for a run folder."""
+    if not (path / "model.safetensors").is_file() and (path / "checkpoint").is_dir():
+        return path / "checkpoint"  # a run folder (its own config.json is the run's, not a model's)
+    return path
+
+
+def _fit(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Resize (shorter side) and centre-crop to a square ``size``; plain resize otherwise."""
+    if img.size == (size[1], size[0]):
+        return img
+    if size[0] == size[1]:
+        return resize_center_crop(img, size[0])
+    return img.resize((size[1], size[0]), Image.BILINEAR)
+
+
+def explain_checkpoint(checkpoint_dir: str | os.PathLike, image_path: str | os.PathLike, out_dir: str | os.PathLike,
+                       k: int = 5, top_classes: int = 3, overwrite: bool = False, progress: bool = True,
+                       device: str | torch.device = "cpu", family: str | None = None) -> Path:
+    """Explain ``image_path`` with a trained prototype head; write ``out_dir/explanation.png``
+    and ``out_dir/explanation.json`` (atomically; an existing ``out_dir`` needs ``overwrite``).
+
+    ``checkpoint_dir`` is a checkpoint folder or a run folder holding ``checkpoint/``; its config
+    names the backbone, the training data and the feature cache. The image is resized and
+    centre-cropped to the backbone's input size. The gallery (``k`` nearest training patches per
+    prototype) is read from the checkpoint folder, or built from the cached training features and
+    saved there on first use. ``family`` (e.g. "side"), when given, must match the checkpoint's.
+    """
+    for setting, value in (("k", k), ("top_classes", top_classes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"{setting} must be a positive integer, got {value!r}")
+    out_dir = check_output_dir(out_dir, overwrite)
+    folder = _checkpoint_folder(Path(checkpoint_dir))
+    head, checkpoint = load_model(folder, family=family)
+    cfg = checkpoint.config
+    missing = [key for key in ("backbone", "data", "cache_dir") if key not in cfg]
+    if missing:
+        raise CheckpointError(f"checkpoint {folder} config lacks {', '.join(missing)}; it was not written by a sparsex trainer")
+    head = head.to(device)
+    backbone = create_backbone(**cfg["backbone"]).to(device)
+    data_cfg = cfg["data"]
+    dataset = create_dataset(data_cfg["name"], split="train", root=data_cfg.get("root"), **data_cfg.get("options", {}))
+    image = pil_to_tensor(_fit(load_image(image_path, channels=dataset.channels), backbone.info.input_size))
+
+    gallery = load_gallery(folder)
+    if gallery is None or gallery.k < min(k, gallery.num_items):
+        cache, _ = extract_features(dataset, backbone, cfg["cache_dir"], device=device, progress=progress)
+        gallery = build_gallery(head, cache, k=k)
+        try:
+            save_gallery(folder, gallery)
+        except OSError as e:
+            warnings.warn(f"could not save the gallery into {folder} ({e}); it will be rebuilt next time", stacklevel=2)
+    gallery = gallery.top(k)
+
+    explanation = PrototypeExplainer(head, backbone).explain(image, top_classes=top_classes)
+    shown = [c.prototype for c in explanation.prototypes[:MAX_ROWS]]
+    patches = gallery_patches(gallery, dataset, shown)
+    class_names = list(data_cfg.get("classes") or dataset.classes)
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+        explanation_figure(explanation, image, gallery=gallery, gallery_patches=patches, class_names=class_names,
+                           out=tmp / "explanation.png")
+        write_json(tmp / "explanation.json", {
+            "checkpoint": str(folder), "image": str(image_path), "k": gallery.k,
+            **explanation.to_dict(class_names, gallery),
+        })
+    return out_dir
