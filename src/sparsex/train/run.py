@@ -1,0 +1,99 @@
+"""A run folder with named stages: checkpoint after each stage, resume from the last finished one.
+
+Layout::
+
+    <out>/config.json          the resolved run config (a resumed run must match it)
+    <out>/stages/<i>-<name>/   checkpoint after stage i (model.safetensors + config.json), atomic
+    <out>/metrics.json         {"stages": [{"stage": name, ...metrics}], "final": {...}}
+    <out>/stages.md            the same numbers as a markdown table
+    <out>/checkpoint/          the final model (after the last stage)
+
+A stage is finished exactly when its checkpoint folder exists (they are written atomically), so a
+run killed mid-stage loses only that stage's progress and restarts it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from ..errors import OutputExistsError
+from ..io import atomic_file, write_json
+
+
+class RunFolder:
+    """Manage ``<out>`` for a staged run with resolved ``config`` (a JSON dict)."""
+
+    def __init__(self, path: str | Path, config: dict[str, Any], stages: list[str], overwrite: bool = False) -> None:
+        self.path = Path(path)
+        self.config = json.loads(json.dumps(config))
+        self.stages = stages
+        config_file = self.path / "config.json"
+        if self.path.exists() and any(self.path.iterdir()):
+            stored = json.loads(config_file.read_text()) if config_file.is_file() else None
+            if overwrite:
+                shutil.rmtree(self.path)
+            elif stored is None:
+                raise OutputExistsError(f"output folder {self.path} exists and is not a sparsex run; pass --overwrite or another --out")
+            elif stored != self.config:
+                changed = sorted(k for k in set(stored) | set(self.config) if stored.get(k) != self.config.get(k))
+                raise OutputExistsError(
+                    f"run folder {self.path} holds a run with other settings ({', '.join(changed)}); "
+                    f"pass --overwrite or another --out to start afresh"
+                )
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_json(config_file, self.config)
+
+    def stage_dir(self, index: int) -> Path:
+        return self.path / "stages" / f"{index + 1}-{self.stages[index]}"
+
+    def last_finished(self) -> int:
+        """Index of the last stage whose checkpoint exists, or -1."""
+        done = [i for i in range(len(self.stages)) if (self.stage_dir(i) / "config.json").is_file()]
+        return max(done, default=-1)
+
+    def load_stage(self, index: int, family: str) -> Checkpoint:
+        return load_checkpoint(self.stage_dir(index), family=family)
+
+    def metrics(self) -> dict[str, Any]:
+        file = self.path / "metrics.json"
+        return json.loads(file.read_text()) if file.is_file() else {"stages": []}
+
+    def finish_stage(self, index: int, model: nn.Module, family: str, checkpoint_config: dict[str, Any],
+                     metrics: dict[str, Any]) -> None:
+        """Checkpoint stage ``index`` atomically, then record its metrics (metrics.json, stages.md)."""
+        save_checkpoint(self.stage_dir(index), model, family, {**checkpoint_config, "stage": self.stages[index]},
+                        overwrite=True)
+        record = self.metrics()
+        record["stages"] = [m for m in record["stages"] if m["stage"] != self.stages[index]]
+        record["stages"].append({"stage": self.stages[index], **metrics})
+        record["stages"].sort(key=lambda m: self.stages.index(m["stage"]))
+        record["final"] = record["stages"][-1]
+        write_json(self.path / "metrics.json", record)
+        write_stage_table(self.path / "stages.md", record["stages"])
+
+    def finish(self, model: nn.Module, family: str, checkpoint_config: dict[str, Any]) -> Path:
+        """Write the final checkpoint to ``<out>/checkpoint``."""
+        return save_checkpoint(self.path / "checkpoint", model, family, checkpoint_config, overwrite=True)
+
+
+def write_stage_table(path: Path, stages: list[dict[str, Any]]) -> None:
+    """Markdown table: one row per stage, one column per scalar metric."""
+    columns = [k for k, v in stages[0].items() if k != "stage" and isinstance(v, (int, float))]
+    for stage in stages[1:]:
+        columns += [k for k, v in stage.items() if k not in columns and k != "stage" and isinstance(v, (int, float))]
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        return "" if value is None else str(value)
+
+    lines = ["| stage | " + " | ".join(columns) + " |", "| --- |" + " --- |" * len(columns)]
+    lines += ["| " + s["stage"] + " | " + " | ".join(cell(s.get(c)) for c in columns) + " |" for s in stages]
+    with atomic_file(path) as f:
+        f.write("\n".join(lines) + "\n")

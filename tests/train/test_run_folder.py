@@ -1,0 +1,32 @@
+import json
+
+import pytest
+from torch import nn
+
+from sparsex.errors import OutputExistsError
+from sparsex.train import RunFolder
+
+
+def test_stages_are_recorded_and_resumable(tmp_path):
+    run = RunFolder(tmp_path / "r", {"lr": 1}, ["a", "b"])
+    assert run.last_finished() == -1
+    run.finish_stage(0, nn.Linear(2, 2), "toy", {"model": {}}, {"accuracy": 0.5, "hist": [1, 2]})
+    again = RunFolder(tmp_path / "r", {"lr": 1}, ["a", "b"])
+    assert again.last_finished() == 0 and again.load_stage(0, "toy").config["stage"] == "a"
+    again.finish_stage(1, nn.Linear(2, 2), "toy", {"model": {}}, {"accuracy": 0.75, "size": 3})
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert [s["stage"] for s in metrics["stages"]] == ["a", "b"] and metrics["final"]["accuracy"] == 0.75
+    table = (tmp_path / "r" / "stages.md").read_text().splitlines()
+    assert table[0] == "| stage | accuracy | size |" and table[2] == "| a | 0.5 |  |" and table[3] == "| b | 0.75 | 3 |"
+
+
+def test_other_settings_are_refused_unless_overwrite(tmp_path):
+    RunFolder(tmp_path / "r", {"lr": 1, "k": 2}, ["a"]).finish_stage(0, nn.Linear(1, 1), "toy", {}, {})
+    with pytest.raises(OutputExistsError, match=r"other settings \(lr\); pass --overwrite"):
+        RunFolder(tmp_path / "r", {"lr": 2, "k": 2}, ["a"])
+    fresh = RunFolder(tmp_path / "r", {"lr": 2, "k": 2}, ["a"], overwrite=True)
+    assert fresh.last_finished() == -1
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "x.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match="not a sparsex run"):
+        RunFolder(tmp_path / "other", {}, ["a"])

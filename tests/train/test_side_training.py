@@ -1,0 +1,91 @@
+"""SIDE and InfoDisent trained end to end on a tiny part world (small-cnn features)."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from sparsex.errors import OutputExistsError, SparsexError
+from sparsex.models import load_model
+from sparsex.train.side import SIDETrainConfig, train_side
+
+TINY = dict(data="parts", data_options={"image_size": 48, "train_size": 48, "test_size": 24}, backbone="small-cnn",
+            expanded_channels=6, pretrain_epochs=3, finetune_epochs=2, calibrate_epochs=2, dense_epochs=3,
+            prune_k=2, batch_size=16, gallery_k=2)
+
+
+@pytest.fixture(scope="module")
+def side_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("side") / "run"
+    config = SIDETrainConfig(**TINY, cache_dir=str(out.parent / "features"))
+    return out, config, train_side(config, out, progress=False)
+
+
+def test_side_run_folder_and_metrics(side_run):
+    out, config, final = side_run
+    assert sorted(p.name for p in (out / "stages").iterdir()) == ["1-pretrain", "2-prune", "3-finetune", "4-calibrate"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [s["stage"] for s in metrics["stages"]] == list(config.stages) and metrics["final"] == final
+    for key in ["accuracy", "local_size", "local_size_all", "global_size", "ocla_score", "classes_above_t_histogram",
+                "zero_weight_fraction"]:
+        assert key in final
+    pruned = metrics["stages"][1]
+    assert pruned["zero_weight_fraction"] >= 1 - 2 / 12  # A=2 of P=12 weights per class survive
+    assert final["local_size"] <= 2  # at most A prototypes can contribute to the predicted class
+    assert sum(final["classes_above_t_histogram"]) == 24
+    assert (out / "stages.md").read_text().count("\n") == 2 + 4
+    assert (out / "checkpoint" / "gallery.safetensors").is_file()
+
+
+def test_final_checkpoint_reloads_with_its_mask(side_run):
+    out, _, _ = side_run
+    head, checkpoint = load_model(out / "checkpoint", family="side")
+    assert checkpoint.config["data"]["name"] == "parts" and checkpoint.config["backbone"]["name"] == "small-cnn"
+    assert (head.class_weights() > 0).sum(1).le(2).all()
+
+
+def test_rerun_resumes_and_kill_mid_run_gives_the_same_result(side_run, tmp_path):
+    out, config, final = side_run
+    before = (out / "stages" / "4-calibrate" / "model.safetensors").stat().st_mtime_ns
+    assert train_side(config, out, progress=False) == final  # nothing left to train
+    assert (out / "stages" / "4-calibrate" / "model.safetensors").stat().st_mtime_ns == before
+
+    resumed = tmp_path / "resumed"
+    shutil.copytree(out, resumed)  # as if killed during stage 3: stages 3-4 and the final checkpoint lost
+    for lost in ["stages/3-finetune", "stages/4-calibrate", "checkpoint"]:
+        shutil.rmtree(resumed / lost)
+    assert train_side(config, resumed, progress=False) == final
+
+
+def test_other_settings_in_the_same_folder(side_run):
+    out, config, _ = side_run
+    with pytest.raises(OutputExistsError, match="prune_k"):
+        train_side(SIDETrainConfig(**{**TINY, "prune_k": 3}, cache_dir=config.cache_dir), out, progress=False)
+
+
+def test_dense_baseline_same_module(tmp_path):
+    config = SIDETrainConfig(**{**TINY, "variant": "dense"}, cache_dir=str(tmp_path / "features"))
+    final = train_side(config, tmp_path / "dense", progress=False)
+    assert sorted(p.name for p in (tmp_path / "dense" / "stages").iterdir()) == ["1-train"]
+    head, _ = load_model(tmp_path / "dense" / "checkpoint")
+    assert head.config.variant == "dense" and final["global_size"] == 12  # unpruned: every prototype is used
+    assert final["zero_weight_fraction"] < 0.1
+    assert torch.allclose(head.probabilities(torch.zeros(1, 24)).sum(), torch.tensor(1.0))
+
+
+@pytest.mark.parametrize("settings, pattern", [
+    ({"stages": ("pretrain", "polish")}, "unknown stage 'polish' for variant side; valid stages"),
+    ({"prune_k": 13}, r"prune_k A=13 exceeds the number of prototypes \(12"),
+    ({"ocla_lambda": -1.0}, "ocla_lambda must be >= 0"),
+    ({"variant": "sparse"}, "unknown SIDE variant 'sparse'"),
+    ({"pretrain_loss": "mse"}, "pretrain_loss must be 'asl' or 'bce'"),
+])
+def test_bad_settings(settings, pattern):
+    with pytest.raises(SparsexError, match=pattern):
+        SIDETrainConfig(**{**TINY, **settings})
+
+
+def test_unknown_setting_name():
+    with pytest.raises(SparsexError, match="unknown SIDE setting.*epochs_pretrain"):
+        SIDETrainConfig.from_dict({"epochs_pretrain": 3})
