@@ -22,8 +22,12 @@ app = typer.Typer(help="Sparse, faithful explanations of image classifiers.", no
                   add_completion=False, pretty_exceptions_enable=False)
 data_app = typer.Typer(help="Make and look at datasets.", no_args_is_help=True)
 features_app = typer.Typer(help="Cache frozen-backbone features.", no_args_is_help=True)
+train_app = typer.Typer(help="Train a model; runs checkpoint every stage and resume.", no_args_is_help=True)
+explain_app = typer.Typer(help="Explain a trained model's prediction for one image.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(features_app, name="features")
+app.add_typer(train_app, name="train")
+app.add_typer(explain_app, name="explain")
 
 console = Console(soft_wrap=True)
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars.")
@@ -140,6 +144,124 @@ def features_extract(
                                       num_workers=num_workers, progress=not quiet)
         state = "cache hit" if hit else "extracted"
         console.print(f"{state}: {data}/{name} {tuple(cache.features.shape)} -> {cache.path}")
+
+
+def read_config_file(path: Path | None) -> dict[str, Any]:
+    """Settings from a JSON ``--config`` file (an object of setting names to values)."""
+    if path is None:
+        return {}
+    try:
+        settings = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SparsexError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SparsexError(f"config file {path} is not valid JSON: {e}") from None
+    if not isinstance(settings, dict):
+        raise SparsexError(f"config file {path} must hold a JSON object of settings")
+    return settings
+
+
+def _train_side_command(variant: str, data: Optional[str], backbone: Optional[str], out: Path, root: Optional[Path],
+                        data_opt: Optional[list[str]], weights: Optional[Path], random_weights: bool,
+                        stages: Optional[list[str]], prune_k: Optional[int], ocla_lambda: Optional[float],
+                        config: Optional[Path], set_: Optional[list[str]], device: Optional[str], overwrite: bool,
+                        quiet: bool) -> None:
+    from .train.side import SIDETrainConfig, train_side
+
+    settings = read_config_file(config)
+    explicit = {"data": data, "backbone": backbone, "root": str(root) if root else None, "weights": str(weights) if weights else None,
+                "prune_k": prune_k, "ocla_lambda": ocla_lambda, "device": device,
+                "stages": [s for item in stages for s in item.split(",")] if stages else None}
+    settings.update({k: v for k, v in explicit.items() if v is not None})
+    if data_opt:
+        settings["data_options"] = {**settings.get("data_options", {}), **parse_options(data_opt)}
+    if random_weights:
+        settings["pretrained"] = False
+    settings.update(parse_options(set_, "--set"))
+    settings["variant"] = variant
+    metrics = train_side(SIDETrainConfig.from_dict(settings), out, overwrite=overwrite, progress=not quiet)
+    table = Table("metric", "value", title=f"{'SIDE' if variant == 'side' else 'InfoDisent (dense)'}: test split, final stage")
+    for key, value in metrics.items():
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else escape(str(value)))
+    console.print(table)
+    console.print(f"run folder: {out} (checkpoint/, metrics.json, stages.md)")
+
+
+TRAIN_OPTIONS = dict(
+    data=typer.Option(None, "--data", help="Dataset name (default parts)."),
+    backbone=typer.Option(None, "--backbone", help="Frozen backbone (default lite0)."),
+    out=typer.Option(..., "--out", "-o", help="Run folder; rerunning with the same settings resumes."),
+    root=typer.Option(None, help="Local folder with the dataset's files."),
+    data_opt=typer.Option(None, "--data-opt", help="Dataset setting KEY=VALUE (repeatable)."),
+    weights=typer.Option(None, help="Local weight file for the backbone."),
+    random_weights=typer.Option(False, "--random-weights", help="Do not load bundled pretrained weights."),
+    config=typer.Option(None, "--config", help="JSON file of settings (see --set for names)."),
+    set_=typer.Option(None, "--set", help="Any setting KEY=VALUE, e.g. pretrain_epochs=30 (repeatable)."),
+    device=typer.Option(None, help="Torch device (default cpu)."),
+    overwrite=typer.Option(False, "--overwrite", help="Discard an existing run folder with other settings."),
+    quiet=QUIET,
+)
+
+
+@train_app.command("side")
+def train_side_command(
+    data: Optional[str] = TRAIN_OPTIONS["data"], backbone: Optional[str] = TRAIN_OPTIONS["backbone"],
+    out: Path = TRAIN_OPTIONS["out"], root: Optional[Path] = TRAIN_OPTIONS["root"],
+    data_opt: Optional[list[str]] = TRAIN_OPTIONS["data_opt"], weights: Optional[Path] = TRAIN_OPTIONS["weights"],
+    random_weights: bool = TRAIN_OPTIONS["random_weights"],
+    stages: Optional[list[str]] = typer.Option(None, "--stages", help="Stages to run: pretrain,prune,finetune,calibrate."),
+    prune_k: Optional[int] = typer.Option(None, "--prune-k", help="Weights kept per class by pruning (A, default 7)."),
+    ocla_lambda: Optional[float] = typer.Option(None, "--ocla-lambda", help="Weight of the OCLA loss (default 200)."),
+    config: Optional[Path] = TRAIN_OPTIONS["config"], set_: Optional[list[str]] = TRAIN_OPTIONS["set_"],
+    device: Optional[str] = TRAIN_OPTIONS["device"], overwrite: bool = TRAIN_OPTIONS["overwrite"],
+    quiet: bool = TRAIN_OPTIONS["quiet"],
+) -> None:
+    """Train SIDE (ASL pretraining, top-A pruning, fine-tuning, OCLA calibration) on cached features."""
+    _train_side_command("side", data, backbone, out, root, data_opt, weights, random_weights, stages, prune_k,
+                        ocla_lambda, config, set_, device, overwrite, quiet)
+
+
+@train_app.command("infodisent")
+def train_infodisent_command(
+    data: Optional[str] = TRAIN_OPTIONS["data"], backbone: Optional[str] = TRAIN_OPTIONS["backbone"],
+    out: Path = TRAIN_OPTIONS["out"], root: Optional[Path] = TRAIN_OPTIONS["root"],
+    data_opt: Optional[list[str]] = TRAIN_OPTIONS["data_opt"], weights: Optional[Path] = TRAIN_OPTIONS["weights"],
+    random_weights: bool = TRAIN_OPTIONS["random_weights"],
+    config: Optional[Path] = TRAIN_OPTIONS["config"], set_: Optional[list[str]] = TRAIN_OPTIONS["set_"],
+    device: Optional[str] = TRAIN_OPTIONS["device"], overwrite: bool = TRAIN_OPTIONS["overwrite"],
+    quiet: bool = TRAIN_OPTIONS["quiet"],
+) -> None:
+    """Train the dense InfoDisent baseline (softmax, signed weights, no pruning): SIDE's comparison."""
+    _train_side_command("dense", data, backbone, out, root, data_opt, weights, random_weights, None, None, None,
+                        config, set_, device, overwrite, quiet)
+
+
+def _explain_prototypes(family: str, checkpoint: Path, image: Path, out: Path, k: int, overwrite: bool,
+                        quiet: bool) -> None:
+    from .explainers.prototypes import explain_checkpoint
+
+    path = explain_checkpoint(checkpoint, image, out, k=k, overwrite=overwrite, progress=not quiet, family=family)
+    console.print(f"wrote {path / 'explanation.png'} and explanation.json")
+
+
+EXPLAIN_OPTIONS = dict(
+    checkpoint=typer.Option(..., "--checkpoint", help="Run folder or its checkpoint/ folder."),
+    image=typer.Option(..., "--image", help="Image file to explain."),
+    out=typer.Option(..., "--out", "-o", help="Output folder (explanation.png, explanation.json)."),
+    k=typer.Option(5, "--k", help="Training patches shown per prototype."),
+    overwrite=typer.Option(False, "--overwrite", help="Replace an existing output folder."),
+    quiet=QUIET,
+)
+
+
+@explain_app.command("side")
+def explain_side_command(
+    checkpoint: Path = EXPLAIN_OPTIONS["checkpoint"], image: Path = EXPLAIN_OPTIONS["image"],
+    out: Path = EXPLAIN_OPTIONS["out"], k: int = EXPLAIN_OPTIONS["k"],
+    overwrite: bool = EXPLAIN_OPTIONS["overwrite"], quiet: bool = EXPLAIN_OPTIONS["quiet"],
+) -> None:
+    """Explain a SIDE or InfoDisent prediction: contributing prototypes, heat maps, training patches."""
+    _explain_prototypes("side", checkpoint, image, out, k, overwrite, quiet)
 
 
 def main(argv: list[str] | None = None) -> None:

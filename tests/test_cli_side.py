@@ -1,0 +1,97 @@
+"""End-to-end: `sparsex train side|infodisent` and `sparsex explain side` on a tiny part world."""
+
+import json
+
+import pytest
+from PIL import Image
+
+from test_cli import assert_one_line_error, run
+
+TINY = ["--data", "parts", "--backbone", "small-cnn", "--data-opt", "image_size=48", "--data-opt", "train_size=48",
+        "--data-opt", "test_size=24", "--set", "expanded_channels=6", "--set", "pretrain_epochs=2",
+        "--set", "finetune_epochs=1", "--set", "calibrate_epochs=1", "--set", "dense_epochs=2", "--set", "gallery_k=2",
+        "--prune-k", "2", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def side_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "side"
+    code = None
+    try:
+        from sparsex.cli import main
+
+        main(["train", "side", "--out", str(out), *TINY])
+    except SystemExit as e:
+        code = e.code
+    assert code in (None, 0)
+    return out
+
+
+def test_train_side_writes_the_run_folder(side_run):
+    metrics = json.loads((side_run / "metrics.json").read_text())
+    assert [s["stage"] for s in metrics["stages"]] == ["pretrain", "prune", "finetune", "calibrate"]
+    assert json.loads((side_run / "config.json").read_text())["prune_k"] == 2
+    assert (side_run / "checkpoint" / "model.safetensors").is_file() and (side_run / "stages.md").is_file()
+
+
+def test_rerun_resumes_and_config_file_is_read(capsys, side_run, tmp_path):
+    code, out, _ = run(capsys, "train", "side", "--out", str(side_run), *TINY)
+    assert code == 0 and "accuracy" in out  # nothing retrained: the finished run is reported again
+    config = tmp_path / "side.json"
+    config.write_text(json.dumps({"prune_k": 3}))
+    code, _, err = run(capsys, "train", "side", "--out", str(side_run), *TINY[:-3], "--config", str(config), "--quiet")
+    assert_one_line_error(code, err, "other settings .*prune_k.*--overwrite")
+
+
+def test_explain_side(capsys, side_run, tmp_path):
+    image = tmp_path / "bird.png"
+    Image.new("RGB", (48, 48), (200, 180, 160)).save(image)
+    code, out, _ = run(capsys, "explain", "side", "--checkpoint", str(side_run), "--image", str(image),
+                       "--out", str(tmp_path / "exp"), "--quiet")
+    assert code == 0 and (tmp_path / "exp" / "explanation.png").is_file()
+    explanation = json.loads((tmp_path / "exp" / "explanation.json").read_text())
+    assert explanation["predictions"][0]["class"].startswith("class_") and "target" in explanation
+
+
+def test_train_infodisent(capsys, tmp_path):
+    code, out, _ = run(capsys, "train", "infodisent", "--out", str(tmp_path / "dense"), *TINY[:-3], "--quiet")
+    assert code == 0 and "InfoDisent" in out
+    assert [s["stage"] for s in json.loads((tmp_path / "dense" / "metrics.json").read_text())["stages"]] == ["train"]
+
+
+@pytest.mark.parametrize("args, pattern", [
+    (["--stages", "pretrain,polish"], "unknown stage 'polish'"),
+    (["--set", "expanded_channels=2", "--prune-k", "9"], r"prune_k A=9 exceeds the number of prototypes \(4"),
+    (["--set", "epochs=3"], "unknown SIDE setting.*epochs"),
+    (["--config", "{tmp}/missing.json"], "config file not found"),
+    (["--data", "imagenet"], "unknown dataset 'imagenet'"),
+])
+def test_train_bad_input(capsys, tmp_path, args, pattern):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    code, _, err = run(capsys, "train", "side", "--out", str(tmp_path / "r"), *TINY, *args)
+    assert_one_line_error(code, err, pattern)
+    assert not (tmp_path / "r" / "metrics.json").exists()
+
+
+def test_explain_bad_input(capsys, side_run, tmp_path):
+    (tmp_path / "notes.txt").write_text("not an image")
+    for image, pattern in [(tmp_path / "absent.png", "image file not found"), (tmp_path / "notes.txt", "not an image")]:
+        code, _, err = run(capsys, "explain", "side", "--checkpoint", str(side_run), "--image", str(image),
+                           "--out", str(tmp_path / "e"))
+        assert_one_line_error(code, err, pattern)
+        assert not (tmp_path / "e").exists()
+    code, _, err = run(capsys, "explain", "side", "--checkpoint", str(tmp_path), "--image", str(tmp_path / "notes.txt"),
+                       "--out", str(tmp_path / "e"))
+    assert_one_line_error(code, err, "checkpoint")
+
+
+def test_explain_refuses_another_family(capsys, tmp_path):
+    from torch import nn
+
+    from sparsex.checkpoint import save_checkpoint
+
+    save_checkpoint(tmp_path / "ck", nn.Linear(2, 2), "protosvit", {"model": {"name": "protosvit"}})
+    (tmp_path / "x.png").write_bytes(b"")
+    code, _, err = run(capsys, "explain", "side", "--checkpoint", str(tmp_path / "ck"), "--image",
+                       str(tmp_path / "x.png"), "--out", str(tmp_path / "e"))
+    assert_one_line_error(code, err, "holds a 'protosvit' model, not a 'side' model")
