@@ -8,17 +8,20 @@ import platform
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from sparsex.io import write_json
 
 
-def parse_args(description: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=description)
+def parse_args(description: str, extra: Callable[[argparse.ArgumentParser], Any] | None = None) -> argparse.Namespace:
+    """``--out RESULT.json`` and ``--quick``; ``extra(parser)`` may add a benchmark's own options."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write the figures to")
     parser.add_argument("--quick", action="store_true", help="tiny settings for a smoke test (a couple of minutes)")
+    if extra is not None:
+        extra(parser)
     return parser.parse_args()
 
 

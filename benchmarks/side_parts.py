@@ -1,0 +1,97 @@
+"""SIDE vs. the dense InfoDisent baseline on the part world with frozen Lite0 features, plus two
+ablations from the paper (ASL vs. BCE pretraining; OCLA lambda 0 vs. 200).
+
+    python benchmarks/side_parts.py --out RESULT.json [--quick] [--resume]
+
+Features are cached in ``benchmarks/.cache`` (reused by later runs); the run folders go to
+``benchmarks/.cache/side_runs[_quick]``, started afresh unless ``--resume`` (then finished stages are kept). The OCLA-0 run shares SIDE's
+first three stages (lambda only enters stage 4): they are copied into its run folder and the run
+resumes at calibration. Also writes one explanation figure for a test image next to RESULT.json.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from PIL import Image
+
+from _common import parse_args, write_result
+from sparsex import create_dataset
+from sparsex.explainers.prototypes import explain_checkpoint
+from sparsex.train.run import RunFolder
+from sparsex.train.side import SIDETrainConfig, train_side
+
+CACHE = Path(__file__).resolve().parent / ".cache"
+
+
+def main() -> None:
+    args = parse_args(__doc__, extra=lambda p: p.add_argument(
+        "--resume", action="store_true", help="keep finished stages from an earlier, interrupted run"))
+    if args.quick:
+        data = {"train_size": 96, "test_size": 48}
+        settings = dict(expanded_channels=16, pretrain_epochs=3, finetune_epochs=2, calibrate_epochs=2, dense_epochs=3)
+    else:
+        data = {"train_size": 2400, "test_size": 480}
+        settings = dict(expanded_channels=256, pretrain_epochs=10, finetune_epochs=5, calibrate_epochs=5, dense_epochs=10)
+    base = dict(data="parts", data_options=data, backbone="lite0", cache_dir=str(CACHE), **settings)
+    figures: dict = {"data.train_size": data["train_size"], "data.test_size": data["test_size"],
+                     **{f"settings.{k}": v for k, v in settings.items()}, "settings.prune_k": SIDETrainConfig().prune_k}
+    runs = CACHE / ("side_runs_quick" if args.quick else "side_runs")
+    if runs.exists() and not args.resume:
+        shutil.rmtree(runs)
+    timings = {}
+
+    def run(name: str, **overrides):
+        start = time.perf_counter()
+        result = train_side(SIDETrainConfig(**{**base, **overrides}), runs / name)
+        timings[name] = round(time.perf_counter() - start, 1)
+        return result
+
+    dense = run("dense", variant="dense")
+    side = run("side")
+    side_stages = {m["stage"]: m for m in json.loads((runs / "side" / "metrics.json").read_text())["stages"]}
+    bce = run("bce", stages=("pretrain",), pretrain_loss="bce")
+
+    ocla0_config = SIDETrainConfig(**{**base, "ocla_lambda": 0.0})
+    ocla0_dir = runs / "ocla0"
+    RunFolder(ocla0_dir, ocla0_config.to_dict(), list(ocla0_config.stages))
+    for stage in ("1-pretrain", "2-prune", "3-finetune"):
+        shutil.copytree(runs / "side" / "stages" / stage, ocla0_dir / "stages" / stage, dirs_exist_ok=True)
+    start = time.perf_counter()
+    ocla0 = train_side(ocla0_config, ocla0_dir)
+    timings["ocla0_calibrate_only"] = round(time.perf_counter() - start, 1)
+
+    test_image = runs / "test_image.png"
+    _save_png(create_dataset("parts", split="test", **data)[0]["image"], test_image)
+    explanation = explain_checkpoint(runs / "side", test_image, runs / "explanation", overwrite=True)
+    figure = args.out.with_name(args.out.stem + "_explanation.png")
+    shutil.copy(explanation / "explanation.png", figure)
+
+
+    for prefix, metrics in (("side", side), ("dense", dense)):
+        for key in ("accuracy", "local_size", "local_size_all", "global_size", "ocla_score", "zero_weight_fraction"):
+            figures[f"{prefix}.{key}"] = metrics[key]
+    figures["side.classes_above_t_histogram"] = side["classes_above_t_histogram"]
+    figures["ablation.asl.zero_weight_fraction"] = side_stages["pretrain"]["zero_weight_fraction"]
+    figures["ablation.bce.zero_weight_fraction"] = bce["zero_weight_fraction"]
+    figures["ablation.asl.accuracy_after_pretrain"] = side_stages["pretrain"]["accuracy"]
+    figures["ablation.bce.accuracy_after_pretrain"] = bce["accuracy"]
+    figures["ablation.ocla0.ocla_score"] = ocla0["ocla_score"]
+    figures["ablation.ocla200.ocla_score"] = side["ocla_score"]
+    figures["ablation.ocla0.classes_above_t_histogram"] = ocla0["classes_above_t_histogram"]
+    figures["ablation.ocla200.classes_above_t_histogram"] = side["classes_above_t_histogram"]
+    figures["accuracy_gap.side_minus_dense"] = round(side["accuracy"] - dense["accuracy"], 4)
+    figures["explanation_figure"] = str(figure)
+    figures.update({f"time_s.{k}": v for k, v in timings.items()})
+    write_result(args.out, args.quick, figures)
+
+
+def _save_png(image, path: Path) -> None:
+    Image.fromarray((image.permute(1, 2, 0).numpy() * 255 + 0.5).astype("uint8")).save(path)
+
+
+if __name__ == "__main__":
+    main()
