@@ -3,8 +3,8 @@ ablations from the paper (ASL vs. BCE pretraining; OCLA lambda 0 vs. 200).
 
     python benchmarks/side_parts.py --out RESULT.json [--quick] [--resume]
 
-Features are cached in ``benchmarks/.cache`` (reused by later runs); the run folders go to
-``benchmarks/.cache/side_runs[_quick]``, started afresh unless ``--resume`` (then finished stages are kept). The OCLA-0 run shares SIDE's
+Features are cached in ``--cache`` (default ``benchmarks/.cache``, reused by later runs); the run
+folders go to ``<cache>/side_runs[_quick]``, started afresh unless ``--resume`` (then finished stages are kept). The OCLA-0 run shares SIDE's
 first three stages (lambda only enters stage 4): they are copied into its run folder and the run
 resumes at calibration. Also writes one explanation figure for a test image next to RESULT.json.
 """
@@ -28,18 +28,21 @@ CACHE = Path(__file__).resolve().parent / ".cache"
 
 
 def main() -> None:
-    args = parse_args(__doc__, extra=lambda p: p.add_argument(
-        "--resume", action="store_true", help="keep finished stages from an earlier, interrupted run"))
+    def options(parser):
+        parser.add_argument("--resume", action="store_true", help="keep finished stages from an earlier, interrupted run")
+        parser.add_argument("--cache", type=Path, default=CACHE, help="folder for feature caches and run folders")
+
+    args = parse_args(__doc__, extra=options)
     if args.quick:
         data = {"train_size": 96, "test_size": 48}
         settings = dict(expanded_channels=16, pretrain_epochs=3, finetune_epochs=2, calibrate_epochs=2, dense_epochs=3)
     else:
         data = {"train_size": 2400, "test_size": 480}
         settings = dict(expanded_channels=256, pretrain_epochs=10, finetune_epochs=5, calibrate_epochs=5, dense_epochs=10)
-    base = dict(data="parts", data_options=data, backbone="lite0", cache_dir=str(CACHE), **settings)
+    base = dict(data="parts", data_options=data, backbone="lite0", cache_dir=str(args.cache), **settings)
     figures: dict = {"data.train_size": data["train_size"], "data.test_size": data["test_size"],
                      **{f"settings.{k}": v for k, v in settings.items()}, "settings.prune_k": SIDETrainConfig().prune_k}
-    runs = CACHE / ("side_runs_quick" if args.quick else "side_runs")
+    runs = args.cache / ("side_runs_quick" if args.quick else "side_runs")
     if runs.exists() and not args.resume:
         shutil.rmtree(runs)
     timings = {}
