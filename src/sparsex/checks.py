@@ -7,21 +7,26 @@ import torch
 from .errors import InputError
 
 
-def check_images(x: torch.Tensor, name: str = "images", channels: int | None = None) -> torch.Tensor:
-    """Check a batch of images ``(B, C, H, W)``: floating dtype, finite values, expected channels.
-
-    Returns ``x`` unchanged so it can be used inline. Raises :class:`InputError` with one line
-    naming the problem otherwise.
-    """
+def check_tensor(x: torch.Tensor, name: str, shape: str, nonempty: bool = False) -> torch.Tensor:
+    """Check a floating tensor with the dimensions named in ``shape`` (e.g. ``"(B, K)"``) and only
+    finite values; ``nonempty`` also requires every size >= 1. Returns ``x``; raises a one-line
+    :class:`InputError` naming the problem otherwise."""
     if not isinstance(x, torch.Tensor):
         raise InputError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() != 4:
-        raise InputError(f"{name} must have shape (B, C, H, W), got {tuple(x.shape)}")
+    if x.dim() != shape.count(",") + 1 or (nonempty and 0 in x.shape):
+        sizes = " with every size >= 1" if nonempty else ""
+        raise InputError(f"{name} must have shape {shape}{sizes}, got {tuple(x.shape)}")
     if not x.is_floating_point():
         raise InputError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
-    if channels is not None and x.shape[1] != channels:
-        raise InputError(f"{name} must have {channels} channels, got {x.shape[1]} (shape {tuple(x.shape)})")
     if x.numel() and not torch.isfinite(x).all():
         bad = "NaN" if torch.isnan(x).any() else "Inf"
         raise InputError(f"{name} contain {bad} values")
+    return x
+
+
+def check_images(x: torch.Tensor, name: str = "images", channels: int | None = None) -> torch.Tensor:
+    """Check a batch of images ``(B, C, H, W)``: floating dtype, finite values, expected channels."""
+    check_tensor(x, name, "(B, C, H, W)")
+    if channels is not None and x.shape[1] != channels:
+        raise InputError(f"{name} must have {channels} channels, got {x.shape[1]} (shape {tuple(x.shape)})")
     return x

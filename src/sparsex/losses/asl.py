@@ -15,21 +15,13 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..checks import check_tensor
 from ..errors import InputError
 
 
 def check_logits(logits: torch.Tensor) -> torch.Tensor:
     """Check logits ``(B, K)``: a floating tensor with at least one row and only finite values."""
-    if not isinstance(logits, torch.Tensor):
-        raise InputError(f"logits must be a torch.Tensor, got {type(logits).__name__}")
-    if logits.dim() != 2 or logits.shape[0] == 0 or logits.shape[1] == 0:
-        raise InputError(f"logits must have shape (B, K) with B, K >= 1, got {tuple(logits.shape)}")
-    if not logits.is_floating_point():
-        raise InputError(f"logits must be a floating-point tensor, got dtype {logits.dtype}")
-    if not torch.isfinite(logits).all():
-        bad = "NaN" if torch.isnan(logits).any() else "Inf"
-        raise InputError(f"logits contain {bad} values")
-    return logits
+    return check_tensor(logits, "logits", "(B, K)", nonempty=True)
 
 
 def check_class_indices(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

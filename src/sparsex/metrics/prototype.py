@@ -20,21 +20,8 @@ from typing import ClassVar
 
 import torch
 
+from ..checks import check_tensor
 from ..errors import InputError
-
-
-def _check_matrix(x: torch.Tensor, name: str, shape: str) -> torch.Tensor:
-    """A floating 2-D tensor with both sizes >= 1 and only finite values."""
-    if not isinstance(x, torch.Tensor):
-        raise InputError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() != 2 or x.shape[0] == 0 or x.shape[1] == 0:
-        raise InputError(f"{name} must have shape {shape} with both sizes >= 1, got {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise InputError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
-    if not torch.isfinite(x).all():
-        bad = "NaN" if torch.isnan(x).any() else "Inf"
-        raise InputError(f"{name} contain {bad} values")
-    return x
 
 
 def _check_labels(labels: torch.Tensor, name: str, n: int, k: int) -> torch.Tensor:
@@ -86,7 +73,7 @@ def _check_threshold(threshold: float) -> float:
 
 
 def _check_probs(probs: torch.Tensor) -> torch.Tensor:
-    _check_matrix(probs, "probs", "(N, K)")
+    check_tensor(probs, "probs", "(N, K)", nonempty=True)
     if ((probs < 0) | (probs > 1)).any():
         raise InputError("probs must lie in [0, 1]")
     return probs
@@ -98,7 +85,7 @@ def global_size(weights: torch.Tensor, eps: float = 1e-3) -> int:
 
     ``weights (K, P)`` effective class weights. Returns an ``int`` in ``[0, P]``.
     """
-    _check_matrix(weights, "weights", "(K, P)")
+    check_tensor(weights, "weights", "(K, P)", nonempty=True)
     _check_eps(eps)
     return int((weights.amax(dim=0) > eps).sum().item())
 
@@ -110,8 +97,8 @@ def local_size(scores: torch.Tensor, weights: torch.Tensor, predicted: torch.Ten
     ``scores (N, P)``, ``weights (K, P)``, ``predicted (N,)`` class indices. Returns an int64
     tensor ``(N,)`` on the inputs' device; the reported metric is its mean.
     """
-    _check_matrix(scores, "scores", "(N, P)")
-    _check_matrix(weights, "weights", "(K, P)")
+    check_tensor(scores, "scores", "(N, P)", nonempty=True)
+    check_tensor(weights, "weights", "(K, P)", nonempty=True)
     _check_num_prototypes(scores, weights)
     _check_labels(predicted, "predicted", scores.shape[0], weights.shape[0])
     _check_same_device(scores=scores, weights=weights, predicted=predicted)
@@ -129,8 +116,8 @@ def local_size_all_classes(scores: torch.Tensor, weights: torch.Tensor, eps: flo
     ``s[p] >= 0`` and ``s[p] min_c W[c, p]`` for ``s[p] < 0`` (exact in floating point, since
     rounding a product is monotone).
     """
-    _check_matrix(scores, "scores", "(N, P)")
-    _check_matrix(weights, "weights", "(K, P)")
+    check_tensor(scores, "scores", "(N, P)", nonempty=True)
+    check_tensor(weights, "weights", "(K, P)", nonempty=True)
     _check_num_prototypes(scores, weights)
     _check_same_device(scores=scores, weights=weights)
     _check_eps(eps)
@@ -181,7 +168,7 @@ def accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
     ``logits (N, K)`` (probabilities work too: the arg-max is the same), ``targets (N,)``.
     Ties go to the lowest class index. Returns a ``float`` in ``[0, 1]``.
     """
-    _check_matrix(logits, "logits", "(N, K)")
+    check_tensor(logits, "logits", "(N, K)", nonempty=True)
     _check_labels(targets, "targets", *logits.shape)
     _check_same_device(logits=logits, targets=targets)
     return (logits.argmax(dim=1) == targets).double().mean().item()
@@ -194,7 +181,7 @@ def zero_weight_fraction(weights: torch.Tensor, eps: float = 1e-3) -> float:
     ``weights (K, P)`` after the model's ReLU and pruning mask. With ``eps = 0`` no entry
     counts. Returns a ``float`` in ``[0, 1]``.
     """
-    _check_matrix(weights, "weights", "(K, P)")
+    check_tensor(weights, "weights", "(K, P)", nonempty=True)
     _check_eps(eps)
     return (weights.abs() < eps).double().mean().item()
 
@@ -311,9 +298,9 @@ def prototype_metrics(
     ``global_size``, ``ocla_score``, ``classes_above_t_histogram`` (list, see
     :func:`classes_above_histogram`), ``zero_weight_fraction``.
     """
-    _check_matrix(scores, "scores", "(N, P)")
-    _check_matrix(weights, "weights", "(K, P)")
-    _check_matrix(logits, "logits", "(N, K)")
+    check_tensor(scores, "scores", "(N, P)", nonempty=True)
+    check_tensor(weights, "weights", "(K, P)", nonempty=True)
+    check_tensor(logits, "logits", "(N, K)", nonempty=True)
     _check_probs(probs)
     _check_num_prototypes(scores, weights)
     _check_num_classes(logits, "logits", weights)
