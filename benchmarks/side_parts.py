@@ -16,15 +16,20 @@ import shutil
 import time
 from pathlib import Path
 
+import torch
 from PIL import Image
 
 from _common import parse_args, write_result
 from sparsex import create_dataset
+from sparsex.backbones import create_backbone
 from sparsex.explainers.prototypes import explain_checkpoint
+from sparsex.features import extract_features
+from sparsex.models import load_model
 from sparsex.train.run import RunFolder
 from sparsex.train.side import SIDETrainConfig, train_side
 
 CACHE = Path(__file__).resolve().parent / ".cache"
+PRUNE_SWEEP = (3, 5, 6, 10)  # A values measured beside the default
 
 
 def main() -> None:
@@ -41,7 +46,8 @@ def main() -> None:
         settings = dict(expanded_channels=256, pretrain_epochs=10, finetune_epochs=5, calibrate_epochs=5, dense_epochs=10)
     base = dict(data="parts", data_options=data, backbone="lite0", cache_dir=str(args.cache), **settings)
     figures: dict = {"data.train_size": data["train_size"], "data.test_size": data["test_size"],
-                     **{f"settings.{k}": v for k, v in settings.items()}, "settings.prune_k": SIDETrainConfig().prune_k}
+                     **{f"settings.{k}": v for k, v in settings.items()}}
+    base_prune_k = figures["settings.prune_k"] = SIDETrainConfig().prune_k
     runs = args.cache / ("side_runs_quick" if args.quick else "side_runs")
     if runs.exists() and not args.resume:
         shutil.rmtree(runs)
@@ -58,21 +64,27 @@ def main() -> None:
     side_stages = {m["stage"]: m for m in json.loads((runs / "side" / "metrics.json").read_text())["stages"]}
     bce = run("bce", stages=("pretrain",), pretrain_loss="bce")
 
-    ocla0_config = SIDETrainConfig(**{**base, "ocla_lambda": 0.0})
-    ocla0_dir = runs / "ocla0"
-    RunFolder(ocla0_dir, ocla0_config.to_dict(), list(ocla0_config.stages))
-    for stage in ("1-pretrain", "2-prune", "3-finetune"):
-        shutil.copytree(runs / "side" / "stages" / stage, ocla0_dir / "stages" / stage, dirs_exist_ok=True)
-    start = time.perf_counter()
-    ocla0 = train_side(ocla0_config, ocla0_dir)
-    timings["ocla0_calibrate_only"] = round(time.perf_counter() - start, 1)
+    def branch(name: str, shared: tuple[str, ...], **overrides):
+        """A SIDE run whose first stages equal the main run's (``overrides`` only act later):
+        copy those stage checkpoints in, then resume."""
+        config = SIDETrainConfig(**{**base, **overrides})
+        RunFolder(runs / name, config.to_dict(), list(config.stages))
+        for stage in shared:
+            shutil.copytree(runs / "side" / "stages" / stage, runs / name / "stages" / stage, dirs_exist_ok=True)
+        start = time.perf_counter()
+        result = train_side(config, runs / name)
+        timings[name] = round(time.perf_counter() - start, 1)
+        return result
+
+    ocla0 = branch("ocla0", ("1-pretrain", "2-prune", "3-finetune"), ocla_lambda=0.0)
+    sweep = {k: branch(f"prune_k{k}", ("1-pretrain",), prune_k=k) for k in PRUNE_SWEEP}
 
     test_image = runs / "test_image.png"
     _save_png(create_dataset("parts", split="test", **data)[0]["image"], test_image)
     explanation = explain_checkpoint(runs / "side", test_image, runs / "explanation", overwrite=True)
     figure = args.out.with_name(args.out.stem + "_explanation.png")
     shutil.copy(explanation / "explanation.png", figure)
-
+    figures.update(evidence_on_parts(runs / "side" / "checkpoint", data))
 
     for prefix, metrics in (("side", side), ("dense", dense)):
         for key in ("accuracy", "local_size", "local_size_all", "global_size", "ocla_score", "zero_weight_fraction"):
@@ -86,10 +98,35 @@ def main() -> None:
     figures["ablation.ocla200.ocla_score"] = side["ocla_score"]
     figures["ablation.ocla0.classes_above_t_histogram"] = ocla0["classes_above_t_histogram"]
     figures["ablation.ocla200.classes_above_t_histogram"] = side["classes_above_t_histogram"]
+    for k, metrics in sorted({**sweep, base_prune_k: side}.items()):
+        for key in ("accuracy", "local_size", "global_size", "ocla_score"):
+            figures[f"sweep.prune_k{k}.{key}"] = metrics[key]
     figures["accuracy_gap.side_minus_dense"] = round(side["accuracy"] - dense["accuracy"], 4)
     figures["explanation_figure"] = str(figure)
     figures.update({f"time_s.{k}": v for k, v in timings.items()})
     write_result(args.out, args.quick, figures)
+
+
+@torch.no_grad()
+def evidence_on_parts(checkpoint: Path, data: dict) -> dict:
+    """Where SIDE's evidence sits: over the test split, the share of the predicted class's
+    prototype evidence ``sum_p s_p W[yhat, p]`` whose arg-max feature cell overlaps a part mask
+    (any of the 6 part slots), beside the share of feature cells that overlap a part (chance)."""
+    head, ck = load_model(checkpoint, family="side")
+    world = create_dataset("parts", split="test", **data)
+    cache, _ = extract_features(world, create_backbone(**ck.config["backbone"]), ck.config["cache_dir"], progress=False)
+    out = head(cache.features)
+    weights = head.class_weights()
+    h, w = out.maps.shape[-2:]
+    on_parts = total = cells_on = 0.0
+    for n in range(len(world)):
+        masks = world[int(cache.indices[n])]["part_masks"].any(0).float()[None, None]
+        cell_has_part = torch.nn.functional.adaptive_max_pool2d(masks, (h, w)).flatten() > 0  # (h*w,)
+        evidence = out.scores[n] * weights[out.logits[n].argmax()]
+        on_parts += evidence[cell_has_part[out.locations[n]]].sum().item()
+        total += evidence.sum().item()
+        cells_on += cell_has_part.float().mean().item()
+    return {"side.evidence_on_parts": round(on_parts / total, 4), "side.cells_on_parts_chance": round(cells_on / len(world), 4)}
 
 
 def _save_png(image, path: Path) -> None:
