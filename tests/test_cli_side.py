@@ -63,7 +63,7 @@ def test_train_infodisent(capsys, tmp_path):
     (["--stages", "pretrain,polish"], "unknown stage 'polish'"),
     (["--set", "expanded_channels=2", "--prune-k", "9"], r"prune_k A=9 exceeds the number of prototypes \(4"),
     (["--set", "epochs=3"], "unknown SIDE setting.*epochs"),
-    (["--config", "{tmp}/missing.json"], "config file not found"),
+    (["--config", "{tmp}/missing.json"], "config file .*missing.json is missing"),
     (["--data", "imagenet"], "unknown dataset 'imagenet'"),
 ])
 def test_train_bad_input(capsys, tmp_path, args, pattern):

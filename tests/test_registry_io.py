@@ -55,3 +55,16 @@ def test_top_level_factories():
     assert {"side", "infodisent"} <= set(sparsex.list_models())
     head = sparsex.create_model("side", in_channels=4, num_classes=2, expanded_channels=2)
     assert head.config.num_prototypes == 4
+
+
+def test_read_json_names_missing_and_corrupt_files(tmp_path):
+    from sparsex.errors import CheckpointError, DataError
+    from sparsex.io import read_json
+
+    (tmp_path / "ok.json").write_text('{"a": 1}')
+    assert read_json(tmp_path / "ok.json", "thing") == {"a": 1}
+    with pytest.raises(DataError, match=r"^thing .*absent.json is missing$"):
+        read_json(tmp_path / "absent.json", "thing")
+    (tmp_path / "bad.json").write_text("{oops")
+    with pytest.raises(CheckpointError, match=r"^cannot read thing .*bad.json: not valid JSON"):
+        read_json(tmp_path / "bad.json", "thing", CheckpointError)

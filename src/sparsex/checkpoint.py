@@ -27,7 +27,7 @@ from torch import nn
 
 from .weights import load_state_dict_checked
 from .errors import CheckpointError
-from .io import atomic_dir, sha256_file, write_json
+from .io import atomic_dir, read_json, sha256_file, write_json
 
 FORMAT_VERSION = 1
 MODEL_FILE = "model.safetensors"
@@ -80,10 +80,7 @@ def load_checkpoint(path: str | os.PathLike, family: str | None = None) -> Check
     for name in (CONFIG_FILE, MODEL_FILE):
         if not (path / name).is_file():
             raise CheckpointError(f"checkpoint {path} has no {name}")
-    try:
-        meta = json.loads((path / CONFIG_FILE).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"checkpoint {path}: {CONFIG_FILE} is not valid JSON ({e})") from None
+    meta = read_json(path / CONFIG_FILE, f"checkpoint {CONFIG_FILE}", CheckpointError)
     if not isinstance(meta, dict) or not {"format_version", "family", "config"} <= meta.keys():
         raise CheckpointError(f"checkpoint {path}: {CONFIG_FILE} lacks format_version/family/config")
     version = meta["format_version"]

@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .errors import SparsexError
+from .io import read_json
 
 app = typer.Typer(help="Sparse, faithful explanations of image classifiers.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
@@ -150,12 +151,7 @@ def read_config_file(path: Path | None) -> dict[str, Any]:
     """Settings from a JSON ``--config`` file (an object of setting names to values)."""
     if path is None:
         return {}
-    try:
-        settings = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SparsexError(f"config file not found: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SparsexError(f"config file {path} is not valid JSON: {e}") from None
+    settings = read_json(path, "config file", SparsexError)
     if not isinstance(settings, dict):
         raise SparsexError(f"config file {path} must hold a JSON object of settings")
     return settings

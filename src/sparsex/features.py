@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from .backbones import Backbone
 from .data.base import ImageDataset
 from .errors import DataError, SparsexError
-from .io import atomic_file, sha256_json, write_json
+from .io import atomic_file, read_json, sha256_json, write_json
 
 CACHE_FORMAT = 1
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -63,11 +63,8 @@ class FeatureCache(torch.utils.data.Dataset):
         manifest_file = path / "manifest.json"
         if not manifest_file.is_file():
             raise DataError(f"feature cache {path} is incomplete (no manifest.json); run the extraction again to resume it")
-        try:
-            manifest = json.loads(manifest_file.read_text())
-            key = json.loads((path / "key.json").read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise DataError(f"feature cache {path} is corrupt: {e}") from None
+        manifest = read_json(manifest_file, "feature cache manifest")
+        key = read_json(path / "key.json", "feature cache key")
         parts = [_read_shard(path / name) for name in manifest["shards"]]
         features = torch.cat([p["features"] for p in parts]) if parts else torch.empty(0)
         if features.shape[0] != manifest["num_items"]:
@@ -123,7 +120,7 @@ def extract_features(dataset: ImageDataset, backbone: Backbone, root: str | os.P
         return FeatureCache.load(path), True
     path.mkdir(parents=True, exist_ok=True)
     key_file = path / "key.json"
-    if key_file.is_file() and json.loads(key_file.read_text()) != key:
+    if key_file.is_file() and read_json(key_file, "feature cache key") != key:
         raise DataError(f"feature cache {path} holds another key (hash collision or edited key.json); remove the folder")
     write_json(key_file, key)
 

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import OutputExistsError
+from .errors import DataError, OutputExistsError
 
 
 def check_output_dir(path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -68,6 +68,18 @@ def atomic_file(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def read_json(path: str | os.PathLike, what: str, error: type[Exception] = DataError) -> Any:
+    """Parse a JSON file; a missing, unreadable or invalid one raises ``error`` with one line naming
+    ``what`` (e.g. "checkpoint config.json") and the path."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise error(f"{what} {path} is missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise error(f"cannot read {what} {path}: not valid JSON ({e})") from None
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -52,7 +52,6 @@ from __future__ import annotations
 import colorsys
 import hashlib
 import itertools
-import json
 import math
 import numbers
 import operator
@@ -67,7 +66,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..errors import DataError
-from ..io import atomic_dir, write_json
+from ..io import atomic_dir, read_json, write_json
 from .base import DATASETS, ImageDataset, check_split
 
 GENERATOR_VERSION = "parts-2"  # parts-2: items are 8-bit images, identical to the written PNGs
@@ -982,12 +981,7 @@ def read_parts_meta(root: str | os.PathLike) -> tuple[PartWorldConfig, tuple[str
     generator version.
     """
     path = Path(root) / "meta.json"
-    try:
-        meta = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError(f"{root} is not a part-world folder: {path} is missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(f"cannot read {path}: {e}") from None
+    meta = read_json(path, "part-world meta.json")
     if not isinstance(meta, dict) or meta.get("format") != "sparsex-parts":
         raise DataError(f"{path} is not a part-world meta.json (no format 'sparsex-parts')")
     if meta.get("generator_version") != GENERATOR_VERSION:

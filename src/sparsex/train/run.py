@@ -23,7 +23,7 @@ from torch import nn
 
 from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ..errors import OutputExistsError
-from ..io import atomic_file, write_json
+from ..io import atomic_file, read_json, write_json
 
 
 class RunFolder:
@@ -35,7 +35,7 @@ class RunFolder:
         self.stages = stages
         config_file = self.path / "config.json"
         if self.path.exists() and any(self.path.iterdir()):
-            stored = json.loads(config_file.read_text()) if config_file.is_file() else None
+            stored = read_json(config_file, "run config") if config_file.is_file() else None
             if overwrite:
                 shutil.rmtree(self.path)
             elif stored is None:
@@ -62,7 +62,7 @@ class RunFolder:
 
     def metrics(self) -> dict[str, Any]:
         file = self.path / "metrics.json"
-        return json.loads(file.read_text()) if file.is_file() else {"stages": []}
+        return read_json(file, "run metrics") if file.is_file() else {"stages": []}
 
     def finish_stage(self, index: int, model: nn.Module, family: str, checkpoint_config: dict[str, Any],
                      metrics: dict[str, Any]) -> None:
