@@ -71,10 +71,7 @@ def main() -> None:
         RunFolder(runs / name, config.to_dict(), list(config.stages))
         for stage in shared:
             shutil.copytree(runs / "side" / "stages" / stage, runs / name / "stages" / stage, dirs_exist_ok=True)
-        start = time.perf_counter()
-        result = train_side(config, runs / name)
-        timings[name] = round(time.perf_counter() - start, 1)
-        return result
+        return run(name, **overrides)
 
     ocla0 = branch("ocla0", ("1-pretrain", "2-prune", "3-finetune"), ocla_lambda=0.0)
     sweep = {k: branch(f"prune_k{k}", ("1-pretrain",), prune_k=k) for k in PRUNE_SWEEP}

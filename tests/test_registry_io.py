@@ -68,3 +68,19 @@ def test_read_json_names_missing_and_corrupt_files(tmp_path):
     (tmp_path / "bad.json").write_text("{oops")
     with pytest.raises(CheckpointError, match=r"^cannot read thing .*bad.json: not valid JSON"):
         read_json(tmp_path / "bad.json", "thing", CheckpointError)
+
+
+def test_from_settings_refuses_unknown_names_in_one_line():
+    from dataclasses import dataclass
+
+    from sparsex.checks import from_settings
+    from sparsex.errors import DataError
+
+    @dataclass
+    class Toy:
+        size: int = 1
+        seed: int = 0
+
+    assert from_settings(Toy, {"seed": 3}, "toy") == Toy(size=1, seed=3)
+    with pytest.raises(DataError, match=r"^unknown toy setting\(s\) colour, sise; valid: size, seed$"):
+        from_settings(Toy, {"sise": 2, "colour": 1}, "toy", DataError)

@@ -1,10 +1,25 @@
-"""Input checks shared by every public entry point that takes tensors."""
+"""Input checks shared by every public entry point: tensors, and settings for config dataclasses."""
 
 from __future__ import annotations
 
+from dataclasses import fields
+from typing import Any, TypeVar
+
 import torch
 
-from .errors import InputError
+from .errors import InputError, SparsexError
+
+T = TypeVar("T")
+
+
+def from_settings(cls: type[T], settings: dict[str, Any], what: str, error: type[Exception] = SparsexError) -> T:
+    """Build the config dataclass ``cls`` from ``settings``; names that are not fields of ``cls``
+    raise ``error`` with one line listing the valid ones (``what`` names the config, e.g. "SIDE")."""
+    valid = [f.name for f in fields(cls)]
+    unknown = sorted(set(settings) - set(valid))
+    if unknown:
+        raise error(f"unknown {what} setting(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
+    return cls(**settings)
 
 
 def check_tensor(x: torch.Tensor, name: str, shape: str, nonempty: bool = False) -> torch.Tensor:

@@ -56,7 +56,7 @@ import math
 import numbers
 import operator
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -65,6 +65,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ..checks import from_settings
 from ..errors import DataError
 from ..io import atomic_dir, read_json, write_json
 from .base import DATASETS, ImageDataset, check_split
@@ -515,11 +516,7 @@ class PartWorldConfig:
     @classmethod
     def from_dict(cls, settings: dict[str, Any]) -> "PartWorldConfig":
         """Build a config from keyword settings; unknown names raise :class:`DataError`."""
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(settings) - set(valid))
-        if unknown:
-            raise DataError(f"unknown part world setting(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
-        return cls(**settings)
+        return from_settings(cls, settings, "part world", DataError)
 
     def size(self, split: str) -> int:
         return getattr(self, f"{split}_size")

@@ -84,8 +84,8 @@ class RunFolder:
 
 def write_stage_table(path: Path, stages: list[dict[str, Any]]) -> None:
     """Markdown table: one row per stage, one column per scalar metric."""
-    columns = [k for k, v in stages[0].items() if k != "stage" and isinstance(v, (int, float))]
-    for stage in stages[1:]:
+    columns: list[str] = []
+    for stage in stages:
         columns += [k for k, v in stage.items() if k not in columns and k != "stage" and isinstance(v, (int, float))]
 
     def cell(value: Any) -> str:

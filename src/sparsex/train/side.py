@@ -16,7 +16,7 @@ Each stage is checkpointed; a restarted run resumes after the last finished stag
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..backbones import create_backbone
+from ..checks import from_settings
 from ..data import create_dataset
 from ..errors import CheckpointError, SparsexError
 from ..explainers.prototypes import build_gallery, save_gallery
@@ -105,11 +106,8 @@ class SIDETrainConfig:
 
     @classmethod
     def from_dict(cls, settings: dict[str, Any]) -> "SIDETrainConfig":
-        valid = {f.name for f in fields(cls)}
-        unknown = sorted(set(settings) - valid)
-        if unknown:
-            raise SparsexError(f"unknown SIDE setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}")
-        return cls(**settings)
+        """Build a config from keyword settings; unknown names raise :class:`SparsexError`."""
+        return from_settings(cls, settings, "SIDE")
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
