@@ -107,3 +107,9 @@ def test_local_weight_file_round_trip_and_mismatch(tmp_path):
         create_backbone("resnet18", weights=tmp_path / "junk.safetensors")
     with pytest.raises(CheckpointError, match="weights file not found"):
         create_backbone("resnet18", weights=tmp_path / "absent.safetensors")
+
+
+@pytest.mark.parametrize("name", ["vit_tiny_patch16_224", "resnet18"])
+def test_layer_out_of_range_names_the_valid_range(name):
+    with pytest.raises(SparsexError, match=r"layer 99 is out of range for backbone .*: it has \d+ feature levels"):
+        create_backbone(name, layer=99, image_size=32)

@@ -63,6 +63,11 @@ class Backbone(nn.Module):
                  input_size: tuple[int, int], mean: tuple[float, ...], std: tuple[float, ...],
                  weights: str) -> None:
         super().__init__()
+        if layer is not None:
+            levels = len(getattr(model, "feature_info", None) or [])
+            if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < levels:
+                raise SparsexError(f"layer {layer!r} is out of range for backbone {name}: it has {levels} feature levels "
+                                   f"(layer 0 to {levels - 1}), or leave layer unset for the final features")
         self.model = model
         self.name = name
         self.layer = layer
