@@ -157,30 +157,39 @@ def read_config_file(path: Path | None) -> dict[str, Any]:
     return settings
 
 
-def _train_side_command(variant: str, data: Optional[str], backbone: Optional[str], out: Path, root: Optional[Path],
-                        data_opt: Optional[list[str]], weights: Optional[Path], random_weights: bool,
-                        stages: Optional[list[str]], prune_k: Optional[int], ocla_lambda: Optional[float],
-                        config: Optional[Path], set_: Optional[list[str]], device: Optional[str], overwrite: bool,
-                        quiet: bool) -> None:
-    from .train.side import SIDETrainConfig, train_side
-
+def _train_settings(config: Optional[Path], data: Optional[str], backbone: Optional[str], root: Optional[Path],
+                    data_opt: Optional[list[str]], weights: Optional[Path], random_weights: bool,
+                    stages: Optional[list[str]], set_: Optional[list[str]], device: Optional[str],
+                    **method: Any) -> dict[str, Any]:
+    """A trainer's settings: the ``--config`` file, then explicit options (``method`` holds the
+    method's own, None when not given), then ``--set`` pairs, later ones winning."""
     settings = read_config_file(config)
-    explicit = {"data": data, "backbone": backbone, "root": str(root) if root else None, "weights": str(weights) if weights else None,
-                "prune_k": prune_k, "ocla_lambda": ocla_lambda, "device": device,
-                "stages": [s for item in stages for s in item.split(",")] if stages else None}
+    explicit = {"data": data, "backbone": backbone, "root": str(root) if root else None,
+                "weights": str(weights) if weights else None, "device": device,
+                "stages": [s for item in stages for s in item.split(",")] if stages else None, **method}
     settings.update({k: v for k, v in explicit.items() if v is not None})
     if data_opt:
         settings["data_options"] = {**settings.get("data_options", {}), **parse_options(data_opt)}
     if random_weights:
         settings["pretrained"] = False
     settings.update(parse_options(set_, "--set"))
-    settings["variant"] = variant
-    metrics = train_side(SIDETrainConfig.from_dict(settings), out, overwrite=overwrite, progress=not quiet)
-    table = Table("metric", "value", title=f"{'SIDE' if variant == 'side' else 'InfoDisent (dense)'}: test split, final stage")
+    return settings
+
+
+def _report(title: str, metrics: dict[str, Any], out: Path) -> None:
+    table = Table("metric", "value", title=f"{title}: test split, final stage")
     for key, value in metrics.items():
         table.add_row(key, f"{value:.4g}" if isinstance(value, float) else escape(str(value)))
     console.print(table)
     console.print(f"run folder: {out} (checkpoint/, metrics.json, stages.md)")
+
+
+def _train_side_command(variant: str, out: Path, overwrite: bool, quiet: bool, **options: Any) -> None:
+    from .train.side import SIDETrainConfig, train_side
+
+    settings = {**_train_settings(**options), "variant": variant}
+    metrics = train_side(SIDETrainConfig.from_dict(settings), out, overwrite=overwrite, progress=not quiet)
+    _report("SIDE" if variant == "side" else "InfoDisent (dense)", metrics, out)
 
 
 TRAIN_OPTIONS = dict(
@@ -213,8 +222,9 @@ def train_side_command(
     quiet: bool = TRAIN_OPTIONS["quiet"],
 ) -> None:
     """Train SIDE (ASL pretraining, top-A pruning, fine-tuning, OCLA calibration) on cached features."""
-    _train_side_command("side", data, backbone, out, root, data_opt, weights, random_weights, stages, prune_k,
-                        ocla_lambda, config, set_, device, overwrite, quiet)
+    _train_side_command("side", out, overwrite, quiet, config=config, data=data, backbone=backbone, root=root,
+                        data_opt=data_opt, weights=weights, random_weights=random_weights, stages=stages,
+                        set_=set_, device=device, prune_k=prune_k, ocla_lambda=ocla_lambda)
 
 
 @train_app.command("infodisent")
@@ -228,8 +238,32 @@ def train_infodisent_command(
     quiet: bool = TRAIN_OPTIONS["quiet"],
 ) -> None:
     """Train the dense InfoDisent baseline (softmax, signed weights, no pruning): SIDE's comparison."""
-    _train_side_command("dense", data, backbone, out, root, data_opt, weights, random_weights, None, None, None,
-                        config, set_, device, overwrite, quiet)
+    _train_side_command("dense", out, overwrite, quiet, config=config, data=data, backbone=backbone, root=root,
+                        data_opt=data_opt, weights=weights, random_weights=random_weights, stages=None,
+                        set_=set_, device=device)
+
+
+@train_app.command("protosvit")
+def train_protosvit_command(
+    data: Optional[str] = TRAIN_OPTIONS["data"], backbone: Optional[str] = TRAIN_OPTIONS["backbone"],
+    out: Path = TRAIN_OPTIONS["out"], root: Optional[Path] = TRAIN_OPTIONS["root"],
+    data_opt: Optional[list[str]] = TRAIN_OPTIONS["data_opt"], weights: Optional[Path] = TRAIN_OPTIONS["weights"],
+    random_weights: bool = TRAIN_OPTIONS["random_weights"],
+    stages: Optional[list[str]] = typer.Option(None, "--stages", help="Stages to run: train,prune."),
+    prototypes: Optional[int] = typer.Option(None, "--prototypes", help="Number of prototypes P (default 300)."),
+    hoyer_weight: Optional[float] = typer.Option(None, "--hoyer-weight", help="Weight of the Hoyer-Square loss."),
+    config: Optional[Path] = TRAIN_OPTIONS["config"], set_: Optional[list[str]] = TRAIN_OPTIONS["set_"],
+    device: Optional[str] = TRAIN_OPTIONS["device"], overwrite: bool = TRAIN_OPTIONS["overwrite"],
+    quiet: bool = TRAIN_OPTIONS["quiet"],
+) -> None:
+    """Train ProtoS-ViT (shared cosine prototypes; cross-entropy + tanh + Hoyer-Square) on cached features."""
+    from .train.protosvit import ProtoSViTTrainConfig, train_protosvit
+
+    settings = _train_settings(config=config, data=data, backbone=backbone, root=root, data_opt=data_opt,
+                               weights=weights, random_weights=random_weights, stages=stages, set_=set_,
+                               device=device, num_prototypes=prototypes, hoyer_weight=hoyer_weight)
+    metrics = train_protosvit(ProtoSViTTrainConfig.from_dict(settings), out, overwrite=overwrite, progress=not quiet)
+    _report("ProtoS-ViT", metrics, out)
 
 
 def _explain_prototypes(family: str, checkpoint: Path, image: Path, out: Path, k: int, overwrite: bool,
@@ -258,6 +292,16 @@ def explain_side_command(
 ) -> None:
     """Explain a SIDE or InfoDisent prediction: contributing prototypes, heat maps, training patches."""
     _explain_prototypes("side", checkpoint, image, out, k, overwrite, quiet)
+
+
+@explain_app.command("protosvit")
+def explain_protosvit_command(
+    checkpoint: Path = EXPLAIN_OPTIONS["checkpoint"], image: Path = EXPLAIN_OPTIONS["image"],
+    out: Path = EXPLAIN_OPTIONS["out"], k: int = EXPLAIN_OPTIONS["k"],
+    overwrite: bool = EXPLAIN_OPTIONS["overwrite"], quiet: bool = EXPLAIN_OPTIONS["quiet"],
+) -> None:
+    """Explain a ProtoS-ViT prediction: contributing prototypes, similarity maps, training patches."""
+    _explain_prototypes("protosvit", checkpoint, image, out, k, overwrite, quiet)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,7 +6,9 @@ Everything here uses only the prototype-head interface: ``head(features) ->``
 ``maps (B, P, h, w)``, flat arg-max ``locations (B, P)``), ``head.class_weights() -> (K, P)``
 and ``head.probabilities(logits) -> (B, K)``. The logit of class ``c`` is read as
 ``logits[c] = sum_p s_p W[c, p] + b_c``, so prototype ``p`` contributes ``s_p W[c, p]`` to it and
-contributes (in the sense of the local-size metric) when that exceeds ``eps``.
+contributes (in the sense of the local-size metric) when that exceeds ``eps``. A head with a
+``contribution_threshold`` (ProtoS-ViT) drops importances at or below it from its logits at
+inference; they are dropped here too, so the explanation adds up to the logit.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from ..data.base import create_dataset, load_image, pil_to_tensor, resize_center
 from ..errors import CheckpointError, InputError
 from ..features import FeatureCache, extract_features
 from ..io import atomic_dir, atomic_file, check_output_dir, sha256_file, write_json
-from ..models import PrototypeOutput, load_model
+from ..models import PrototypeOutput, contribution_threshold, load_model
 from ..viz.prototypes import MAX_ROWS, explanation_figure, gallery_patches
 
 GALLERY_FILE = "gallery.safetensors"
@@ -307,6 +309,7 @@ class PrototypeExplainer:
         weights = self.head.class_weights()[c].float().cpu()
         scores = out.scores[0].float().cpu()
         contributions = scores * weights
+        contributions = contributions * (contributions > contribution_threshold(self.head, 0.0))  # as in the logit
         selected = (contributions > eps).nonzero().flatten()
         selected = selected[contributions[selected].argsort(descending=True)]
         maps, locations = out.maps[0].float().cpu(), out.locations[0].cpu()
@@ -346,7 +349,7 @@ class PrototypeExplainer:
             if not ((classes >= 0) & (classes < num_classes)).all():
                 raise InputError(f"target classes must lie in [0, {num_classes}), got {classes.tolist()}")
         weights = self.head.class_weights()[classes]  # (B, P)
-        coefficients = weights * (out.scores * weights > self.eps)
+        coefficients = weights * (out.scores * weights > contribution_threshold(self.head, self.eps))
         evidence = torch.einsum("bp,bphw->bhw", coefficients, out.maps)[:, None]
         return _upsample(evidence, tuple(inputs.shape[-2:])).to(inputs.device)
 

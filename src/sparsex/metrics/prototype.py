@@ -289,6 +289,7 @@ def prototype_metrics(
     targets: torch.Tensor,
     eps: float = 1e-3,
     threshold: float = 0.5,
+    contribution_eps: float | None = None,
 ) -> dict[str, float | list[int]]:
     """All prototype metrics of one test set, as plain Python numbers (ready for metrics.json).
 
@@ -296,7 +297,10 @@ def prototype_metrics(
     ``probs (N, K)`` the model's probabilities, ``targets (N,)``. The predicted class is
     ``logits.argmax(1)``. Keys: ``accuracy``, ``local_size`` (mean), ``local_size_all`` (mean),
     ``global_size``, ``ocla_score``, ``classes_above_t_histogram`` (list, see
-    :func:`classes_above_histogram`), ``zero_weight_fraction``.
+    :func:`classes_above_histogram`), ``zero_weight_fraction``. ``eps`` thresholds the weights
+    (global size, zero weights) and, unless ``contribution_eps`` is given, the contributions
+    ``s_p W[c, p]`` of the local sizes (a head that zeroes importances below its own threshold
+    in its logits is measured with that threshold there).
     """
     check_tensor(scores, "scores", "(N, P)", nonempty=True)
     check_tensor(weights, "weights", "(K, P)", nonempty=True)
@@ -312,11 +316,12 @@ def prototype_metrics(
         )
     _check_labels(targets, "targets", *logits.shape)
     _check_same_device(scores=scores, weights=weights, logits=logits, probs=probs, targets=targets)
+    contribution_eps = eps if contribution_eps is None else contribution_eps
     predicted = logits.argmax(dim=1)
     return {
         Accuracy.name: Accuracy()(logits, targets),
-        LocalSize.name: LocalSize(eps)(scores, weights, predicted),
-        LocalSizeAllClasses.name: LocalSizeAllClasses(eps)(scores, weights),
+        LocalSize.name: LocalSize(contribution_eps)(scores, weights, predicted),
+        LocalSizeAllClasses.name: LocalSizeAllClasses(contribution_eps)(scores, weights),
         GlobalSize.name: GlobalSize(eps)(weights),
         OCLAScore.name: OCLAScore(threshold)(probs, targets),
         "classes_above_t_histogram": classes_above_histogram(probs, threshold),

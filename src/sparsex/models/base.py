@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from ..checkpoint import Checkpoint, load_checkpoint
-from ..errors import CheckpointError
+from ..checks import check_images
+from ..errors import CheckpointError, InputError
 from ..registry import Registry
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
@@ -24,6 +25,21 @@ def create_model(name: str, **cfg: Any) -> nn.Module:
 def list_models() -> list[str]:
     """Names of all registered models."""
     return MODELS.names()
+
+
+def check_head_features(features: torch.Tensor, in_channels: int, head: str) -> torch.Tensor:
+    """Check a backbone feature map ``(B, in_channels, h, w)`` (finite floats) for ``head``."""
+    if not isinstance(features, torch.Tensor) or features.dim() != 4 or features.shape[1] != in_channels:
+        got = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
+        raise InputError(f"{head} head expects features (B, {in_channels}, h, w), got {got}")
+    return check_images(features, name="features")
+
+
+def contribution_threshold(head: nn.Module, eps: float) -> float:
+    """The threshold above which ``s_p W[c, p]`` counts as a contribution: ``eps``, or the head's
+    own inference threshold when larger (a head that zeroes smaller importances in its logits,
+    as ProtoS-ViT does, has no contributions between ``eps`` and that threshold)."""
+    return max(eps, float(getattr(head, "contribution_threshold", 0.0)))
 
 
 @dataclass

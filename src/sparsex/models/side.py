@@ -29,9 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import orthogonal
 
-from ..checks import check_images
-from ..errors import InputError, SparsexError
-from .base import MODELS, PrototypeOutput
+from ..errors import SparsexError
+from .base import MODELS, PrototypeOutput, check_head_features
 
 VARIANTS = ("side", "dense")
 
@@ -107,11 +106,7 @@ class SIDEHead(nn.Module):
 
     def prototype_maps(self, features: torch.Tensor) -> torch.Tensor:
         """``F (B, C, h, w)`` -> ``[Z, -Z] (B, P, h, w)``."""
-        if features.dim() != 4 or features.shape[1] != self.config.in_channels:
-            raise InputError(
-                f"SIDE head expects features (B, {self.config.in_channels}, h, w), got {tuple(features.shape)}"
-            )
-        check_images(features, name="features")
+        check_head_features(features, self.config.in_channels, "SIDE")
         # Z = U (W_e F + b_e) = (U W_e) F + U b_e: one channels-last matmul over all locations.
         u = self.disentangle.weight
         combined = u @ self.expand.weight.flatten(1)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-LossFn = Callable[[Any, torch.Tensor], torch.Tensor]
+LossFn = Callable[[Any, torch.Tensor, float], torch.Tensor]
 
 
 def train_epochs(model: nn.Module, loss_fn: LossFn, features: torch.Tensor, labels: torch.Tensor, epochs: int,
@@ -16,10 +16,14 @@ def train_epochs(model: nn.Module, loss_fn: LossFn, features: torch.Tensor, labe
                  progress: bool = True, desc: str = "train") -> list[float]:
     """Train ``model`` with Adam for ``epochs`` passes over ``features (N, ...)`` / ``labels (N,)``.
 
-    ``loss_fn(model(batch), batch_labels)`` gives the scalar loss. Batches are reshuffled every epoch
-    from ``seed + epoch``, so a run is reproducible. Returns the mean loss of each epoch.
+    ``loss_fn(model(batch), batch_labels, epoch)`` gives the scalar loss; ``epoch`` is the number
+    of epochs done so far, fractional within an epoch (for loss terms ramped in over a warm-up).
+    After every optimiser step, a model with a ``constrain()`` method has it called (e.g. to clamp
+    weights to be non-negative, a projected gradient step). Batches are reshuffled every epoch from
+    ``seed + epoch``, so a run is reproducible. Returns the mean loss of each epoch.
     """
     params = [p for p in model.parameters() if p.requires_grad]
+    constrain = getattr(model, "constrain", None)
     optimiser = torch.optim.Adam(params, lr=lr)
     n = features.shape[0]
     steps = (n + batch_size - 1) // batch_size
@@ -29,11 +33,13 @@ def train_epochs(model: nn.Module, loss_fn: LossFn, features: torch.Tensor, labe
         for epoch in range(epochs):
             order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch))
             total = 0.0
-            for idx in order.split(batch_size):
-                loss = loss_fn(model(features[idx].to(device, torch.float32)), labels[idx].to(device))
+            for step, idx in enumerate(order.split(batch_size)):
+                loss = loss_fn(model(features[idx].to(device, torch.float32)), labels[idx].to(device), epoch + step / steps)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
+                if constrain is not None:
+                    constrain()
                 total += loss.item() * len(idx)
                 bar.update()
             history.append(total / n)

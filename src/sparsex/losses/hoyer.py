@@ -1,0 +1,30 @@
+"""Hoyer-Square sparsity penalty.
+
+Yang, Wen, Li, "DeepHoyer: Learning Sparser Neural Network with Differentiable Scale-Invariant
+Sparsity Measures", ICLR 2020 (arXiv 1908.09979), Eq. 4. ProtoS-ViT (arXiv 2406.10025) applies
+it to each image's prototype importances so that few prototypes carry every decision.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..checks import check_tensor
+
+
+def hoyer_square(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Hoyer-Square of every row of ``x (B, P)``: ``HS(x) = (sum_p |x_p|)^2 / sum_p x_p^2``.
+
+    Scale invariant, between 1 (one non-zero entry) and ``P`` (all entries equal in magnitude);
+    for a row with ``n`` equal non-zero entries it is exactly ``n``, a differentiable count of the
+    non-zeros. An all-zero row gives 0 (``eps`` guards the division). Returns ``(B,)``.
+    """
+    check_tensor(x, "importances", "(B, P)")
+    return x.abs().sum(dim=1).square() / (x.square().sum(dim=1) + eps)
+
+
+def hoyer_square_loss(importances: torch.Tensor) -> torch.Tensor:
+    """Mean Hoyer-Square over the rows of ``importances (B, P)``:
+    ``L_HS = 1/B sum_b HS(importances_b)`` (see :func:`hoyer_square`). In ProtoS-ViT the row of
+    image ``b`` is ``s_b * W[y_b]``, its prototype scores times its class's weights."""
+    return hoyer_square(importances).mean()

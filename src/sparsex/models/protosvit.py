@@ -1,0 +1,162 @@
+"""ProtoS-ViT (Turbé et al., arXiv 2406.10025): a sparse prototype head on frozen patch features
+(ViT tokens as a grid, or a CNN map), with prototypes shared across classes.
+
+On features ``F (B, C, h, w)``:
+
+1. **projection head**: 1x1 convolutions, a linear path plus a non-linear branch,
+   ``Z = conv(F) + conv(GELU(conv(F)))``, then L2 normalisation over channels at every patch;
+2. **prototypes**: ``P`` learnable vectors ``q_p`` (orthogonal initialisation), used as unit
+   vectors. Cosine similarity at every patch, normalised by a softmax over prototypes with
+   temperature ``tau``: ``A[p, i, j] = softmax_p(<q_p / |q_p|, Z[:, i, j]> / tau)``, which
+   assigns each patch softly to its prototypes;
+3. **prototype head**: per prototype, a depthwise 3x3 then a depthwise 1x1 convolution over its
+   map ``A_p`` (independent kernels per prototype), LayerNorm over the prototypes at every patch,
+   ReLU: the maps ``M (B, P, h, w)``; the score is the spatial maximum ``s_p = max_{i,j} M_p``
+   (its arg-max kept for explanations);
+4. **classifier**: ``logits_c = sum_p s_p W[c, p]`` with ``W >= 0`` (clamped after every
+   optimiser step, see :meth:`ProtoSViTHead.constrain`) and no bias; softmax outputs. At
+   inference, importances ``s_p W[c, p]`` at or below ``importance_threshold`` are zeroed in the
+   logits, so only the prototypes an explanation shows enter the decision. Class-prototype
+   connections that never matter on the training set can be pruned
+   (:meth:`ProtoSViTHead.prune_unused`).
+
+Training (cross-entropy + tanh presence loss + Hoyer-Square on the importances) lives in
+:mod:`sparsex.train.protosvit`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import InputError, SparsexError
+from .base import MODELS, PrototypeOutput, check_head_features
+
+
+@dataclass(frozen=True)
+class ProtoSViTConfig:
+    """``in_channels`` C of the backbone map, ``num_classes`` K, ``num_prototypes`` P,
+    ``embed_dim`` D of the projection, ``temperature`` tau of the softmax over prototypes,
+    ``importance_threshold`` below which importances are zeroed at inference."""
+
+    in_channels: int
+    num_classes: int
+    num_prototypes: int = 300
+    embed_dim: int = 256
+    temperature: float = 0.1
+    importance_threshold: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("in_channels", "num_classes", "num_prototypes", "embed_dim"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise SparsexError(f"ProtoS-ViT setting {name}={value!r} must be a positive integer")
+        if self.num_classes < 2:
+            raise SparsexError(f"ProtoS-ViT needs at least 2 classes, got num_classes={self.num_classes}")
+        if not (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature) and self.temperature > 0):
+            raise SparsexError(f"ProtoS-ViT temperature must be a number > 0, got {self.temperature!r}")
+        threshold = self.importance_threshold
+        if not (isinstance(threshold, (int, float)) and math.isfinite(threshold) and threshold >= 0):
+            raise SparsexError(f"ProtoS-ViT importance_threshold must be a number >= 0, got {threshold!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ProtoSViTHead(nn.Module):
+    """The ProtoS-ViT head (see the module docstring). ``forward(features)`` ->
+    :class:`PrototypeOutput`."""
+
+    family = "protosvit"
+
+    def __init__(self, config: ProtoSViTConfig) -> None:
+        super().__init__()
+        self.config = config
+        c, d, p, k = config.in_channels, config.embed_dim, config.num_prototypes, config.num_classes
+        self.project = nn.Conv2d(c, d, 1)
+        self.project_branch = nn.Sequential(nn.Conv2d(c, d, 1), nn.GELU(), nn.Conv2d(d, d, 1))
+        self.prototypes = nn.Parameter(torch.empty(p, d))
+        nn.init.orthogonal_(self.prototypes)
+        self.spatial = nn.Conv2d(p, p, 3, padding=1, groups=p)
+        self.pointwise = nn.Conv2d(p, p, 1, groups=p)
+        self.norm = nn.LayerNorm(p)
+        # Non-negative start around a uniform vote: logits_c ~ mean score at initialisation.
+        self.weight = nn.Parameter(torch.rand(k, p) * (2.0 / p))
+        self.register_buffer("connections", torch.ones(k, p))  # 0 for pruned class-prototype connections
+
+    @property
+    def sigmoid_outputs(self) -> bool:
+        return False
+
+    @property
+    def contribution_threshold(self) -> float:
+        """Importances at or below this are zeroed in the logits at inference (and so are not
+        contributions)."""
+        return self.config.importance_threshold
+
+    def class_weights(self) -> torch.Tensor:
+        """Effective class weights ``(K, P)``: ``max(W, 0)`` on the connections not pruned."""
+        return self.weight.clamp(min=0) * self.connections
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(logits, dim=1)
+
+    @torch.no_grad()
+    def constrain(self) -> None:
+        """Projected gradient step: clamp ``W`` to be non-negative (called after each update),
+        so weights pushed below zero become exactly zero and may grow back."""
+        self.weight.clamp_(min=0)
+
+    def similarities(self, features: torch.Tensor) -> torch.Tensor:
+        """``F (B, C, h, w)`` -> the softmax-normalised cosine similarities ``A (B, P, h, w)``."""
+        check_head_features(features, self.config.in_channels, "ProtoS-ViT")
+        z = F.normalize(self.project(features) + self.project_branch(features), dim=1)
+        q = F.normalize(self.prototypes, dim=1)
+        return torch.softmax(torch.einsum("bdhw,pd->bphw", z, q) / self.config.temperature, dim=1)
+
+    def prototype_maps(self, features: torch.Tensor) -> torch.Tensor:
+        """``F (B, C, h, w)`` -> the prototype maps ``M (B, P, h, w)`` (non-negative)."""
+        a = self.pointwise(self.spatial(self.similarities(features)))
+        return torch.relu(self.norm(a.permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
+
+    def forward(self, features: torch.Tensor) -> PrototypeOutput:
+        maps = self.prototype_maps(features)
+        scores, locations = maps.flatten(2).max(dim=2)
+        weights = self.class_weights()
+        threshold = self.config.importance_threshold
+        if self.training or threshold == 0:
+            logits = scores @ weights.T
+        else:
+            importances = scores[:, None, :] * weights[None]  # (B, K, P)
+            logits = (importances * (importances > threshold)).sum(dim=2)
+        return PrototypeOutput(logits, scores, maps, locations)
+
+    @torch.no_grad()
+    def prune_unused(self, max_scores: torch.Tensor, eps: float = 1e-3) -> int:
+        """Prune the class-prototype connections that never matter on the training set.
+
+        ``max_scores (P,)`` is each prototype's largest score over the training set, so (with
+        ``W >= 0``) ``W[c, p] * max_scores[p]`` is the largest importance connection ``(c, p)``
+        ever had. Connections where that is at most ``max(eps, importance_threshold)`` are fixed
+        to zero: at inference they never entered a training-set logit anyway (the importance
+        threshold dropped them), so training-set predictions do not change, and prototypes left
+        with no connection (never firing, or never important) leave the explanation vocabulary.
+        Returns how many connections were pruned now.
+        """
+        if not isinstance(max_scores, torch.Tensor) or max_scores.shape != (self.config.num_prototypes,):
+            got = tuple(max_scores.shape) if isinstance(max_scores, torch.Tensor) else type(max_scores).__name__
+            raise InputError(f"max_scores must have shape ({self.config.num_prototypes},), got {got}")
+        largest = self.class_weights() * max_scores.to(self.weight.device)[None]
+        unused = (largest <= max(eps, self.config.importance_threshold)) & (self.connections > 0)
+        self.connections[unused] = 0.0
+        return int(unused.sum().item())
+
+
+@MODELS.register("protosvit", description="ProtoS-ViT: shared cosine prototypes, depthwise head, non-negative classifier")
+def create_protosvit(**cfg: Any) -> ProtoSViTHead:
+    return ProtoSViTHead(ProtoSViTConfig(**cfg))

@@ -1,0 +1,154 @@
+"""What every prototype head trained on cached backbone features shares: the common settings
+(:class:`HeadTrainConfig`), the test-split evaluation (:func:`evaluate_head`) and the staged run
+(:func:`train_head_stages`: features cached once, one checkpoint per named stage, resume after
+the last finished stage, the final checkpoint with its prototype gallery).
+
+A method's trainer (``train/side.py``, ``train/protosvit.py``) subclasses the config with its own
+settings and supplies one function that runs a named stage on the head.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import torch
+from torch import nn
+
+from ..backbones import create_backbone
+from ..checks import from_settings
+from ..data import create_dataset
+from ..errors import CheckpointError, SparsexError
+from ..explainers.prototypes import build_gallery, save_gallery
+from ..features import FeatureCache, extract_features
+from ..metrics import prototype_metrics
+from ..models import contribution_threshold, create_model
+from .loop import predict
+from .run import RunFolder
+
+StageFn = Callable[[nn.Module, str, int, FeatureCache], dict[str, Any]]
+
+
+@dataclass
+class HeadTrainConfig:
+    """Data, backbone, feature cache and bookkeeping settings shared by all head trainers.
+
+    ``eps`` is the contribution threshold of the sparsity metrics (DESIGN.md); ``gallery_k`` the
+    training items kept per prototype for explanations; ``cache_dir`` defaults to
+    ``<out>/features``.
+    """
+
+    what: ClassVar[str] = "training"  # the method's name in error messages
+
+    data: str = "parts"
+    root: str | None = None
+    data_options: dict[str, Any] = field(default_factory=dict)
+    backbone: str = "lite0"
+    pretrained: bool = True
+    weights: str | None = None
+    layer: int | None = None
+    image_size: int | None = None
+    batch_size: int = 64
+    seed: int = 0
+    eps: float = 1e-3
+    gallery_k: int = 5
+    cache_dir: str | None = None
+    feature_dtype: str = "float32"
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        self.check_counts("batch_size", "gallery_k")
+        if not (isinstance(self.eps, (int, float)) and math.isfinite(self.eps) and self.eps >= 0):
+            raise SparsexError(f"eps must be a finite number >= 0, got {self.eps!r}")
+
+    def check_counts(self, *names: str) -> None:
+        """Settings named ``*_epochs`` must be integers >= 0, the others integers >= 1."""
+        for name in names:
+            value = getattr(self, name)
+            epochs = name.endswith("epochs")
+            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if epochs else 1):
+                raise SparsexError(f"{name} must be a {'non-negative' if epochs else 'positive'} integer, got {value!r}")
+
+    @classmethod
+    def from_dict(cls, settings: dict[str, Any]):
+        """Build a config from keyword settings; unknown names raise :class:`SparsexError`."""
+        return from_settings(cls, settings, cls.what)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        if isinstance(out.get("stages"), tuple):
+            out["stages"] = list(out["stages"])
+        return out
+
+    def backbone_settings(self) -> dict[str, Any]:
+        return {"name": self.backbone, "pretrained": self.pretrained, "weights": self.weights, "layer": self.layer,
+                "image_size": self.image_size}
+
+
+def evaluate_head(head: nn.Module, cache: FeatureCache, eps: float = 1e-3, threshold: float = 0.5,
+                  device: str | torch.device = "cpu") -> dict[str, Any]:
+    """DESIGN.md's prototype metrics of ``head`` on the cached features of one split."""
+    out = predict(head, cache.features, device=device)
+    with torch.no_grad():
+        weights = head.class_weights().detach().cpu()
+        probs = head.probabilities(out["logits"])
+    return prototype_metrics(out["scores"], weights, out["logits"], probs, cache.labels, eps=eps, threshold=threshold,
+                             contribution_eps=contribution_threshold(head, eps))
+
+
+def cached_split(config: HeadTrainConfig, split: str, backbone, cache_dir: Path, progress: bool) -> FeatureCache:
+    """The backbone features of ``config``'s dataset split, from the cache (extracted on first use)."""
+    dataset = create_dataset(config.data, split=split, root=config.root, **config.data_options)
+    cache, _ = extract_features(dataset, backbone, cache_dir, dtype=config.feature_dtype, device=config.device,
+                                progress=progress)
+    return cache
+
+
+def train_head_stages(config: HeadTrainConfig, out: str | os.PathLike, stages: list[str], family: str,
+                      model_name: str, model_settings: dict[str, Any], run_stage: StageFn, overwrite: bool = False,
+                      progress: bool = True, threshold: float = 0.5) -> dict[str, Any]:
+    """Run (or resume) ``stages`` of a head in the run folder ``out``; return the final metrics.
+
+    The head is ``create_model(model_name, in_channels=C, num_classes=K, **model_settings)`` on
+    the cached train features ``(N, C, h, w)``. ``run_stage(head, stage, index, train_cache)``
+    trains or edits the head in place and returns extra numbers for the stage's record (e.g. the
+    final training loss). After every stage the head is checkpointed and evaluated on the test
+    split (``threshold`` is the OCLA probability threshold).
+    """
+    run = RunFolder(out, config.to_dict(), stages, overwrite=overwrite)
+    cache_dir = Path(config.cache_dir) if config.cache_dir else run.path / "features"
+    backbone_cfg = config.backbone_settings()
+    backbone = create_backbone(**backbone_cfg)
+    train = cached_split(config, "train", backbone, cache_dir, progress)
+    test = cached_split(config, "test", backbone, cache_dir, progress)
+    if train.num_classes != test.num_classes:
+        raise SparsexError(f"train split has {train.num_classes} classes, test split {test.num_classes}")
+
+    torch.manual_seed(config.seed)
+    model_cfg = {"in_channels": train.features.shape[1], "num_classes": train.num_classes, **model_settings}
+    head = create_model(model_name, **model_cfg).to(config.device)
+    checkpoint_config = {
+        "model": {"name": model_name, **model_cfg},
+        "backbone": backbone_cfg,
+        "data": {"name": config.data, "root": config.root, "options": config.data_options, "classes": train.classes},
+        "cache_dir": str(cache_dir),
+    }
+
+    start = run.last_finished() + 1
+    if start > 0:
+        checkpoint = run.load_stage(start - 1, family)
+        if checkpoint.config["model"]["num_classes"] != train.num_classes:
+            raise CheckpointError(
+                f"stage checkpoint has {checkpoint.config['model']['num_classes']} classes, the data {train.num_classes}"
+            )
+        checkpoint.load_into(head)
+    for index in range(start, len(stages)):
+        info = run_stage(head, stages[index], index, train)
+        metrics = evaluate_head(head, test, config.eps, threshold, config.device)
+        run.finish_stage(index, head, family, checkpoint_config, {**metrics, **info})
+    final = run.finish(head, family, checkpoint_config)
+    save_gallery(final, build_gallery(head, train, k=config.gallery_k))
+    return run.metrics()["final"]

@@ -1,0 +1,21 @@
+import pytest
+import torch
+
+from sparsex.errors import InputError, SparsexError
+from sparsex.models import create_model
+
+
+def test_linear_probe_pools_then_projects():
+    probe = create_model("linear-probe", in_channels=2, num_classes=3)
+    with torch.no_grad():
+        probe.linear.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, -1.0]]))
+        probe.linear.bias.copy_(torch.tensor([0.0, 0.5, 0.0]))
+    features = torch.tensor([[[[1.0, 3.0]], [[2.0, 2.0]]]])  # (1, 2, 1, 2): channel means 2 and 2
+    assert probe(features).tolist() == [[2.0, 2.5, 0.0]]
+
+
+def test_linear_probe_bad_input():
+    with pytest.raises(SparsexError, match="num_classes=0"):
+        create_model("linear-probe", in_channels=2, num_classes=0)
+    with pytest.raises(InputError, match=r"linear probe head expects features \(B, 2, h, w\)"):
+        create_model("linear-probe", in_channels=2, num_classes=3)(torch.zeros(1, 3, 2, 2))

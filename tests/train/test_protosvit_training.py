@@ -1,0 +1,93 @@
+"""ProtoS-ViT trained end to end on a tiny part world (small-cnn features, and a random ViT)."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from sparsex.errors import SparsexError
+from sparsex.models import load_model
+from sparsex.train.protosvit import ProtoSViTTrainConfig, protosvit_loss, train_protosvit
+
+TINY = dict(data="parts", data_options={"image_size": 48, "train_size": 48, "test_size": 24}, backbone="small-cnn",
+            num_prototypes=12, embed_dim=8, epochs=3, hoyer_warmup_epochs=1, batch_size=16, gallery_k=2)
+
+
+@pytest.fixture(scope="module")
+def protosvit_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("protosvit") / "run"
+    config = ProtoSViTTrainConfig(**TINY, cache_dir=str(out.parent / "features"))
+    return out, config, train_protosvit(config, out, progress=False)
+
+
+def test_run_folder_and_metrics(protosvit_run):
+    out, config, final = protosvit_run
+    assert sorted(p.name for p in (out / "stages").iterdir()) == ["1-train", "2-prune"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [s["stage"] for s in metrics["stages"]] == ["train", "prune"] and metrics["final"] == final
+    for key in ["accuracy", "local_size", "local_size_all", "global_size", "zero_weight_fraction"]:
+        assert key in final
+    assert 0 <= final["pruned_connections"] <= 12 * 24 and final["global_size"] <= 12
+    assert (out / "checkpoint" / "gallery.safetensors").is_file() and (out / "stages.md").is_file()
+    head, checkpoint = load_model(out / "checkpoint", family="protosvit")
+    assert checkpoint.config["model"]["num_prototypes"] == 12 and head.class_weights().min() >= 0
+
+
+def test_rerun_resumes_after_the_last_finished_stage(protosvit_run, tmp_path):
+    out, config, final = protosvit_run
+    assert train_protosvit(config, out, progress=False) == final
+    resumed = tmp_path / "resumed"
+    shutil.copytree(out, resumed)  # as if killed during the prune stage
+    for lost in ["stages/2-prune", "checkpoint"]:
+        shutil.rmtree(resumed / lost)
+    assert train_protosvit(config, resumed, progress=False) == final
+
+
+def test_loss_terms_and_hoyer_ramp():
+    from sparsex.models import create_model
+
+    torch.manual_seed(0)
+    head = create_model("protosvit", in_channels=4, num_classes=2, num_prototypes=3, embed_dim=4)
+    out = head(torch.randn(5, 4, 2, 2))
+    y = torch.tensor([0, 1, 0, 1, 1])
+    ce = torch.nn.functional.cross_entropy(out.logits, y)
+    only_ce = ProtoSViTTrainConfig(tanh_weight=0.0, hoyer_weight=0.0)
+    assert protosvit_loss(head, only_ce)(out, y, 0.0).item() == pytest.approx(ce.item())
+    ramped = ProtoSViTTrainConfig(tanh_weight=0.0, hoyer_weight=2.0, hoyer_warmup_epochs=4)
+    importances = out.scores * head.class_weights()[y]
+    hs = (importances.sum(1) ** 2 / (importances.square().sum(1) + 1e-12)).mean()
+    assert protosvit_loss(head, ramped)(out, y, 0.0).item() == pytest.approx(ce.item())  # not ramped in yet
+    assert protosvit_loss(head, ramped)(out, y, 1.0).item() == pytest.approx((ce + 0.25 * 2.0 * hs).item(), rel=1e-5)
+    assert protosvit_loss(head, ramped)(out, y, 9.0).item() == pytest.approx((ce + 2.0 * hs).item(), rel=1e-5)
+
+
+def test_vit_backbone_path(tmp_path):
+    """A random-weight timm ViT: tokens become a grid, the class token is dropped, training runs."""
+    config = ProtoSViTTrainConfig(data="parts", data_options={"image_size": 32, "train_size": 24, "test_size": 12},
+                                  backbone="vit_tiny_patch16_224", pretrained=False, image_size=32, num_prototypes=6,
+                                  embed_dim=8, epochs=1, batch_size=8, gallery_k=1, cache_dir=str(tmp_path / "f"))
+    final = train_protosvit(config, tmp_path / "run", progress=False)
+    head, checkpoint = load_model(tmp_path / "run" / "checkpoint", family="protosvit")
+    assert checkpoint.config["model"]["in_channels"] == 192 and "accuracy" in final
+    cache = next((tmp_path / "f").rglob("*.safetensors"))
+    from safetensors import safe_open
+
+    with safe_open(str(cache), framework="pt") as f:
+        assert f.get_tensor("features").shape[1:] == (192, 2, 2)  # 32 px / patch 16, no class token
+
+
+@pytest.mark.parametrize("kw, pattern", [
+    (dict(stages=("train", "polish")), "unknown ProtoS-ViT stage 'polish'"),
+    (dict(hoyer_weight=-1.0), "hoyer_weight must be a finite number >= 0"),
+    (dict(epochs=-1), "epochs must be a non-negative integer"),
+    (dict(num_prototypes=0), "num_prototypes must be a positive integer"),
+])
+def test_bad_config(kw, pattern):
+    with pytest.raises(SparsexError, match=pattern):
+        ProtoSViTTrainConfig(**kw)
+
+
+def test_unknown_setting_is_named():
+    with pytest.raises(SparsexError, match="unknown ProtoS-ViT setting.*prune_k"):
+        ProtoSViTTrainConfig.from_dict({"prune_k": 3})
