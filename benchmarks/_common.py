@@ -11,8 +11,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+import torch.nn.functional as F
+from PIL import Image
 
+from sparsex import create_dataset
+from sparsex.backbones import create_backbone
+from sparsex.features import extract_features
 from sparsex.io import write_json
+from sparsex.models import load_model
 
 
 def parse_args(description: str, extra: Callable[[argparse.ArgumentParser], Any] | None = None) -> argparse.Namespace:
@@ -46,3 +52,31 @@ def write_result(out: Path, quick: bool, figures: dict[str, Any]) -> dict[str, A
     for key, value in figures.items():
         print(f"{key}: {value}")
     return result
+
+
+@torch.no_grad()
+def evidence_on_parts(checkpoint: Path, data: dict, family: str) -> dict:
+    """Where a prototype head's evidence sits: over the part-world test split, the share of the predicted class's
+    prototype evidence ``sum_p s_p W[yhat, p]`` whose arg-max feature cell overlaps a part mask
+    (any of the 6 part slots), beside the share of feature cells that overlap a part (chance)."""
+    head, ck = load_model(checkpoint, family=family)
+    world = create_dataset("parts", split="test", **data)
+    cache, _ = extract_features(world, create_backbone(**ck.config["backbone"]), ck.config["cache_dir"], progress=False)
+    out = head(cache.features)
+    weights = head.class_weights()
+    h, w = out.maps.shape[-2:]
+    on_parts = total = cells_on = 0.0
+    for n in range(len(world)):
+        masks = world[int(cache.indices[n])]["part_masks"].any(0).float()[None, None]
+        cell_has_part = F.adaptive_max_pool2d(masks, (h, w)).flatten() > 0  # (h*w,)
+        evidence = out.scores[n] * weights[out.logits[n].argmax()]
+        on_parts += evidence[cell_has_part[out.locations[n]]].sum().item()
+        total += evidence.sum().item()
+        cells_on += cell_has_part.float().mean().item()
+    return {f"{family}.evidence_on_parts": round(on_parts / total, 4),
+            f"{family}.cells_on_parts_chance": round(cells_on / len(world), 4)}
+
+
+def save_png(image: torch.Tensor, path: Path) -> None:
+    """Write an image ``(3, H, W)`` in ``[0, 1]`` as an 8-bit PNG."""
+    Image.fromarray((image.permute(1, 2, 0).numpy() * 255 + 0.5).astype("uint8")).save(path)

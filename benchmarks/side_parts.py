@@ -16,15 +16,10 @@ import shutil
 import time
 from pathlib import Path
 
-import torch
-from PIL import Image
 
-from _common import parse_args, write_result
+from _common import evidence_on_parts, parse_args, save_png, write_result
 from sparsex import create_dataset
-from sparsex.backbones import create_backbone
 from sparsex.explainers.prototypes import explain_checkpoint
-from sparsex.features import extract_features
-from sparsex.models import load_model
 from sparsex.train.run import RunFolder
 from sparsex.train.side import SIDETrainConfig, train_side
 
@@ -77,11 +72,11 @@ def main() -> None:
     sweep = {k: branch(f"prune_k{k}", ("1-pretrain",), prune_k=k) for k in PRUNE_SWEEP}
 
     test_image = runs / "test_image.png"
-    _save_png(create_dataset("parts", split="test", **data)[0]["image"], test_image)
+    save_png(create_dataset("parts", split="test", **data)[0]["image"], test_image)
     explanation = explain_checkpoint(runs / "side", test_image, runs / "explanation", overwrite=True)
     figure = args.out.with_name(args.out.stem + "_explanation.png")
     shutil.copy(explanation / "explanation.png", figure)
-    figures.update(evidence_on_parts(runs / "side" / "checkpoint", data))
+    figures.update(evidence_on_parts(runs / "side" / "checkpoint", data, "side"))
 
     for prefix, metrics in (("side", side), ("dense", dense)):
         for key in ("accuracy", "local_size", "local_size_all", "global_size", "ocla_score", "zero_weight_fraction"):
@@ -102,32 +97,6 @@ def main() -> None:
     figures["explanation_figure"] = str(figure)
     figures.update({f"time_s.{k}": v for k, v in timings.items()})
     write_result(args.out, args.quick, figures)
-
-
-@torch.no_grad()
-def evidence_on_parts(checkpoint: Path, data: dict) -> dict:
-    """Where SIDE's evidence sits: over the test split, the share of the predicted class's
-    prototype evidence ``sum_p s_p W[yhat, p]`` whose arg-max feature cell overlaps a part mask
-    (any of the 6 part slots), beside the share of feature cells that overlap a part (chance)."""
-    head, ck = load_model(checkpoint, family="side")
-    world = create_dataset("parts", split="test", **data)
-    cache, _ = extract_features(world, create_backbone(**ck.config["backbone"]), ck.config["cache_dir"], progress=False)
-    out = head(cache.features)
-    weights = head.class_weights()
-    h, w = out.maps.shape[-2:]
-    on_parts = total = cells_on = 0.0
-    for n in range(len(world)):
-        masks = world[int(cache.indices[n])]["part_masks"].any(0).float()[None, None]
-        cell_has_part = torch.nn.functional.adaptive_max_pool2d(masks, (h, w)).flatten() > 0  # (h*w,)
-        evidence = out.scores[n] * weights[out.logits[n].argmax()]
-        on_parts += evidence[cell_has_part[out.locations[n]]].sum().item()
-        total += evidence.sum().item()
-        cells_on += cell_has_part.float().mean().item()
-    return {"side.evidence_on_parts": round(on_parts / total, 4), "side.cells_on_parts_chance": round(cells_on / len(world), 4)}
-
-
-def _save_png(image, path: Path) -> None:
-    Image.fromarray((image.permute(1, 2, 0).numpy() * 255 + 0.5).astype("uint8")).save(path)
 
 
 if __name__ == "__main__":
