@@ -6,6 +6,7 @@ import argparse
 import os
 import platform
 import shlex
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -29,6 +30,27 @@ def parse_args(description: str, extra: Callable[[argparse.ArgumentParser], Any]
     if extra is not None:
         extra(parser)
     return parser.parse_args()
+
+
+CACHE = Path(__file__).resolve().parent / ".cache"
+
+
+def parse_run_args(description: str) -> argparse.Namespace:
+    """:func:`parse_args` plus ``--resume`` and ``--cache`` for benchmarks that train in run folders."""
+
+    def options(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--resume", action="store_true", help="keep finished stages from an earlier, interrupted run")
+        parser.add_argument("--cache", type=Path, default=CACHE, help="folder for feature caches and run folders")
+
+    return parse_args(description, extra=options)
+
+
+def run_folders(args: argparse.Namespace, name: str) -> Path:
+    """``<cache>/<name>_runs[_quick]``: the benchmark's run folders, emptied unless ``--resume``."""
+    runs = args.cache / (f"{name}_runs_quick" if args.quick else f"{name}_runs")
+    if runs.exists() and not args.resume:
+        shutil.rmtree(runs)
+    return runs
 
 
 def machine_info() -> dict[str, Any]:

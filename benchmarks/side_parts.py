@@ -14,25 +14,19 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from pathlib import Path
 
 
-from _common import evidence_on_parts, parse_args, save_png, write_result
+from _common import evidence_on_parts, parse_run_args, run_folders, save_png, write_result
 from sparsex import create_dataset
 from sparsex.explainers.prototypes import explain_checkpoint
 from sparsex.train.run import RunFolder
 from sparsex.train.side import SIDETrainConfig, train_side
 
-CACHE = Path(__file__).resolve().parent / ".cache"
 PRUNE_SWEEP = (3, 5, 6, 10)  # A values measured beside the default
 
 
 def main() -> None:
-    def options(parser):
-        parser.add_argument("--resume", action="store_true", help="keep finished stages from an earlier, interrupted run")
-        parser.add_argument("--cache", type=Path, default=CACHE, help="folder for feature caches and run folders")
-
-    args = parse_args(__doc__, extra=options)
+    args = parse_run_args(__doc__)
     if args.quick:
         data = {"train_size": 96, "test_size": 48}
         settings = dict(expanded_channels=16, pretrain_epochs=3, finetune_epochs=2, calibrate_epochs=2, dense_epochs=3)
@@ -43,9 +37,7 @@ def main() -> None:
     figures: dict = {"data.train_size": data["train_size"], "data.test_size": data["test_size"],
                      **{f"settings.{k}": v for k, v in settings.items()}}
     base_prune_k = figures["settings.prune_k"] = SIDETrainConfig().prune_k
-    runs = args.cache / ("side_runs_quick" if args.quick else "side_runs")
-    if runs.exists() and not args.resume:
-        shutil.rmtree(runs)
+    runs = run_folders(args, "side")
     timings = {}
 
     def run(name: str, **overrides):
