@@ -17,6 +17,7 @@ from PIL import Image
 
 from sparsex import create_dataset
 from sparsex.backbones import create_backbone
+from sparsex.explainers.prototypes import explain_checkpoint
 from sparsex.features import extract_features
 from sparsex.io import write_json
 from sparsex.models import load_model
@@ -102,3 +103,14 @@ def evidence_on_parts(checkpoint: Path, data: dict, family: str) -> dict:
 def save_png(image: torch.Tensor, path: Path) -> None:
     """Write an image ``(3, H, W)`` in ``[0, 1]`` as an 8-bit PNG."""
     Image.fromarray((image.permute(1, 2, 0).numpy() * 255 + 0.5).astype("uint8")).save(path)
+
+
+def explanation_figure(runs: Path, run: str, data: dict, out: Path, family: str) -> dict:
+    """Explain the first part-world test image with the run ``runs/run``; copy its figure next to
+    ``out`` as ``<out stem>_explanation.png``; return that path and :func:`evidence_on_parts`."""
+    test_image = runs / "test_image.png"
+    save_png(create_dataset("parts", split="test", **data)[0]["image"], test_image)
+    explanation = explain_checkpoint(runs / run, test_image, runs / "explanation", overwrite=True)
+    figure = out.with_name(out.stem + "_explanation.png")
+    shutil.copy(explanation / "explanation.png", figure)
+    return {"explanation_figure": str(figure), **evidence_on_parts(runs / run / "checkpoint", data, family)}

@@ -11,16 +11,13 @@ writes one explanation figure for a test image next to RESULT.json.
 
 from __future__ import annotations
 
-import shutil
 import time
 
 import torch
 import torch.nn.functional as F
 
-from _common import evidence_on_parts, parse_run_args, run_folders, save_png, write_result
-from sparsex import create_dataset
+from _common import explanation_figure, parse_run_args, run_folders, write_result
 from sparsex.backbones import create_backbone
-from sparsex.explainers.prototypes import explain_checkpoint
 from sparsex.metrics import accuracy
 from sparsex.models import create_model, load_model
 from sparsex.train.heads import cached_split, evaluate_head
@@ -75,12 +72,7 @@ def main() -> None:
     protosvit, protosvit_val = run("protosvit")
     hs0, _ = run("hs0", hoyer_weight=0.0)
 
-    test_image = runs / "test_image.png"
-    save_png(create_dataset("parts", split="test", **data)[0]["image"], test_image)
-    explanation = explain_checkpoint(runs / "protosvit", test_image, runs / "explanation", overwrite=True)
-    figure = args.out.with_name(args.out.stem + "_explanation.png")
-    shutil.copy(explanation / "explanation.png", figure)
-    figures.update(evidence_on_parts(runs / "protosvit" / "checkpoint", data, "protosvit"))
+    figures.update(explanation_figure(runs, "protosvit", data, args.out, "protosvit"))
 
     for key in ("accuracy", "local_size", "local_size_all", "global_size", "zero_weight_fraction"):
         figures[f"protosvit.{key}"] = protosvit[key]
@@ -90,7 +82,6 @@ def main() -> None:
     for key in ("accuracy", "local_size", "local_size_all", "global_size"):
         figures[f"ablation.hs0.{key}"] = hs0[key]
     figures["accuracy_gap.protosvit_minus_probe"] = round(protosvit["accuracy"] - figures["probe.accuracy"], 4)
-    figures["explanation_figure"] = str(figure)
     figures["resumed"] = args.resume  # with --resume, time_s.* cover only the stages run this time
     figures.update({f"time_s.{k}": v for k, v in timings.items()})
     write_result(args.out, args.quick, figures)

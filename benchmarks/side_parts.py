@@ -16,9 +16,7 @@ import shutil
 import time
 
 
-from _common import evidence_on_parts, parse_run_args, run_folders, save_png, write_result
-from sparsex import create_dataset
-from sparsex.explainers.prototypes import explain_checkpoint
+from _common import explanation_figure, parse_run_args, run_folders, write_result
 from sparsex.train.run import RunFolder
 from sparsex.train.side import SIDETrainConfig, train_side
 
@@ -63,12 +61,7 @@ def main() -> None:
     ocla0 = branch("ocla0", ("1-pretrain", "2-prune", "3-finetune"), ocla_lambda=0.0)
     sweep = {k: branch(f"prune_k{k}", ("1-pretrain",), prune_k=k) for k in PRUNE_SWEEP}
 
-    test_image = runs / "test_image.png"
-    save_png(create_dataset("parts", split="test", **data)[0]["image"], test_image)
-    explanation = explain_checkpoint(runs / "side", test_image, runs / "explanation", overwrite=True)
-    figure = args.out.with_name(args.out.stem + "_explanation.png")
-    shutil.copy(explanation / "explanation.png", figure)
-    figures.update(evidence_on_parts(runs / "side" / "checkpoint", data, "side"))
+    figures.update(explanation_figure(runs, "side", data, args.out, "side"))
 
     for prefix, metrics in (("side", side), ("dense", dense)):
         for key in ("accuracy", "local_size", "local_size_all", "global_size", "ocla_score", "zero_weight_fraction"):
@@ -86,7 +79,6 @@ def main() -> None:
         for key in ("accuracy", "local_size", "global_size", "ocla_score"):
             figures[f"sweep.prune_k{k}.{key}"] = metrics[key]
     figures["accuracy_gap.side_minus_dense"] = round(side["accuracy"] - dense["accuracy"], 4)
-    figures["explanation_figure"] = str(figure)
     figures.update({f"time_s.{k}": v for k, v in timings.items()})
     write_result(args.out, args.quick, figures)
 
