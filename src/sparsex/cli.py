@@ -217,6 +217,8 @@ def train_side_command(
     stages: Optional[list[str]] = typer.Option(None, "--stages", help="Stages to run: pretrain,prune,finetune,calibrate."),
     prune_k: Optional[int] = typer.Option(None, "--prune-k", help="Weights kept per class by pruning (A, default 7)."),
     ocla_lambda: Optional[float] = typer.Option(None, "--ocla-lambda", help="Weight of the OCLA loss (default 200)."),
+    hoyer_weight: Optional[float] = typer.Option(
+        None, "--hoyer-weight", help="Presence sparsity in finetune/calibrate (default 0.05; 0: the paper's recipe)."),
     config: Optional[Path] = TRAIN_OPTIONS["config"], set_: Optional[list[str]] = TRAIN_OPTIONS["set_"],
     device: Optional[str] = TRAIN_OPTIONS["device"], overwrite: bool = TRAIN_OPTIONS["overwrite"],
     quiet: bool = TRAIN_OPTIONS["quiet"],
@@ -224,7 +226,8 @@ def train_side_command(
     """Train SIDE (ASL pretraining, top-A pruning, fine-tuning, OCLA calibration) on cached features."""
     _train_side_command("side", out, overwrite, quiet, config=config, data=data, backbone=backbone, root=root,
                         data_opt=data_opt, weights=weights, random_weights=random_weights, stages=stages,
-                        set_=set_, device=device, prune_k=prune_k, ocla_lambda=ocla_lambda)
+                        set_=set_, device=device, prune_k=prune_k, ocla_lambda=ocla_lambda,
+                        hoyer_weight=hoyer_weight)
 
 
 @train_app.command("infodisent")

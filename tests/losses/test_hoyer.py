@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from sparsex.errors import InputError
-from sparsex.losses import hoyer_square, hoyer_square_loss
+from sparsex.losses import class_importance_hoyer_loss, hoyer_square, hoyer_square_loss
 
 
 def test_hoyer_square_hand_computed_rows():
@@ -31,3 +31,13 @@ def test_hoyer_square_rejects_bad_input():
         hoyer_square(torch.ones(3))
     with pytest.raises(InputError, match="NaN"):
         hoyer_square(torch.tensor([[float("nan"), 1.0]]))
+
+
+def test_class_importance_hoyer_loss_hand_computed():
+    # scores [[1, 2, 0], [3, 0, 1]], W = [[1, 0, 1], [0, 1, 1]], targets [1, 0]
+    # image 0, class 1: importances [0, 2, 0] -> HS = 4 / 4 = 1
+    # image 1, class 0: importances [3, 0, 1] -> HS = 16 / 10 = 1.6; mean 1.3
+    scores = torch.tensor([[1.0, 2.0, 0.0], [3.0, 0.0, 1.0]])
+    weights = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]])
+    loss = class_importance_hoyer_loss(scores, weights, torch.tensor([1, 0]))
+    assert loss.item() == pytest.approx(1.3, rel=1e-6)

@@ -32,6 +32,16 @@ def test_ocla_hand_computed_case_three_classes():
     assert loss.item() == pytest.approx(expected, abs=1e-5)  # float32 logits
 
 
+def test_ocla_hand_computed_case_with_margin():
+    # logits [[0, 2], [1, -1]], targets [0, 1], t = 0.5, m = 0.1, weight = 200:
+    # image 0: true class at p = 0.5 is now below t + m = 0.6 -> 0.6 - 0.5; wrong s(2) - 0.4
+    # image 1: true s(-1) ~ 0.269 -> 0.6 - s(-1); wrong s(1) - 0.4
+    expected = 200 * ((0.6 - 0.5) + (sigmoid(2.0) - 0.4) + (0.6 - sigmoid(-1.0)) + (sigmoid(1.0) - 0.4)) / 2
+    assert expected == pytest.approx(124.2914235238, abs=1e-9)
+    loss = ocla_loss(torch.tensor([[0.0, 2.0], [1.0, -1.0]], dtype=torch.float64), torch.tensor([0, 1]), margin=0.1)
+    assert loss.item() == pytest.approx(expected, abs=1e-6)
+
+
 def test_ocla_is_zero_when_only_the_true_class_is_above():
     logits = torch.tensor([[-3.0, 3.0, -1.0]], requires_grad=True)
     loss = ocla_loss(logits, torch.tensor([1]))
@@ -57,6 +67,8 @@ def test_ocla_gradients_point_the_right_way():
         (torch.zeros(2, 2), torch.tensor([0, 5]), {}, "target index 5 is out of range for 2 classes"),
         (torch.tensor([[0.0, float("nan")], [0.0, 0.0]]), torch.tensor([0, 1]), {}, "logits contain NaN"),
         (torch.zeros(2, 2), torch.tensor([0, 1]), {"threshold": 0.0}, "threshold must be in (0, 1)"),
+        (torch.zeros(2, 2), torch.tensor([0, 1]), {"margin": -0.1}, "margin must be >= 0"),
+        (torch.zeros(2, 2), torch.tensor([0, 1]), {"threshold": 0.9, "margin": 0.2}, "threshold + margin <= 1"),
         (torch.zeros(2, 2), torch.tensor([0, 1]), {"threshold": 1.0}, "threshold must be in (0, 1)"),
         (torch.zeros(2, 2), torch.tensor([0, 1]), {"weight": -1.0}, "weight must be"),
     ],

@@ -77,7 +77,9 @@ def test_dense_baseline_same_module(tmp_path):
 @pytest.mark.parametrize("settings, pattern", [
     ({"stages": ("pretrain", "polish")}, "unknown stage 'polish' for variant side; valid stages"),
     ({"prune_k": 13}, r"prune_k A=13 exceeds the number of prototypes \(12"),
-    ({"ocla_lambda": -1.0}, "ocla_lambda must be >= 0"),
+    ({"ocla_lambda": -1.0}, "ocla_lambda must be a finite number >= 0"),
+    ({"hoyer_weight": float("nan")}, "hoyer_weight must be a finite number >= 0, got nan"),
+    ({"ocla_threshold": 0.9, "ocla_margin": 0.2}, r"ocla_margin must be between 0 and min\(t, 1 - t\)"),
     ({"variant": "sparse"}, "unknown SIDE variant 'sparse'"),
     ({"pretrain_loss": "mse"}, "pretrain_loss must be 'asl' or 'bce'"),
 ])
@@ -89,3 +91,22 @@ def test_bad_settings(settings, pattern):
 def test_unknown_setting_name():
     with pytest.raises(SparsexError, match="unknown SIDE setting.*epochs_pretrain"):
         SIDETrainConfig.from_dict({"epochs_pretrain": 3})
+
+
+@pytest.mark.parametrize("stage", ["finetune", "calibrate"])
+def test_presence_sparsity_enters_finetune_and_calibrate(stage):
+    from sparsex.losses import asymmetric_loss, class_importance_hoyer_loss, ocla_loss
+    from sparsex.models.side import SIDEConfig, SIDEHead
+    from sparsex.train.side import _stage_loss
+
+    torch.manual_seed(0)
+    head = SIDEHead(SIDEConfig(in_channels=4, num_classes=3, expanded_channels=5))
+    out, y = head(torch.randn(6, 4, 3, 3)), torch.tensor([0, 1, 2, 0, 1, 2])
+    base = asymmetric_loss(out.logits, y, 1.0, 4.0, 0.05)
+    if stage == "calibrate":
+        base = base + ocla_loss(out.logits, y, 0.5, 200.0, margin=0.1)
+    sparsity = class_importance_hoyer_loss(out.scores, head.class_weights(), y)
+    with_term = _stage_loss(SIDETrainConfig(**TINY, hoyer_weight=0.5), stage, head)(out, y, 0.0)
+    without = _stage_loss(SIDETrainConfig(**TINY, hoyer_weight=0.0), stage, head)(out, y, 0.0)
+    assert without.item() == pytest.approx(base.item(), rel=1e-6)
+    assert with_term.item() == pytest.approx((base + 0.5 * sparsity).item(), rel=1e-6)

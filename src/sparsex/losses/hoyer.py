@@ -2,7 +2,8 @@
 
 Yang, Wen, Li, "DeepHoyer: Learning Sparser Neural Network with Differentiable Scale-Invariant
 Sparsity Measures", ICLR 2020 (arXiv 1908.09979), Eq. 4. ProtoS-ViT (arXiv 2406.10025) applies
-it to each image's prototype importances so that few prototypes carry every decision.
+it to each image's prototype importances so that few prototypes carry every decision; sparsex
+applies the same term to SIDE's pruned scores sheet (:mod:`sparsex.train.side`).
 """
 
 from __future__ import annotations
@@ -28,3 +29,11 @@ def hoyer_square_loss(importances: torch.Tensor) -> torch.Tensor:
     ``L_HS = 1/B sum_b HS(importances_b)`` (see :func:`hoyer_square`). In ProtoS-ViT the row of
     image ``b`` is ``s_b * W[y_b]``, its prototype scores times its class's weights."""
     return hoyer_square(importances).mean()
+
+
+def class_importance_hoyer_loss(scores: torch.Tensor, class_weights: torch.Tensor,
+                                targets: torch.Tensor) -> torch.Tensor:
+    """Hoyer-Square of each image's importances for its own class, averaged:
+    ``L = 1/B sum_b HS(s_b * W[y_b])`` with scores ``s (B, P)``, the scores sheet ``W (K, P)``
+    and class indices ``y (B,)`` (ProtoS-ViT's sparsity term)."""
+    return hoyer_square_loss(scores * class_weights[targets])

@@ -23,19 +23,22 @@ def ocla_loss(
     targets: torch.Tensor,
     threshold: float = 0.5,
     weight: float = 200.0,
+    margin: float = 0.0,
 ) -> torch.Tensor:
     """One-Class-Left-Above loss: a hinge on the sigmoid probabilities around ``t``.
 
-    With ``p = sigmoid(logits)``::
+    With ``p = sigmoid(logits)`` and margin ``m``::
 
-        L = weight * 1/B sum_b [ sum_{k != y_b} relu(p_bk - t) + relu(t - p_b,y_b) ]
+        L = weight * 1/B sum_b [ sum_{k != y_b} relu(p_bk - (t - m)) + relu((t + m) - p_b,y_b) ]
 
-    It is zero exactly when, for every image, the true class is at or above ``t`` and every
-    other class at or below it (the OCLA score's condition, up to ties at ``t``).
+    With ``m = 0`` it is zero exactly when, for every image, the true class is at or above ``t``
+    and every other class at or below it (the OCLA score's condition, up to ties at ``t``); a
+    margin ``m > 0`` asks for the true class at ``t + m`` and the others at ``t - m``.
 
     ``logits (B, K)``; ``targets`` integer class indices ``(B,)``; ``threshold`` ``t`` in
-    ``(0, 1)``; ``weight >= 0`` scales the loss (SIDE's calibration stage uses 200). Returns a
-    scalar tensor. This is the project's formulation of the paper's verbal description.
+    ``(0, 1)``; ``weight >= 0`` scales the loss (SIDE's calibration stage uses 200); ``margin``
+    ``m >= 0`` with ``0 <= t - m`` and ``t + m <= 1``. Returns a scalar tensor. This is the
+    project's formulation of the paper's verbal description.
     """
     check_logits(logits)
     check_class_indices(logits, targets)
@@ -44,9 +47,12 @@ def ocla_loss(
     if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight >= 0):
         raise InputError(f"weight must be a finite number >= 0, got {weight!r}")
 
+    if not (isinstance(margin, (int, float)) and 0 <= margin and 0 <= threshold - margin and threshold + margin <= 1):
+        raise InputError(f"margin must be >= 0 with threshold - margin >= 0 and threshold + margin <= 1, got {margin!r}")
+
     p = torch.sigmoid(logits)
     targets = targets.long()
     wrong = 1 - F.one_hot(targets, logits.shape[1]).to(p.dtype)
-    wrong_above = (torch.relu(p - threshold) * wrong).sum(dim=1)
-    true_below = torch.relu(threshold - p.gather(1, targets.unsqueeze(1)).squeeze(1))
+    wrong_above = (torch.relu(p - (threshold - margin)) * wrong).sum(dim=1)
+    true_below = torch.relu(threshold + margin - p.gather(1, targets.unsqueeze(1)).squeeze(1))
     return weight * (wrong_above + true_below).mean()

@@ -4,7 +4,7 @@ Two named stages:
 
 1. ``train``: ``L = CE(logits, y) + lambda_T L_T(s) + r(e) lambda_HS L_HS(I)`` with the tanh
    presence loss ``L_T`` (:func:`~sparsex.losses.tanh_loss`) over the batch's scores and the
-   Hoyer-Square ``L_HS`` (:func:`~sparsex.losses.hoyer_square_loss`) of each image's importances
+   Hoyer-Square ``L_HS`` (:func:`~sparsex.losses.class_importance_hoyer_loss`) of each image's importances
    ``I[b, p] = s_bp W[y_b, p]`` (its prototype scores times its class's weights), ramped in
    linearly over the first ``hoyer_warmup_epochs`` (``r(e) = min(1, e / warm-up)``, ``e`` the
    fractional epoch). The classifier is clamped non-negative after every step.
@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from ..errors import SparsexError
 from ..features import FeatureCache
-from ..losses import hoyer_square_loss, tanh_loss
+from ..losses import class_importance_hoyer_loss, tanh_loss
 from ..models.protosvit import ProtoSViTHead
 from .heads import HeadTrainConfig, train_head_stages
 from .loop import predict, train_epochs
@@ -86,8 +86,7 @@ def protosvit_loss(head: ProtoSViTHead, config: ProtoSViTTrainConfig):
             total = total + config.tanh_weight * tanh_loss(out.scores)
         if config.hoyer_weight > 0:
             ramp = min(1.0, epoch / config.hoyer_warmup_epochs) if config.hoyer_warmup_epochs else 1.0
-            importances = out.scores * head.class_weights()[y]
-            total = total + ramp * config.hoyer_weight * hoyer_square_loss(importances)
+            total = total + ramp * config.hoyer_weight * class_importance_hoyer_loss(out.scores, head.class_weights(), y)
         return total
 
     return loss
