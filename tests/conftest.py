@@ -33,3 +33,15 @@ class TinyImages(ImageDataset):
 @pytest.fixture
 def tiny_images() -> TinyImages:
     return TinyImages()
+
+
+@pytest.fixture(scope="session")
+def digits_classifier(tmp_path_factory):
+    """A small CNN trained for one epoch on the 8x8 digits (test accuracy well above chance):
+    ``(run folder, model)``. Shared by the mask-explainer and circuit tests."""
+    from sparsex.models.classifier import load_classifier
+    from sparsex.train.classifier import ClassifierTrainConfig, train_classifier
+
+    out = tmp_path_factory.mktemp("digits-classifier") / "run"
+    train_classifier(ClassifierTrainConfig(data="digits", backbone="small-cnn", image_size=8, epochs=1), out, progress=False)
+    return out, load_classifier(out)[0]

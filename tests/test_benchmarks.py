@@ -16,8 +16,17 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
     ("side_parts.py", ["side.global_size", "dense.global_size", "time_s.side"], ["--cache", "{tmp}/cache"]),
     ("protosvit_parts.py", ["protosvit.global_size", "ablation.hs0.global_size", "time_s.protosvit"],
      ["--cache", "{tmp}/cache"]),
+    ("minimal_mask.py", ["fmnist.mask.area", "parts.speedup.vs_ig", "parts.circuit.edges", "fmnist.perimage.deletion_auc"],
+     ["--cache", "{tmp}/cache"]),
+    ("vsc_fashion.py", ["vsc.bce", "aligned.bce", "vsc.jsd_within", "aligned.jsd_within", "time_s.aligned"],
+     ["--cache", "{tmp}/cache"]),
 ])
 def test_benchmark_quick_run(tmp_path, script, keys, extra):
+    if script in ("vsc_fashion.py", "minimal_mask.py"):
+        from sparsex.data.idx import FASHION_MNIST_ROOT, find_idx_files
+
+        if None in find_idx_files(FASHION_MNIST_ROOT, "train").values():
+            pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
     out = tmp_path / "result.json"
     extra = [a.replace("{tmp}", str(tmp_path)) for a in extra]
     subprocess.run([sys.executable, str(BENCHMARKS / script), "--out", str(out), "--quick", *extra], check=True,
@@ -32,6 +41,13 @@ def test_benchmark_quick_run(tmp_path, script, keys, extra):
                     "dense.local_size", "ablation.asl.zero_weight_fraction", "ablation.bce.zero_weight_fraction",
                     "ablation.ocla0.ocla_score", "ablation.ocla200.ocla_score"]:
             assert 0 <= result[key] <= (1 if "size" not in key else 10_000), key
+    if script == "vsc_fashion.py":  # every key the issue and the README quote is there
+        for key in ["vsc.active_dims", "vsc.probe_accuracy", "aligned.active_dims", "aligned.probe_accuracy",
+                    "aligned.footwear_corr_within", "aligned.footwear_corr_across"]:
+            assert -1 <= result[key] <= 64, key
+        assert len(result["aligned.correlation_matrix"]) == 10 and isinstance(result["check.jsd_at_most_half"], bool)
+        for figure in ["figure.traversals", "figure.correlation", "figure.gamma_heatmap"]:
+            assert Path(result[figure]).is_file(), figure
     if script == "protosvit_parts.py":
         for key in ["protosvit.accuracy", "protosvit.local_size", "probe.accuracy", "ablation.hs0.local_size"]:
             assert 0 <= result[key] <= (1 if "size" not in key else 10_000), key

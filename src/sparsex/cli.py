@@ -25,10 +25,12 @@ data_app = typer.Typer(help="Make and look at datasets.", no_args_is_help=True)
 features_app = typer.Typer(help="Cache frozen-backbone features.", no_args_is_help=True)
 train_app = typer.Typer(help="Train a model; runs checkpoint every stage and resume.", no_args_is_help=True)
 explain_app = typer.Typer(help="Explain a trained model's prediction for one image.", no_args_is_help=True)
+analyze_app = typer.Typer(help="Analyse a trained model: figures, tables and metrics of what it learnt.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(features_app, name="features")
 app.add_typer(train_app, name="train")
 app.add_typer(explain_app, name="explain")
+app.add_typer(analyze_app, name="analyze")
 
 console = Console(soft_wrap=True)
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars.")
@@ -269,6 +271,134 @@ def train_protosvit_command(
     _report("ProtoS-ViT", metrics, out)
 
 
+@train_app.command("classifier")
+def train_classifier_command(
+    data: Optional[str] = TRAIN_OPTIONS["data"],
+    backbone: Optional[str] = typer.Option(None, "--backbone", help="Backbone (default lite0; small-cnn is trained end to end)."),
+    out: Path = TRAIN_OPTIONS["out"], root: Optional[Path] = TRAIN_OPTIONS["root"],
+    data_opt: Optional[list[str]] = TRAIN_OPTIONS["data_opt"], weights: Optional[Path] = TRAIN_OPTIONS["weights"],
+    random_weights: bool = TRAIN_OPTIONS["random_weights"],
+    mode: Optional[str] = typer.Option(None, "--mode", help="probe (frozen backbone, cached features) or end-to-end."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs (default 20)."),
+    config: Optional[Path] = TRAIN_OPTIONS["config"], set_: Optional[list[str]] = TRAIN_OPTIONS["set_"],
+    device: Optional[str] = TRAIN_OPTIONS["device"], overwrite: bool = TRAIN_OPTIONS["overwrite"],
+    quiet: bool = TRAIN_OPTIONS["quiet"],
+) -> None:
+    """Train a plain classifier (linear probe on a frozen backbone, or a small CNN end to end): the dense
+    baseline, and the model that mask explainers and circuits explain."""
+    from .train.classifier import ClassifierTrainConfig, train_classifier
+
+    settings = _train_settings(config=config, data=data, backbone=backbone, root=root, data_opt=data_opt,
+                               weights=weights, random_weights=random_weights, stages=None, set_=set_,
+                               device=device, mode=mode, epochs=epochs)
+    metrics = train_classifier(ClassifierTrainConfig.from_dict(settings), out, overwrite=overwrite, progress=not quiet)
+    _report("classifier", metrics, out)
+
+
+@train_app.command("explainer")
+def train_explainer_command(
+    classifier: Path = typer.Option(..., "--classifier", help="Run folder of `sparsex train classifier`."),
+    out: Path = TRAIN_OPTIONS["out"],
+    data: Optional[str] = typer.Option(None, "--data", help="Dataset (default: the classifier's)."),
+    root: Optional[Path] = TRAIN_OPTIONS["root"], data_opt: Optional[list[str]] = TRAIN_OPTIONS["data_opt"],
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs (default 10)."),
+    layers: Optional[list[str]] = typer.Option(None, "--layers", help="Layers to match, comma-separated (default: 3 convolutions)."),
+    config: Optional[Path] = TRAIN_OPTIONS["config"],
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Explainer setting KEY=VALUE, e.g. width=8 or weights.area=3 (repeatable)."),
+    overwrite: bool = TRAIN_OPTIONS["overwrite"], quiet: bool = TRAIN_OPTIONS["quiet"],
+) -> None:
+    """Train the amortised minimal-mask explainer (activation matching) against a frozen classifier."""
+    from .train.explainer import ExplainerTrainConfig, train_explainer
+
+    settings = read_config_file(config)
+    settings.update({k: v for k, v in {"classifier": str(classifier), "data": data,
+                                        "root": str(root) if root else None}.items() if v is not None})
+    if data_opt:
+        settings["data_options"] = {**(settings.get("data_options") or {}), **parse_options(data_opt)}
+    explainer = dict(settings.get("explainer") or {})
+    if epochs is not None:
+        explainer["epochs"] = epochs
+    if layers:
+        explainer["layers"] = [name for item in layers for name in item.split(",") if name]
+    for key, value in parse_options(set_, "--set").items():
+        if key.startswith("weights."):
+            explainer["weights"] = {**(explainer.get("weights") or {}), key.split(".", 1)[1]: value}
+        elif key in ("train_limit", "test_limit"):
+            settings[key] = value
+        else:
+            explainer[key] = value
+    settings["explainer"] = explainer
+    metrics = train_explainer(ExplainerTrainConfig.from_dict(settings), out, overwrite=overwrite, progress=not quiet)
+    _report("minimal-mask explainer", metrics, out)
+
+
+@train_app.command("vsc")
+def train_vsc_command(
+    data: Optional[str] = typer.Option(
+        None, "--data", help="Dataset (default fashion-mnist; mnist with --root; digits for quick runs)."),
+    out: Path = TRAIN_OPTIONS["out"], root: Optional[Path] = TRAIN_OPTIONS["root"],
+    data_opt: Optional[list[str]] = TRAIN_OPTIONS["data_opt"],
+    latent_dim: Optional[int] = typer.Option(None, "--latent-dim", help="Latent dimensions D (default 64)."),
+    lambda_jsd: Optional[float] = typer.Option(
+        None, "--lambda-jsd", help="Weight of the class-alignment JSD loss; 0 is plain VSC (default 10)."),
+    alpha: Optional[float] = typer.Option(None, "--alpha", help="Prior spike probability (sparsity, default 0.2)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs (default 20)."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="Encoder/decoder: mlp (default) or conv."),
+    config: Optional[Path] = TRAIN_OPTIONS["config"],
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Any setting KEY=VALUE, e.g. batch_size=200 (repeatable)."),
+    device: Optional[str] = TRAIN_OPTIONS["device"], overwrite: bool = TRAIN_OPTIONS["overwrite"],
+    quiet: bool = TRAIN_OPTIONS["quiet"],
+) -> None:
+    """Train variational sparse coding with the class-alignment JSD loss (--lambda-jsd 0: plain VSC)."""
+    from .train.vsc import VSCTrainConfig, train_vsc
+
+    settings = _train_settings(config=config, data=data, backbone=None, root=root, data_opt=data_opt, weights=None,
+                               random_weights=False, stages=None, set_=set_, device=device, latent_dim=latent_dim,
+                               lambda_jsd=lambda_jsd, alpha=alpha, epochs=epochs, arch=arch)
+    vsc_config = VSCTrainConfig.from_dict(settings)
+    metrics = train_vsc(vsc_config, out, overwrite=overwrite, progress=not quiet)
+    title = "plain VSC" if vsc_config.lambda_jsd == 0 else f"class-aligned VSC (lambda {vsc_config.lambda_jsd:g})"
+    _report(title, {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}, out)
+
+
+@analyze_app.command("vsc")
+def analyze_vsc_command(
+    run: Path = typer.Argument(..., help="Run folder of `sparsex train vsc` (or its checkpoint/ folder)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default RUN/analysis)."),
+    dims: Optional[list[str]] = typer.Option(
+        None, "--dims", help="Latent dimensions to traverse, e.g. 3,17 (default: global and class-specific ones)."),
+    classes: Optional[list[str]] = typer.Option(
+        None, "--classes", help="Class names shown in every traversal, comma-separated (default: the classes where each "
+                                "dimension is most active)."),
+    steps: int = typer.Option(7, "--steps", help="Values per traversal, from -span to +span."),
+    span: float = typer.Option(3.0, "--span", help="Largest absolute value a traversed dimension takes."),
+    device: str = typer.Option("cpu", help="Torch device."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
+    quiet: bool = QUIET,
+) -> None:
+    """Traversals, class x dimension gamma heat map, class correlation, dimension table, probe, reconstructions."""
+    from .analysis.vsc import analyze_vsc
+
+    dim_list = None
+    if dims:
+        items = [d for item in dims for d in item.split(",") if d.strip()]
+        try:
+            dim_list = [int(d) for d in items]
+        except ValueError:
+            raise SparsexError(f"--dims takes latent dimension numbers like 3,17, got {','.join(dims)!r}") from None
+    class_list = [c.strip() for item in classes for c in item.split(",") if c.strip()] if classes else None
+    path = analyze_vsc(run, out, dims=dim_list, classes=class_list, steps=steps, span=span, overwrite=overwrite,
+                       progress=not quiet, device=device)
+    analysis = read_json(path / "analysis.json", "analysis")
+    metrics = {k: v for k, v in analysis["metrics"].items() if isinstance(v, (int, float))}
+    table = Table("metric", "value", title="VSC analysis: test split")
+    for key, value in metrics.items():
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    console.print(table)
+    console.print(f"wrote {path} (traversals.png, gamma_heatmap.png, class_correlation.png, reconstructions.png, "
+                  f"dimensions.md, analysis.json)")
+
+
 def _explain_prototypes(family: str, checkpoint: Path, image: Path, out: Path, k: int, overwrite: bool,
                         quiet: bool) -> None:
     from .explainers.prototypes import explain_checkpoint
@@ -305,6 +435,54 @@ def explain_protosvit_command(
 ) -> None:
     """Explain a ProtoS-ViT prediction: contributing prototypes, similarity maps, training patches."""
     _explain_prototypes("protosvit", checkpoint, image, out, k, overwrite, quiet)
+
+
+@explain_app.command("mask")
+def explain_mask_command(
+    explainer: Path = typer.Option(..., "--explainer", help="Run folder of `sparsex train explainer`."),
+    image: Path = EXPLAIN_OPTIONS["image"],
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (image, mask, explanation, explanation.json)."),
+    overwrite: bool = EXPLAIN_OPTIONS["overwrite"],
+) -> None:
+    """Explain one image with a trained mask explainer: the mask, e = m * x + (1 - m) * blur(x), predictions on x and e."""
+    from .explainers.minimal_mask import explain_file
+
+    path = explain_file(explainer, image, out, overwrite=overwrite)
+    result = read_json(path / "explanation.json", "explanation")
+    on_x, on_e = result["prediction_on_image"][0], result["prediction_on_explanation"][0]
+    console.print(f"mask area {result['mask_area']:.1%}; image -> {escape(on_x['name'])} ({on_x['probability']:.2f}), "
+                  f"explanation -> {escape(on_e['name'])} ({on_e['probability']:.2f})")
+    console.print(f"wrote {path} (image.png, mask.png, explanation.png, explanation.json)")
+
+
+@app.command("circuit")
+def circuit_command(
+    classifier: Path = typer.Option(..., "--classifier", help="Run folder of `sparsex train classifier`."),
+    image: Path = typer.Option(..., "--image", help="Image file to read the circuit of."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (circuit.json, circuit.png, image.png)."),
+    explainer: Optional[Path] = typer.Option(
+        None, "--explainer", help="Run folder of `sparsex train explainer`: read the circuit of e = m * x + (1 - m) * blur(x)."),
+    target: Optional[int] = typer.Option(None, "--target", help="Class to read the edges of (default: the predicted class)."),
+    layers: Optional[list[str]] = typer.Option(
+        None, "--layers", help="Consecutive convolution layers, comma-separated (default: the last 3 that connect directly)."),
+    top_k: int = typer.Option(8, "--top-k", help="Channels kept per layer (the most active ones)."),
+    threshold: float = typer.Option(0.1, "--threshold", help="A channel is active above this fraction of its layer's largest activation."),
+    edge_top_k: Optional[int] = typer.Option(None, "--edge-top-k", help="Edges kept between consecutive layers and into each class (default: all)."),
+    other_classes: int = typer.Option(0, "--other-classes", help="Also show the classes with the next highest logits."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
+) -> None:
+    """Circuit readout: the active channels per layer and the edges that carry the decision on one image."""
+    from .explainers.circuit import circuit_file
+
+    layer_list = [name for item in layers for name in item.split(",") if name.strip()] if layers else None
+    path = circuit_file(classifier, image, out, explainer=explainer, target=target, layers=layer_list, top_k=top_k,
+                        threshold=threshold, edge_top_k=edge_top_k, other_classes=other_classes, overwrite=overwrite)
+    circuit = read_json(path / "circuit.json", "circuit")
+    name = "" if str(circuit["target_name"]) == str(circuit["target"]) else f" ({escape(str(circuit['target_name']))})"
+    console.print(f"circuit for class {circuit['target']}{name} on the {circuit['input']}: "
+                  f"{len(circuit['nodes'])} nodes, {len(circuit['edges'])} edges over {len(circuit['layers'])} layers "
+                  f"({escape(', '.join(circuit['layers']))})")
+    console.print(f"wrote {path} (circuit.json, circuit.png, image.png{', mask.png, explanation.png' if explainer else ''})")
 
 
 def main(argv: list[str] | None = None) -> None:

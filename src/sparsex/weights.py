@@ -6,6 +6,8 @@ the latter read with ``torch.load(weights_only=True)`` so no user code is ever e
 
 from __future__ import annotations
 
+import hashlib
+
 import os
 from pathlib import Path
 from typing import Iterable
@@ -86,3 +88,13 @@ def load_state_dict_checked(
         raise CheckpointError(f"{source} does not match the model; " + "; ".join(parts))
     usable = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
     module.load_state_dict(usable, strict=False)
+
+
+def module_sha256(module: torch.nn.Module) -> str:
+    """SHA-256 over every parameter and buffer of ``module`` (names and bytes, in name order):
+    identifies the weights whatever file they came from."""
+    h = hashlib.sha256()
+    for key, value in sorted(module.state_dict().items()):
+        h.update(key.encode())
+        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()

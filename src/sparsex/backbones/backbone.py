@@ -16,7 +16,6 @@ that states channels, stride, feature-map size, input size and normalisation.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
@@ -29,7 +28,7 @@ from torch import nn
 from ..checks import check_images
 from ..errors import InputError, SparsexError, UnknownNameError
 from ..registry import Registry
-from ..weights import load_state_dict_checked, read_state_dict
+from ..weights import load_state_dict_checked, module_sha256, read_state_dict
 
 BACKBONES: Registry[Callable[..., "Backbone"]] = Registry("backbone")
 
@@ -135,11 +134,7 @@ class Backbone(nn.Module):
 
     def weights_sha256(self) -> str:
         """SHA-256 over every parameter and buffer: identifies the weights whatever their source."""
-        h = hashlib.sha256()
-        for key, value in sorted(self.model.state_dict().items()):
-            h.update(key.encode())
-            h.update(value.detach().cpu().contiguous().numpy().tobytes())
-        return h.hexdigest()
+        return module_sha256(self.model)
 
 
 def _is_vit(model: nn.Module) -> bool:

@@ -1,5 +1,8 @@
 """Explainers with captum's shape: ``Explainer(model, ...).attribute(inputs, target=None)``."""
 
+from .attributions import GradCAMExplainer, IntegratedGradientsExplainer, OcclusionExplainer, SaliencyExplainer  # registers them
+from .base import EXPLAINERS, Explainer, create_explainer, list_explainers
+from .circuit import circuit_file, circuit_from_json, circuit_to_json, default_circuit_layers, kernel_mass, readout
 from .prototypes import (
     ClassPrediction,
     Gallery,
@@ -13,6 +16,9 @@ from .prototypes import (
 )
 
 __all__ = [
+    "EXPLAINERS", "Explainer", "create_explainer", "list_explainers",
+    "GradCAMExplainer", "IntegratedGradientsExplainer", "OcclusionExplainer", "SaliencyExplainer",
     "ClassPrediction", "Gallery", "PrototypeContribution", "PrototypeExplainer", "PrototypeExplanation",
     "build_gallery", "explain_checkpoint", "load_gallery", "save_gallery",
+    "circuit_file", "circuit_from_json", "circuit_to_json", "default_circuit_layers", "kernel_mass", "readout",
 ]

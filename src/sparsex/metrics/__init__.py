@@ -1,5 +1,17 @@
 """Metrics, batched in torch: settings at construction, data at call, each with its direction."""
 
+from .faithfulness import (
+    DeletionAUC,
+    InsertionAUC,
+    MaskArea,
+    Sufficiency,
+    deletion_auc,
+    insertion_auc,
+    mask_area,
+    perturbation_curve,
+    sufficiency,
+    sufficient,
+)
 from .prototype import (
     Accuracy,
     GlobalSize,
@@ -19,6 +31,16 @@ from .prototype import (
 )
 
 __all__ = [
+    "DeletionAUC",
+    "InsertionAUC",
+    "MaskArea",
+    "Sufficiency",
+    "deletion_auc",
+    "insertion_auc",
+    "mask_area",
+    "perturbation_curve",
+    "sufficiency",
+    "sufficient",
     "Accuracy",
     "GlobalSize",
     "LocalSize",

@@ -1,15 +1,28 @@
-"""Plain classifiers on a frozen backbone's feature map: the dense baselines that sparse heads
-are compared with."""
+"""Plain classifiers: the dense baselines that sparse heads are compared with, and the models
+that post-hoc explainers explain.
+
+- :class:`LinearProbe` (``linear-probe``): a head on a backbone's feature map.
+- :class:`ImageClassifier`: backbone + head as one module on raw ``[0, 1]`` images, what
+  ``sparsex train classifier`` checkpoints (family ``classifier``) and :func:`load_classifier`
+  rebuilds. The checkpoint holds the backbone's weights too, so it does not depend on where they
+  came from.
+"""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..errors import SparsexError
-from .base import MODELS, check_head_features
+from ..backbones import Backbone, create_backbone
+from ..checkpoint import Checkpoint, load_checkpoint
+from ..checks import check_images
+from ..errors import CheckpointError, SparsexError
+from .base import MODELS, check_head_features, create_model
+
+FAMILY = "classifier"
 
 
 class LinearProbe(nn.Module):
@@ -33,3 +46,64 @@ class LinearProbe(nn.Module):
 @MODELS.register("linear-probe", description="dense baseline: global average pooling + one linear layer")
 def create_linear_probe(**cfg: Any) -> LinearProbe:
     return LinearProbe(**cfg)
+
+
+class ImageClassifier(nn.Module):
+    """``logits = head(backbone(preprocess(images)))`` for raw images ``(B, C, H, W)`` in ``[0, 1]``
+    (any size and 1 or 3 channels: the backbone's ``preprocess`` converts them).
+
+    ``layer_names()`` lists the modules explainers may hook (the backbone's convolutions and
+    blocks, then ``head``); :meth:`module` returns one by name.
+    """
+
+    def __init__(self, backbone: Backbone, head: nn.Module, classes: list[str] | None = None) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.classes = list(classes) if classes else None
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        check_images(images)
+        return self.head(self.backbone(self.backbone.preprocess(images)))
+
+    @property
+    def num_classes(self) -> int:
+        return self.head.linear.out_features
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return tuple(self.backbone.info.input_size)
+
+    def layer_names(self) -> list[str]:
+        """Names of the hookable modules (``named_modules`` with a non-empty name)."""
+        return [name for name, _ in self.named_modules() if name]
+
+    def module(self, name: str) -> nn.Module:
+        """The sub-module called ``name``; an unknown name lists a few valid ones."""
+        modules = dict(self.named_modules())
+        if not name or name not in modules:
+            convs = [n for n, m in modules.items() if isinstance(m, nn.Conv2d)]
+            raise SparsexError(f"classifier has no layer {name!r}; convolution layers: {', '.join(convs[-6:])} "
+                               f"(all names: ImageClassifier.layer_names())")
+        return modules[name]
+
+
+def load_classifier(path: str | os.PathLike) -> tuple[ImageClassifier, Checkpoint]:
+    """Rebuild the :class:`ImageClassifier` of a ``sparsex train classifier`` run or checkpoint folder
+    (``<run>/checkpoint`` is found from ``<run>``). Returns it in eval mode, frozen, with its
+    checkpoint (``checkpoint.config`` names the data and the backbone)."""
+    folder = os.fspath(path)
+    if os.path.isdir(os.path.join(folder, "checkpoint")):
+        folder = os.path.join(folder, "checkpoint")
+    checkpoint = load_checkpoint(folder, family=FAMILY)
+    config = checkpoint.config
+    try:
+        backbone = create_backbone(**{**config["backbone"], "pretrained": False, "weights": None})
+        settings = dict(config["model"])
+        head = create_model(settings.pop("name"), **settings)
+    except KeyError as e:
+        raise CheckpointError(f"classifier checkpoint {folder} lacks config entry {e}") from None
+    model = ImageClassifier(backbone, head, (config.get("data") or {}).get("classes"))
+    checkpoint.load_into(model)
+    model.eval().requires_grad_(False)
+    return model, checkpoint

@@ -51,11 +51,12 @@ def train_epochs(model: nn.Module, loss_fn: LossFn, features: torch.Tensor, labe
 @torch.no_grad()
 def predict(model: nn.Module, features: torch.Tensor, batch_size: int = 256, device: str | torch.device = "cpu",
             keys: tuple[str, ...] = ("logits", "scores")) -> dict[str, torch.Tensor]:
-    """Run ``model`` over ``features`` in batches; concatenate the named output fields (on the CPU)."""
+    """Run ``model`` over ``features`` in batches; concatenate the named output fields (on the CPU).
+    A model that returns a bare tensor (a plain classifier) has it read as ``logits``."""
     model.eval()
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
     for batch in features.split(batch_size):
         out = model(batch.to(device, torch.float32))
         for k in keys:
-            parts[k].append(getattr(out, k).cpu())
+            parts[k].append((out if isinstance(out, torch.Tensor) and k == "logits" else getattr(out, k)).cpu())
     return {k: torch.cat(v) for k, v in parts.items()}

@@ -1,0 +1,125 @@
+"""Minimal masks (amortised, activation matching) vs. captum's attributions and the per-image
+optimisation baseline, on two classifiers: a small CNN trained on Fashion-MNIST and a linear probe
+on frozen Lite0 features of the part world (128 px). Plus one circuit readout per classifier.
+
+    python benchmarks/minimal_mask.py --out RESULT.json [--quick] [--resume]
+
+Everything is measured on the same test images in one run: mask area, sufficiency (top-1 kept on
+``m x + (1 - m) blur(x)``), deletion AUC (pixels ranked by the attribution; the mask explainer ranks
+by its mask probabilities), images/s of each method at the same batch size, and the speed-ups.
+The per-image baseline is slow, so it runs on the first ``PERIMAGE_N`` evaluation images; the
+mask explainer's deletion AUC on that subset is reported beside it. Run folders (classifiers,
+explainers) go to ``<cache>/minimal_mask_runs[_quick]``, started afresh unless ``--resume``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from _common import parse_run_args, run_folders, write_result
+from sparsex.explainers import create_explainer
+from sparsex.explainers.circuit import readout
+from sparsex.explainers.minimal_mask import MinimalMask, PerImageMask
+from sparsex.metrics.faithfulness import deletion_auc, mask_area, sufficiency
+from sparsex.models.classifier import load_classifier
+from sparsex.perturb import blur
+from sparsex.train.classifier import ClassifierTrainConfig, train_classifier
+from sparsex.train.explainer import ExplainerTrainConfig, load_images, train_explainer
+from sparsex.viz.circuit import circuit_figure
+
+BATCH = 32  # images per attribute() call, the same for every method
+
+
+def timed(fn, x: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """``fn`` over ``x`` in batches of ``BATCH``; returns the concatenated output and images/s."""
+    start = time.perf_counter()
+    out = torch.cat([fn(chunk) for chunk in x.split(BATCH)])
+    return out, len(x) / (time.perf_counter() - start)
+
+
+def measure(name: str, classifier_cfg: dict, explainer_cfg: dict, eval_n: int, perimage_n: int, perimage_steps: int,
+            occlusion: dict, runs, results_dir, figures: dict) -> None:
+    clf_dir, mm_dir = runs / f"{name}_classifier", runs / f"{name}_explainer"
+    start = time.perf_counter()
+    clf_metrics = train_classifier(ClassifierTrainConfig(**classifier_cfg), clf_dir)
+    figures[f"{name}.classifier.test_accuracy"] = clf_metrics["test_accuracy"]
+    figures[f"time_s.{name}.classifier"] = round(time.perf_counter() - start, 1)
+    start = time.perf_counter()
+    train_explainer(ExplainerTrainConfig(classifier=str(clf_dir), **explainer_cfg), mm_dir)
+    figures[f"time_s.{name}.explainer"] = round(time.perf_counter() - start, 1)
+
+    model, checkpoint = load_classifier(clf_dir)
+    data = checkpoint.config["data"]
+    x = load_images(data["name"], "test", data["root"], data["options"] or {}, eval_n)
+    explainer = MinimalMask.load(mm_dir, model)
+
+    masks, mask_rate = timed(explainer.attribute, x)
+    soft = torch.cat([explainer.attribute(chunk, binary=False) for chunk in x.split(BATCH)])
+    figures[f"{name}.eval_images"] = len(x)
+    figures[f"{name}.mask.area"] = float(mask_area(masks).mean())
+    figures[f"{name}.mask.sufficiency"] = sufficiency(model, x, masks)
+    figures[f"{name}.mask.deletion_auc"] = float(deletion_auc(model, x, soft).mean())
+    figures[f"{name}.mask.images_per_s"] = round(mask_rate, 2)
+
+    rates = {}
+    for method, key, settings in (("integrated-gradients", "ig", {"n_steps": 50}), ("gradcam", "gradcam", {}),
+                                  ("saliency", "saliency", {}), ("occlusion", "occlusion", occlusion)):
+        attributor = create_explainer(method, model, **settings)
+        maps, rates[key] = timed(attributor.attribute, x)
+        figures[f"{name}.{key}.deletion_auc"] = float(deletion_auc(model, x, maps).mean())
+        figures[f"{name}.{key}.images_per_s"] = round(rates[key], 2)
+
+    subset = x[:perimage_n]
+    perimage = PerImageMask(model, layers=explainer.config.layers, steps=perimage_steps, binary=False,
+                            weights=explainer.config.weights, internal_batch_size=BATCH)
+    perimage_soft, perimage_rate = timed(perimage.attribute, subset)
+    figures[f"{name}.perimage.images"] = len(subset)
+    figures[f"{name}.perimage.steps"] = perimage_steps
+    figures[f"{name}.perimage.area"] = float(mask_area((perimage_soft > 0.5).float()).mean())
+    figures[f"{name}.perimage.sufficiency"] = sufficiency(model, subset, (perimage_soft > 0.5).float())
+    figures[f"{name}.perimage.deletion_auc"] = float(deletion_auc(model, subset, perimage_soft).mean())
+    figures[f"{name}.mask.deletion_auc_on_perimage_subset"] = float(deletion_auc(model, subset, soft[:perimage_n]).mean())
+    figures[f"{name}.perimage.images_per_s"] = round(perimage_rate, 4)
+    figures[f"{name}.speedup.vs_ig"] = round(mask_rate / rates["ig"], 1)
+    figures[f"{name}.speedup.vs_perimage"] = round(mask_rate / perimage_rate, 1)
+    best = min(("ig", "gradcam", "saliency", "occlusion"), key=lambda k: figures[f"{name}.{k}.deletion_auc"])
+    figures[f"{name}.best_captum"] = best
+
+    explanation = masks[:1] * x[:1] + (1 - masks[:1]) * blur(x[:1], explainer.config.blur_sigma)
+    graph = readout(model, explanation[0])
+    figures[f"{name}.circuit.nodes"] = graph.number_of_nodes()
+    figures[f"{name}.circuit.edges"] = graph.number_of_edges()
+    figure = results_dir / f"minimal_mask_{name}_circuit.png"
+    circuit_figure(graph, figure, image=explanation[0])
+    figures[f"{name}.circuit.figure"] = str(figure)
+
+
+def main() -> None:
+    args = parse_run_args(__doc__)
+    runs = run_folders(args, "minimal_mask")
+    results_dir = args.out.parent
+    results_dir.mkdir(parents=True, exist_ok=True)
+    if args.quick:
+        fmnist = dict(data="fashion-mnist", data_options={"limit": 256}, backbone="small-cnn", epochs=1)
+        parts = dict(data="parts", data_options={"image_size": 64, "train_size": 96, "test_size": 48}, backbone="lite0",
+                     image_size=64, epochs=3, lr=1e-2, cache_dir=str(args.cache))
+        fmnist_mm = dict(train_limit=64, test_limit=8, explainer={"epochs": 1, "width": 4})
+        parts_mm = dict(train_limit=32, test_limit=8, explainer={"epochs": 1, "width": 4})
+        eval_n, perimage_n, steps, occlusion = 4, 2, 3, {"window": 16, "stride": 16}
+    else:
+        fmnist = dict(data="fashion-mnist", backbone="small-cnn", epochs=5)
+        parts = dict(data="parts", data_options={"image_size": 128, "train_size": 2400, "test_size": 480},
+                     backbone="lite0", image_size=128, epochs=100, lr=1e-2, cache_dir=str(args.cache))
+        fmnist_mm = dict(train_limit=20000, test_limit=500, explainer={"epochs": 10})
+        parts_mm = dict(train_limit=2400, test_limit=200, explainer={"epochs": 10, "batch_size": 16})
+        eval_n, perimage_n, steps, occlusion = 200, 32, 150, {}
+    figures: dict = {"settings.batch": BATCH}
+    for name, clf, mm in (("fmnist", fmnist, fmnist_mm), ("parts", parts, parts_mm)):
+        measure(name, clf, mm, eval_n, perimage_n, steps, occlusion, runs, results_dir, figures)
+    write_result(args.out, args.quick, figures)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Analyses of trained models: figures and tables that say what a model has learnt."""

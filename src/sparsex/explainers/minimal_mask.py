@@ -1,0 +1,435 @@
+"""Minimal mask explanations by activation matching (arXiv 2509.25686, "Minimalist Explanation
+Generation and Circuit Discovery"), amortised and per image.
+
+For an image ``x`` and a frozen classifier ``f`` with top-1 label ``y = argmax f(x)``, a mask
+``m (B, 1, H, W)`` defines the explanation ``e = m * x + (1 - m) * fill`` (``fill`` the blurred
+image, DESIGN.md's baseline). The objective (:class:`MaskObjective`) is::
+
+    L = w_match  sum_layers A(a_l(x), a_l(e))              activation matching (KL + cosine)
+      + w_label  CE(f(e), y)                                label consistency
+      + w_area   mean(m) + w_tv TV(m) + w_binary mean(m (1 - m))
+      + w_robust CE(f(m * x + (1 - m) * other_fill), y)     robustness to the fill
+
+with ``A`` :func:`~sparsex.losses.mask.activation_matching_loss` and ``other_fill`` uniform noise
+or another image of the batch (drawn per batch), so that the explanation cannot rely on what
+fills the masked-out region. Masks are binarised with a straight-through estimator (forward: the
+0/1 mask ``sigmoid(z) > 0.5``; backward: the gradient of ``sigmoid(z)``) after ``soft_epochs``
+epochs of soft masks; at inference the mask is the hard threshold.
+
+- :class:`MinimalMask` learns a small U-Net that maps ``x`` to mask logits: one forward pass
+  explains a new image. ``fit`` trains it against the frozen classifier; ``save``/``load`` use the
+  checkpoint format and record the classifier's weight hash, so that an explainer is never
+  paired with a classifier it was not trained for.
+- :class:`PerImageMask` optimises one mask per image under the same objective (many steps per
+  image): slow and strong, the baseline the amortised explainer is measured against.
+
+:class:`MinimalMask` explains the classifier's predicted class (``target`` must be ``None`` or
+that class); :class:`PerImageMask` (registered as ``per-image-mask``) keeps any target class.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checks import check_images, from_settings
+from ..errors import CheckpointError, InputError, SparsexError
+from ..losses.mask import activation_matching_loss, binarisation_loss, mask_area_loss, total_variation_loss
+from ..perturb import blur
+from ..weights import module_sha256
+from .base import EXPLAINERS, Explainer
+from .hooks import default_layers, record_activations, resolve_layers
+
+FAMILY = "minimal-mask"
+
+
+@dataclass
+class MaskObjectiveWeights:
+    """The weights of :class:`MaskObjective`'s terms (see the module docstring)."""
+
+    match: float = 1.0
+    match_kl: float = 1.0
+    match_cosine: float = 1.0
+    label: float = 1.0
+    area: float = 2.0
+    tv: float = 0.5
+    binary: float = 0.2
+    robust: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 and value == value
+                    and value != float("inf")):
+                raise SparsexError(f"mask objective weight {name} must be a finite number >= 0, got {value!r}")
+
+
+def straight_through(logits: torch.Tensor, hard: bool) -> torch.Tensor:
+    """``sigmoid(logits)``, or (``hard``) its 0/1 threshold at 0.5 with the sigmoid's gradient."""
+    soft = torch.sigmoid(logits)
+    if not hard:
+        return soft
+    return (soft > 0.5).to(soft.dtype) + soft - soft.detach()
+
+
+class MaskObjective:
+    """The objective shared by :class:`MinimalMask` and :class:`PerImageMask`.
+
+    ``model`` maps images ``(B, C, H, W)`` in ``[0, 1]`` to logits; ``layers`` name the modules
+    whose outputs are matched. Call :meth:`reference` once per batch (no gradient), then
+    :meth:`__call__` with a mask.
+    """
+
+    def __init__(self, model: nn.Module, layers: list[str], weights: MaskObjectiveWeights, blur_sigma: float | None) -> None:
+        resolve_layers(model, layers)  # unknown names fail here, not at the first batch
+        self.model, self.layers, self.weights, self.blur_sigma = model, layers, weights, blur_sigma
+
+    def reference(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, Any]:
+        """Activations of ``x`` and the labels to keep (default: the classifier's top-1)."""
+        with torch.no_grad(), record_activations(self.model, self.layers) as acts:
+            logits = self.model(x)
+            return {"x": x, "labels": logits.argmax(dim=1) if labels is None else labels,
+                    "acts": {k: v.detach() for k, v in acts.items()}, "fill": blur(x, self.blur_sigma)}
+
+    def __call__(self, ref: dict[str, Any], mask: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        w, x, y = self.weights, ref["x"], ref["labels"]
+        explanation = mask * x + (1 - mask) * ref["fill"]
+        with record_activations(self.model, self.layers) as acts:
+            logits = self.model(explanation)
+            explained = dict(acts)
+        terms = {
+            "match": sum(activation_matching_loss(ref["acts"][k], explained[k], w.match_kl, w.match_cosine) for k in self.layers),
+            "label": F.cross_entropy(logits, y),
+            "area": mask_area_loss(mask),
+            "tv": total_variation_loss(mask),
+            "binary": binarisation_loss(mask),
+        }
+        if w.robust > 0:
+            if torch.rand((), generator=generator) < 0.5:
+                other = torch.rand(x.shape, generator=generator).to(x)
+            else:
+                other = x.roll(1, dims=0)
+            terms["robust"] = F.cross_entropy(self.model(mask * x + (1 - mask) * other), y)
+        terms["total"] = sum(getattr(w, k) * v for k, v in terms.items())
+        terms["kept"] = (logits.argmax(dim=1) == y).float().mean().detach()
+        return terms
+
+
+class MaskNet(nn.Module):
+    """A small U-Net: images ``(B, C, H, W)`` -> mask logits ``(B, 1, H, W)``; three stride-2
+    levels of width ``w, 2w, 4w, 4w``, skip connections, any input size."""
+
+    def __init__(self, in_chans: int, width: int = 16) -> None:
+        super().__init__()
+
+        def block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.GroupNorm(1, cout), nn.ReLU(inplace=True))
+
+        w = width
+        self.down = nn.ModuleList([block(in_chans, w), block(w, 2 * w, 2), block(2 * w, 4 * w, 2), block(4 * w, 4 * w, 2)])
+        self.up = nn.ModuleList([block(8 * w, 2 * w), block(4 * w, w)])
+        self.out = nn.Conv2d(2 * w, 1, 3, padding=1)
+        nn.init.constant_(self.out.bias, 2.0)  # start from "keep everything" (sigmoid(2) = 0.88)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        h = x - 0.5
+        for layer in self.down:
+            h = layer(h)
+            skips.append(h)
+        h = skips.pop()
+        for layer in self.up:
+            skip = skips.pop()
+            h = layer(torch.cat([F.interpolate(h, size=skip.shape[-2:], mode="bilinear", align_corners=False), skip], 1))
+        skip = skips.pop()
+        return self.out(torch.cat([F.interpolate(h, size=skip.shape[-2:], mode="bilinear", align_corners=False), skip], 1))
+
+
+@dataclass
+class MinimalMaskConfig:
+    """Settings of :class:`MinimalMask`: ``layers`` to match (None: three convolutions spread over
+    the model, :func:`~sparsex.explainers.hooks.default_layers`), the U-Net ``width``, training
+    ``epochs``/``lr``/``batch_size``/``soft_epochs``, the objective ``weights``, the blur
+    ``blur_sigma`` of the fill (None: the default of :func:`sparsex.perturb.blur`), ``seed``."""
+
+    layers: list[str] | None = None
+    width: int = 16
+    epochs: int = 10
+    lr: float = 2e-3
+    batch_size: int = 32
+    soft_epochs: int = 1
+    blur_sigma: float | None = None
+    seed: int = 0
+    weights: MaskObjectiveWeights = field(default_factory=MaskObjectiveWeights)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.weights, dict):
+            self.weights = from_settings(MaskObjectiveWeights, self.weights, "mask objective")
+        for name in ("width", "epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise SparsexError(f"minimal mask setting {name} must be a positive integer, got {value!r}")
+        if isinstance(self.soft_epochs, bool) or not isinstance(self.soft_epochs, int) or self.soft_epochs < 0:
+            raise SparsexError(f"soft_epochs must be an integer >= 0, got {self.soft_epochs!r}")
+        if not (isinstance(self.lr, (int, float)) and 0 < self.lr < 10):
+            raise SparsexError(f"lr must be a number in (0, 10), got {self.lr!r}")
+
+    @classmethod
+    def from_dict(cls, settings: dict[str, Any]) -> "MinimalMaskConfig":
+        return from_settings(cls, settings, "minimal mask")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check_target(target: Any, predicted: torch.Tensor, num_classes: int) -> None:
+    """The mask explainers explain the predicted class: ``target`` must be None or equal to it."""
+    if target is None:
+        return
+    target = torch.as_tensor(target).to(predicted.device).long().reshape(-1).expand_as(predicted)
+    if ((target < 0) | (target >= num_classes)).any():
+        bad = int(target[(target < 0) | (target >= num_classes)][0])
+        raise InputError(f"target class {bad} is out of range for a classifier with {num_classes} classes")
+    if (target != predicted).any():
+        raise InputError("mask explainers explain the classifier's predicted class; target differs from the prediction "
+                         f"on {int((target != predicted).sum())} of {len(predicted)} images (pass target=None)")
+
+
+def _prepare(x: torch.Tensor, size: tuple[int, int] | None, channels: int | None) -> torch.Tensor:
+    """Check images against the size and channels an explainer was trained on."""
+    check_images(x, channels=channels)
+    if size is not None and tuple(x.shape[-2:]) != tuple(size):
+        raise InputError(f"images are {x.shape[-2]}x{x.shape[-1]}; this explainer was trained on {size[0]}x{size[1]} images "
+                         f"(resize them first, e.g. torch.nn.functional.interpolate)")
+    return x
+
+
+class MinimalMask:
+    """The amortised mask explainer (see the module docstring).
+
+    ``MinimalMask(model, config)``; ``fit(images)``; ``attribute(x)`` -> binary masks
+    ``(B, 1, H, W)``; ``save(path)`` / ``MinimalMask.load(path, model)``.
+    """
+
+    def __init__(self, model: nn.Module, config: MinimalMaskConfig | None = None, in_chans: int | None = None) -> None:
+        self.model = model.eval().requires_grad_(False)
+        self.config = config or MinimalMaskConfig()
+        if self.config.layers is None:
+            self.config.layers = default_layers(model)
+        self.objective = MaskObjective(model, self.config.layers, self.config.weights, self.config.blur_sigma)
+        torch.manual_seed(self.config.seed)
+        self.in_chans = in_chans or _in_chans(model)
+        self.net = MaskNet(self.in_chans, self.config.width)
+        self.epochs_done = 0
+        self.image_size: tuple[int, int] | None = None  # set by the first fit (or a loaded checkpoint)
+
+    def mask_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def fit_epoch(self, images: torch.Tensor, progress: bool = True, desc: str = "mask explainer") -> dict[str, float]:
+        """One pass over ``images (N, C, H, W)``; returns the epoch's mean loss terms. A fresh Adam
+        per epoch and batches shuffled from ``seed + epoch``, so a run resumed between epochs equals
+        an uninterrupted one."""
+        _prepare(images[:1], self.image_size, self.in_chans)
+        self.image_size = tuple(images.shape[-2:])
+        cfg, epoch = self.config, self.epochs_done
+        optimiser = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        generator = torch.Generator().manual_seed(cfg.seed + epoch)
+        order = torch.randperm(len(images), generator=generator)
+        sums: dict[str, float] = {}
+        self.net.train()
+        batches = order.split(cfg.batch_size)
+        for idx in tqdm(batches, desc=f"{desc} epoch {epoch + 1}", unit="batch", disable=not progress, leave=False):
+            ref = self.objective.reference(images[idx])
+            mask = straight_through(self.net(ref["x"]), hard=epoch >= cfg.soft_epochs)
+            terms = self.objective(ref, mask, generator)
+            optimiser.zero_grad(set_to_none=True)
+            terms["total"].backward()
+            optimiser.step()
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(idx)
+        self.net.eval()
+        self.epochs_done += 1
+        return {k: v / len(images) for k, v in sums.items()}
+
+    def fit(self, images: torch.Tensor, epochs: int | None = None, progress: bool = True) -> list[dict[str, float]]:
+        """Train for ``epochs`` (default ``config.epochs``) on ``images (N, C, H, W)`` in ``[0, 1]``."""
+        return [self.fit_epoch(images, progress) for _ in range(epochs if epochs is not None else self.config.epochs)]
+
+    @torch.no_grad()
+    def attribute(self, inputs: torch.Tensor, target: Any = None, binary: bool = True) -> torch.Tensor:
+        """Masks ``(B, 1, H, W)`` for ``inputs`` (one forward pass): 0/1 (``binary``) or the mask
+        probabilities ``sigmoid(z)`` (to rank pixels, e.g. for deletion curves)."""
+        x = _prepare(inputs, self.image_size, self.in_chans)
+        if target is not None:
+            _check_target(target, self.model(x).argmax(dim=1), _num_classes(self.model, x))
+        self.net.eval()
+        soft = torch.sigmoid(self.net(x))
+        return (soft > 0.5).to(soft.dtype) if binary else soft
+
+    def checkpoint_config(self, **extra: Any) -> dict[str, Any]:
+        """What a checkpoint of this explainer records: its config, the classifier's weight hash,
+        the epochs done, and ``extra`` (e.g. the classifier's folder)."""
+        return {"explainer": self.config.to_dict(), "in_chans": self.in_chans, "image_size": self.image_size,
+                "classifier_sha256": module_sha256(self.model), "epochs_done": self.epochs_done, **extra}
+
+    def save(self, path: str | os.PathLike, overwrite: bool = False, **extra: Any) -> Path:
+        """Checkpoint the U-Net (see :meth:`checkpoint_config`)."""
+        return save_checkpoint(path, self.net, FAMILY, self.checkpoint_config(**extra), overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, model: nn.Module) -> "MinimalMask":
+        """Load a saved explainer (a checkpoint folder, or a ``sparsex train explainer`` run folder)
+        for ``model``; refuse one trained for another classifier."""
+        checkpoint = load_checkpoint(_checkpoint_folder(path), family=FAMILY)
+        stored = checkpoint.config.get("classifier_sha256")
+        if stored != module_sha256(model):
+            raise CheckpointError(f"explainer {path} was trained for another classifier (weights hash "
+                                  f"{str(stored)[:12]}..., this one {module_sha256(model)[:12]}...); train one for it")
+        explainer = cls(model, MinimalMaskConfig.from_dict(checkpoint.config["explainer"]), checkpoint.config["in_chans"])
+        checkpoint.load_into(explainer.net)
+        explainer.net.eval()
+        explainer.epochs_done = int(checkpoint.config.get("epochs_done", 0))
+        size = checkpoint.config.get("image_size")
+        explainer.image_size = tuple(size) if size else None
+        return explainer
+
+
+@EXPLAINERS.register("per-image-mask", description="minimal mask optimised per image (activation matching objective)")
+class PerImageMask(Explainer):
+    """One mask per image, optimised under :class:`MaskObjective` with Adam for ``steps`` steps
+    (straight-through after the first half), keeping ``target`` (default: the top-1 class). The
+    mask logits live on a grid ``downsample`` times coarser than the image and are upsampled
+    bilinearly (a smoothness prior, and fewer unknowns). ``internal_batch_size`` images are
+    optimised together. ``attribute`` returns 0/1 masks (``binary``) or the mask probabilities."""
+
+    name = "per-image-mask"
+
+    def __init__(self, model: nn.Module, layers: list[str] | None = None, steps: int = 150, lr: float = 0.1,
+                 downsample: int = 4, weights: MaskObjectiveWeights | dict | None = None, blur_sigma: float | None = None,
+                 internal_batch_size: int = 32, seed: int = 0, binary: bool = True) -> None:
+        for name, value in (("steps", steps), ("downsample", downsample), ("internal_batch_size", internal_batch_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise SparsexError(f"per-image mask setting {name} must be a positive integer, got {value!r}")
+        super().__init__(model)
+        if isinstance(weights, dict):
+            weights = from_settings(MaskObjectiveWeights, weights, "mask objective")
+        self.layers = layers or default_layers(model)
+        self.objective = MaskObjective(model, self.layers, weights or MaskObjectiveWeights(), blur_sigma)
+        self.steps, self.lr, self.downsample, self.seed, self.binary = steps, lr, downsample, seed, binary
+        self.internal_batch_size = internal_batch_size
+
+    def _optimise(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        logits = torch.full((len(x), 1, max(1, h // self.downsample), max(1, w // self.downsample)), 2.0,
+                            device=x.device, requires_grad=True)
+        optimiser = torch.optim.Adam([logits], lr=self.lr)
+        generator = torch.Generator().manual_seed(self.seed)
+        ref = self.objective.reference(x, labels)
+        for step in range(self.steps):
+            up = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+            terms = self.objective(ref, straight_through(up, hard=step >= self.steps // 2), generator)
+            optimiser.zero_grad(set_to_none=True)
+            terms["total"].backward()
+            optimiser.step()
+        return torch.sigmoid(F.interpolate(logits.detach(), size=(h, w), mode="bilinear", align_corners=False))
+
+    def _attribute(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        batch = self.internal_batch_size
+        soft = torch.cat([self._optimise(x, y) for x, y in zip(inputs.split(batch), targets.split(batch))])
+        return (soft > 0.5).to(soft.dtype) if self.binary else soft
+
+
+def _checkpoint_folder(path: str | os.PathLike) -> Path:
+    """``<run>/checkpoint`` for a run folder, else ``path``."""
+    path = Path(path)
+    return path / "checkpoint" if (path / "checkpoint" / "config.json").is_file() else path
+
+
+def load_explainer_classifier(path: str | os.PathLike) -> tuple["MinimalMask", nn.Module]:
+    """The explainer saved at ``path`` and the classifier it names (``config.classifier``)."""
+    from ..models.classifier import load_classifier
+
+    folder = _checkpoint_folder(path)
+    checkpoint = load_checkpoint(folder, family=FAMILY)
+    classifier_dir = checkpoint.config.get("classifier")
+    if not classifier_dir:
+        raise CheckpointError(f"explainer {path} does not name its classifier (config.classifier); load it with "
+                              f"MinimalMask.load(path, model)")
+    model, _ = load_classifier(classifier_dir)
+    return MinimalMask.load(folder, model), model
+
+
+def _in_chans(model: nn.Module) -> int:
+    backbone = getattr(model, "backbone", None)
+    if backbone is not None and hasattr(backbone, "info"):
+        return 3 if backbone.info.in_chans == 3 else 1
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            return module.in_channels
+    raise SparsexError(f"cannot tell the input channels of {type(model).__name__}; pass in_chans")
+
+
+def _num_classes(model: nn.Module, x: torch.Tensor) -> int:
+    num = getattr(model, "num_classes", None)
+    if isinstance(num, int):
+        return num
+    with torch.no_grad():
+        return int(model(x[:1]).shape[1])
+
+
+def explain_file(explainer_path: str | os.PathLike, image: str | os.PathLike, out: str | os.PathLike,
+                 overwrite: bool = False, top: int = 3) -> Path:
+    """Explain one image file with a saved :class:`MinimalMask` (the classifier it names is loaded
+    and its hash checked). The image is resized to the size the explainer was trained on. Writes,
+    atomically, ``image.png``, ``mask.png``, ``explanation.png`` (``m * x + (1 - m) * blur(x)``)
+    and ``explanation.json`` (mask area, the top classes on ``x`` and on the explanation)."""
+    import numpy as np
+    from PIL import Image
+
+    from ..data.base import load_image
+    from ..io import atomic_dir, check_output_dir, write_json
+
+    check_output_dir(out, overwrite)
+    explainer, model = load_explainer_classifier(explainer_path)
+    picture = load_image(image, channels=explainer.in_chans)
+    if explainer.image_size is not None:
+        picture = picture.resize((explainer.image_size[1], explainer.image_size[0]), Image.BILINEAR)
+    array = np.asarray(picture, dtype=np.float32) / 255.0
+    x = torch.from_numpy(array.reshape(*array.shape[:2], -1)).permute(2, 0, 1).unsqueeze(0)
+    mask = explainer.attribute(x)
+    explanation = mask * x + (1 - mask) * blur(x, explainer.config.blur_sigma)
+    with torch.no_grad():
+        probs = torch.softmax(model(torch.cat([x, explanation])), dim=1)
+    classes = _class_names(model, probs.shape[1])
+
+    def ranked(p: torch.Tensor) -> list[dict[str, Any]]:
+        values, indices = p.topk(min(top, len(p)))
+        return [{"class": int(i), "name": classes[int(i)], "probability": round(float(v), 4)} for v, i in zip(values, indices)]
+
+    def png(t: torch.Tensor, path: Path) -> None:
+        pixels = (t.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+        Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(path)
+
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        png(x[0], tmp / "image.png")
+        png(mask[0], tmp / "mask.png")
+        png(explanation[0], tmp / "explanation.png")
+        write_json(tmp / "explanation.json", {
+            "image": str(image), "explainer": str(explainer_path), "mask_area": round(float(mask.mean()), 4),
+            "prediction_on_image": ranked(probs[0]), "prediction_on_explanation": ranked(probs[1]),
+            "label_kept": bool(probs[0].argmax() == probs[1].argmax()),
+        })
+    return Path(out)
+
+
+def _class_names(model: nn.Module, count: int) -> list[str]:
+    names = getattr(model, "classes", None)
+    return list(names) if names and len(names) == count else [str(i) for i in range(count)]

@@ -1,0 +1,116 @@
+"""Running a classifier ``model(images (B, C, H, W)) -> logits (B, K)`` for explainers and metrics:
+frozen (eval mode, no parameter gradients, both restored afterwards), in bounded batches, with
+targets resolved and checked the same way everywhere; and the checks of their settings."""
+
+from __future__ import annotations
+
+import numbers
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from .errors import InputError
+
+#: ``None`` (the model's top-1), one class for every image, or one class per image.
+Target = Optional[Union[int, Sequence[int], torch.Tensor]]
+
+
+def check_model(model: nn.Module) -> nn.Module:
+    """``model`` must be an ``nn.Module`` (a classifier mapping images to logits)."""
+    if not isinstance(model, nn.Module):
+        raise InputError(f"model must be a torch.nn.Module mapping images (B, C, H, W) to logits (B, K), "
+                         f"got {type(model).__name__}")
+    return model
+
+
+def check_model_device(model: nn.Module, inputs: torch.Tensor) -> None:
+    """The model's parameters (or buffers) must be on the inputs' device."""
+    tensor = next(model.parameters(), None)
+    if tensor is None:
+        tensor = next(model.buffers(), None)
+    if tensor is not None and tensor.device != inputs.device:
+        raise InputError(f"inputs are on {inputs.device} but the model is on {tensor.device}; move one to the other")
+
+
+@contextmanager
+def frozen(model: nn.Module) -> Iterator[nn.Module]:
+    """Within the block, every submodule is in eval mode (no BatchNorm updates, no dropout) and no
+    parameter requires gradients (nothing accumulates in ``.grad``, no graph is built through the
+    weights); afterwards every submodule's mode and every parameter's flag is restored as it was."""
+    modes = [(module, module.training) for module in model.modules()]
+    flags = [(param, param.requires_grad) for param in model.parameters()]
+    try:
+        model.eval()
+        for param, _ in flags:
+            param.requires_grad_(False)
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training
+        for param, flag in flags:
+            param.requires_grad_(flag)
+
+
+def check_logits(logits: torch.Tensor, batch: int) -> torch.Tensor:
+    """The model's output must be logits ``(batch, K)``."""
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != batch:
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise InputError(f"model must map images (B, C, H, W) to logits (B, K); got {got} for B = {batch}")
+    return logits
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+    """``model(images)`` without gradients, ``batch_size`` images at a time (all at once for
+    ``None``); the caller freezes the model. Returns logits ``(B, K)``."""
+    n = images.shape[0]
+    step = max(1, n if batch_size is None else batch_size)
+    return torch.cat([check_logits(model(images[i:i + step]), min(step, n - i)) for i in range(0, n, step)])
+
+
+def resolve_targets(logits: torch.Tensor, target: Target) -> torch.Tensor:
+    """The class explained or scored for each image, ``(B,)`` int64 on the logits' device.
+
+    ``logits (B, K)``; ``target``: ``None`` (the top-1 class, ties to the lowest index), an int
+    (the same class for every image), or a sequence/tensor of ``B`` ints. A class outside
+    ``[0, K)`` raises a one-line :class:`InputError` naming ``K``.
+    """
+    batch, num_classes = logits.shape
+    if target is None:
+        return logits.argmax(dim=1)
+    if isinstance(target, bool) or (isinstance(target, numbers.Number) and not isinstance(target, numbers.Integral)):
+        raise InputError(f"target must be an integer class, a sequence or tensor of {batch} classes, or None; got {target!r}")
+    try:
+        classes = torch.as_tensor(target)
+    except (TypeError, ValueError, RuntimeError):
+        raise InputError(f"target must be an integer class, a sequence or tensor of {batch} classes, or None; "
+                         f"got {type(target).__name__}") from None
+    if classes.is_floating_point() or classes.is_complex() or classes.dtype == torch.bool:
+        raise InputError(f"target classes must be integers, got dtype {classes.dtype}")
+    if classes.dim() == 0:
+        classes = classes.expand(batch)
+    if classes.shape != (batch,):
+        raise InputError(f"target must be one class or one per image ({batch}), got shape {tuple(classes.shape)}")
+    bad = (classes < 0) | (classes >= num_classes)
+    if bad.any():
+        raise InputError(f"target class {classes[bad][0].item()} is out of range: the model has {num_classes} classes"
+                         f" (valid targets 0..{num_classes - 1})")
+    return classes.to(device=logits.device, dtype=torch.long)
+
+
+def positive_int(value: Any, name: str, none_ok: bool = False) -> int | None:
+    """``value`` as a positive int (``None`` passes when ``none_ok``); a one-line error otherwise."""
+    if value is None and none_ok:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise InputError(f"{name} must be a positive integer{' or None' if none_ok else ''}, got {value!r}")
+    return int(value)
+
+
+def choice(value: Any, name: str, valid: tuple[str, ...]) -> str:
+    """``value`` must be one of ``valid``; a one-line error listing them otherwise."""
+    if not isinstance(value, str) or value not in valid:
+        raise InputError(f"{name} must be one of {', '.join(valid)}, got {value!r}")
+    return value

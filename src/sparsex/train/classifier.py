@@ -1,0 +1,126 @@
+"""Training the plain classifier: the dense baseline, and the model post-hoc explainers explain.
+
+Two modes, one checkpoint format (:class:`~sparsex.models.classifier.ImageClassifier`, family
+``classifier``, backbone weights included):
+
+- ``probe``: a frozen pretrained backbone and a :class:`~sparsex.models.classifier.LinearProbe`
+  trained on the cached features (the feature cache of :mod:`sparsex.features`); one stage,
+  ``train``.
+- ``end-to-end``: backbone and head trained together on the images (a ``small-cnn`` on 28x28
+  data); one stage per epoch (``epoch-1``, ``epoch-2``, ...), each checkpointed, so a killed run
+  loses at most one epoch. Every epoch starts a fresh Adam, which makes a resumed run equal to an
+  uninterrupted one.
+
+Loss: softmax cross-entropy. After every stage the test accuracy goes to ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..backbones import create_backbone
+from ..data import create_dataset
+from ..errors import SparsexError
+from ..models.classifier import FAMILY, ImageClassifier, LinearProbe
+from .heads import HeadTrainConfig, cached_split
+from .loop import predict, train_epochs
+from .run import RunFolder
+
+MODES = ("probe", "end-to-end")
+
+
+@dataclass
+class ClassifierTrainConfig(HeadTrainConfig):
+    """A plain classifier run. ``mode`` None picks ``end-to-end`` for ``small-cnn`` and ``probe``
+    otherwise; ``epochs``/``lr`` apply to either mode."""
+
+    what = "classifier"
+
+    mode: str | None = None
+    epochs: int = 20
+    lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.mode is None:
+            self.mode = "end-to-end" if self.backbone == "small-cnn" else "probe"
+        if self.mode not in MODES:
+            raise SparsexError(f"unknown classifier mode {self.mode!r}; valid: {', '.join(MODES)}")
+        self.check_counts("epochs")
+        if not (isinstance(self.lr, (int, float)) and 0 < self.lr < 10):
+            raise SparsexError(f"lr must be a number in (0, 10), got {self.lr!r}")
+
+    @property
+    def stages(self) -> list[str]:
+        return ["train"] if self.mode == "probe" else [f"epoch-{e + 1}" for e in range(self.epochs)]
+
+
+def _images(config: ClassifierTrainConfig, split: str, progress: bool):
+    """All images and labels of a split as tensors ``(N, C, H, W)``, ``(N,)`` (end-to-end mode)."""
+    dataset = create_dataset(config.data, split=split, root=config.root, **config.data_options)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=256)
+    images, labels = [], []
+    for batch in tqdm(loader, desc=f"load {config.data}/{split}", disable=not progress, leave=False):
+        images.append(batch["image"])
+        labels.append(batch["label"])
+    return torch.cat(images), torch.cat(labels), dataset.classes
+
+
+def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    return float((logits.argmax(dim=1) == labels).float().mean())
+
+
+def train_classifier(config: ClassifierTrainConfig, out: str | os.PathLike, overwrite: bool = False,
+                     progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) a classifier run in ``out``; return the final metrics (``test_accuracy``, ...)."""
+    run = RunFolder(out, config.to_dict(), config.stages, overwrite=overwrite)
+    backbone_cfg = config.backbone_settings()
+    end_to_end = config.mode == "end-to-end"
+    torch.manual_seed(config.seed)
+    backbone = create_backbone(**backbone_cfg, freeze=not end_to_end, seed=config.seed)
+    if end_to_end:
+        train_x, train_y, classes = _images(config, "train", progress)
+        test_x, test_y, _ = _images(config, "test", progress)
+    else:
+        cache_dir = Path(config.cache_dir) if config.cache_dir else run.path / "features"
+        train_cache = cached_split(config, "train", backbone, cache_dir, progress)
+        test_cache = cached_split(config, "test", backbone, cache_dir, progress)
+        train_x, train_y, classes = train_cache.features, train_cache.labels, train_cache.classes
+        test_x, test_y = test_cache.features, test_cache.labels
+    num_classes = len(classes)
+    if int(test_y.max()) >= num_classes:
+        raise SparsexError(f"test split has labels up to {int(test_y.max())}, the train split {num_classes} classes")
+
+    head = LinearProbe(backbone.info.channels, num_classes)
+    model = ImageClassifier(backbone, head).to(config.device)
+    trained = model if end_to_end else head  # what the optimiser sees, on images or on cached features
+    checkpoint_config = {
+        "model": {"name": "linear-probe", "in_channels": backbone.info.channels, "num_classes": num_classes},
+        "backbone": backbone_cfg,
+        "data": {"name": config.data, "root": config.root, "options": config.data_options, "classes": list(classes)},
+        "mode": config.mode,
+    }
+    start = run.last_finished() + 1
+    if start > 0:
+        run.load_stage(start - 1, FAMILY).load_into(model)
+
+    def cross_entropy(logits, y, _epoch):
+        return F.cross_entropy(logits, y)
+
+    for index in range(start, len(config.stages)):
+        epochs = config.epochs if not end_to_end else 1
+        history = train_epochs(trained, cross_entropy, train_x, train_y, epochs, config.lr, config.batch_size,
+                               config.seed + index, config.device, progress,
+                               desc=f"classifier {config.stages[index]}/{len(config.stages)}")
+        logits = predict(trained, test_x, device=config.device, keys=("logits",))["logits"]
+        metrics = {"test_accuracy": _accuracy(logits, test_y), "train_loss": history[-1] if history else None}
+        run.finish_stage(index, model, FAMILY, checkpoint_config, metrics)
+    run.finish(model, FAMILY, checkpoint_config)
+    return run.metrics()["final"]

@@ -1,0 +1,106 @@
+"""Training the amortised mask explainer (:class:`~sparsex.explainers.minimal_mask.MinimalMask`)
+against a classifier checkpointed by ``sparsex train classifier``.
+
+The run folder has one stage per epoch (``epoch-1``, ...), each an explainer checkpoint, so a
+killed run restarts at the epoch it was in; ``<out>/checkpoint`` is the final explainer, which
+names its classifier folder and records its weight hash. After every epoch the test split's mask
+area and sufficiency (top-1 kept on ``m * x + (1 - m) * blur(x)``) go to ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..checks import from_settings
+from ..data import create_dataset
+from ..errors import SparsexError
+from ..explainers.minimal_mask import FAMILY, MinimalMask, MinimalMaskConfig
+from ..models.classifier import load_classifier
+from .run import RunFolder
+
+
+@dataclass
+class ExplainerTrainConfig:
+    """``classifier``: the classifier's run or checkpoint folder. ``data``/``root``/``data_options``
+    default to the classifier's own; ``train_limit``/``test_limit`` cap the images used (None: all).
+    ``explainer``: :class:`MinimalMaskConfig` settings."""
+
+    classifier: str = ""
+    data: str | None = None
+    root: str | None = None
+    data_options: dict[str, Any] | None = None
+    train_limit: int | None = None
+    test_limit: int | None = 500
+    explainer: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.classifier:
+            raise SparsexError("the explainer needs a classifier folder (--classifier DIR)")
+        for name in ("train_limit", "test_limit"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise SparsexError(f"{name} must be a positive integer or None, got {value!r}")
+        MinimalMaskConfig.from_dict(self.explainer)  # validate early
+
+    @classmethod
+    def from_dict(cls, settings: dict[str, Any]) -> "ExplainerTrainConfig":
+        return from_settings(cls, settings, "explainer")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load_images(data: str, split: str, root: str | None, options: dict[str, Any], limit: int | None,
+                progress: bool = True) -> torch.Tensor:
+    """The first ``limit`` images of a dataset split as one tensor ``(N, C, H, W)`` in ``[0, 1]``."""
+    dataset = create_dataset(data, split=split, root=root, **options)
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    subset = torch.utils.data.Subset(dataset, range(n))
+    loader = torch.utils.data.DataLoader(subset, batch_size=256)
+    return torch.cat([b["image"] for b in tqdm(loader, desc=f"load {data}/{split}", disable=not progress, leave=False)])
+
+
+@torch.no_grad()
+def mask_test_metrics(explainer: MinimalMask, images: torch.Tensor, batch_size: int = 128) -> dict[str, float]:
+    """Mean mask area and sufficiency of ``explainer`` on ``images``."""
+    from ..metrics.faithfulness import mask_area, sufficiency
+
+    areas, kept = [], []
+    for x in images.split(batch_size):
+        masks = explainer.attribute(x)
+        areas.append(mask_area(masks))
+        kept.append(sufficiency(explainer.model, x, masks) * len(x))
+    return {"mask_area": float(torch.cat(areas).mean()), "sufficiency": float(sum(kept) / len(images))}
+
+
+def train_explainer(config: ExplainerTrainConfig, out: str | os.PathLike, overwrite: bool = False,
+                    progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) a mask-explainer run in ``out``; return the final metrics."""
+    model, classifier_checkpoint = load_classifier(config.classifier)
+    mask_config = MinimalMaskConfig.from_dict(config.explainer)
+    stages = [f"epoch-{e + 1}" for e in range(mask_config.epochs)]
+    run = RunFolder(out, config.to_dict(), stages, overwrite=overwrite)
+    data_cfg = classifier_checkpoint.config["data"]
+    data = config.data or data_cfg["name"]
+    root = config.root if config.data else data_cfg.get("root")
+    options = config.data_options if config.data_options is not None else (data_cfg.get("options") or {})
+    train = load_images(data, "train", root, options, config.train_limit, progress)
+    test = load_images(data, "test", root, options, config.test_limit, progress)
+    explainer = MinimalMask(model, mask_config, in_chans=train.shape[1])
+    classifier_dir = str(Path(classifier_checkpoint.path).resolve())
+    start = run.last_finished() + 1
+    if start > 0:
+        run.load_stage(start - 1, FAMILY).load_into(explainer.net)
+        explainer.epochs_done, explainer.image_size = start, tuple(train.shape[-2:])
+    for index in range(start, len(stages)):
+        losses = explainer.fit_epoch(train, progress)
+        metrics = {**mask_test_metrics(explainer, test), "train_loss": losses["total"], "train_kept": losses["kept"]}
+        run.finish_stage(index, explainer.net, FAMILY, explainer.checkpoint_config(classifier=classifier_dir), metrics)
+    run.finish(explainer.net, FAMILY, explainer.checkpoint_config(classifier=classifier_dir))
+    return run.metrics()["final"]

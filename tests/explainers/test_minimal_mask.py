@@ -1,0 +1,118 @@
+"""The amortised minimal-mask explainer and the per-image baseline on a tiny digits classifier."""
+
+import json
+
+import pytest
+import torch
+
+from sparsex.errors import CheckpointError, InputError, SparsexError
+from sparsex.explainers.minimal_mask import (MaskObjective, MaskObjectiveWeights, MinimalMask, MinimalMaskConfig,
+                                             PerImageMask, explain_file, straight_through)
+from sparsex.train.explainer import ExplainerTrainConfig, load_images, train_explainer
+
+
+@pytest.fixture(scope="module")
+def images():
+    return load_images("digits", "train", None, {}, 128, progress=False), load_images("digits", "test", None, {}, 32, progress=False)
+
+
+def test_straight_through_is_binary_forward_and_sigmoid_backward():
+    z = torch.tensor([[[[-1.0, 0.5]]]], requires_grad=True)
+    m = straight_through(z, hard=True)
+    assert m.tolist() == [[[[0.0, 1.0]]]]
+    m.sum().backward()
+    s = torch.sigmoid(z.detach())
+    assert torch.allclose(z.grad, s * (1 - s))
+
+
+def test_objective_terms_and_their_weights(digits_classifier, images):
+    _, model = digits_classifier
+    weights = MaskObjectiveWeights(match=0.0, label=1.0, area=2.0, tv=0.0, binary=4.0, robust=0.0)
+    objective = MaskObjective(model, ["backbone.model.features.0.0"], weights, None)
+    x = images[1][:4]
+    ref = objective.reference(x)
+    full = objective(ref, torch.ones(4, 1, 8, 8))
+    # the full mask reproduces x exactly: the classifier's own label, no activation change
+    assert full["match"].item() == pytest.approx(0.0, abs=1e-5) and full["kept"].item() == 1.0
+    half = objective(ref, torch.full((4, 1, 8, 8), 0.5))
+    assert half["area"].item() == pytest.approx(0.5) and half["binary"].item() == pytest.approx(0.25)
+    assert half["total"].item() == pytest.approx(half["label"].item() + 2 * 0.5 + 4 * 0.25, rel=1e-5)
+
+
+def test_fit_shrinks_the_mask_and_gives_binary_masks(digits_classifier, images):
+    _, model = digits_classifier
+    train, test = images
+    config = MinimalMaskConfig(epochs=2, width=4, batch_size=32, soft_epochs=2, weights={"area": 4.0})
+    explainer = MinimalMask(model, config, in_chans=1)
+    history = explainer.fit(train, progress=False)
+    assert len(history) == 2 and history[-1]["area"] < history[0]["area"]
+    masks = explainer.attribute(test)
+    assert masks.shape == (32, 1, 8, 8) and set(masks.unique().tolist()) <= {0.0, 1.0}
+    soft = explainer.attribute(test, binary=False)
+    assert torch.equal((soft > 0.5).float(), masks)
+    assert explainer.attribute(test, target=model(test).argmax(1)).shape == masks.shape
+
+
+def test_save_load_round_trip_and_classifier_pairing(digits_classifier, images, tmp_path):
+    _, model = digits_classifier
+    explainer = MinimalMask(model, MinimalMaskConfig(epochs=1, width=4), in_chans=1)
+    explainer.fit(images[0][:64], progress=False)
+    explainer.save(tmp_path / "mm")
+    loaded = MinimalMask.load(tmp_path / "mm", model)
+    assert torch.equal(loaded.attribute(images[1]), explainer.attribute(images[1]))
+    assert loaded.image_size == (8, 8)
+    other = type(model)(model.backbone, torch.nn.Module(), None)
+    other.head = type(model.head)(64, 10)
+    with pytest.raises(CheckpointError, match="trained for another classifier"):
+        MinimalMask.load(tmp_path / "mm", other)
+
+
+def test_bad_input(digits_classifier, images):
+    _, model = digits_classifier
+    explainer = MinimalMask(model, MinimalMaskConfig(epochs=1, width=4), in_chans=1)
+    explainer.fit(images[0][:32], progress=False)
+    x = images[1][:4]
+    with pytest.raises(InputError, match="this explainer was trained on 8x8 images"):
+        explainer.attribute(torch.rand(2, 1, 16, 16))
+    with pytest.raises(InputError, match="NaN"):
+        explainer.attribute(torch.full((1, 1, 8, 8), float("nan")))
+    with pytest.raises(InputError, match="target class 12 is out of range for a classifier with 10 classes"):
+        explainer.attribute(x, target=12)
+    wrong = (model(x).argmax(1) + 1) % 10
+    with pytest.raises(InputError, match="explain the classifier's predicted class"):
+        explainer.attribute(x, target=wrong)
+    with pytest.raises(InputError, match="model has no layer 'nope'"):
+        MinimalMask(model, MinimalMaskConfig(layers=["nope"]))
+    with pytest.raises(SparsexError, match="weight area must be a finite number >= 0"):
+        MinimalMaskConfig(weights={"area": -1})
+    with pytest.raises(SparsexError, match="unknown mask objective setting"):
+        MinimalMaskConfig(weights={"aera": 1})
+
+
+def test_per_image_baseline(digits_classifier, images):
+    _, model = digits_classifier
+    masks = PerImageMask(model, steps=6, downsample=2, internal_batch_size=2).attribute(images[1][:3])
+    assert masks.shape == (3, 1, 8, 8) and set(masks.unique().tolist()) <= {0.0, 1.0}
+    with pytest.raises(SparsexError, match="steps must be a positive integer"):
+        PerImageMask(model, steps=0)
+
+
+def test_train_explainer_run_resumes_and_explains_a_file(digits_classifier, tmp_path):
+    from PIL import Image
+
+    classifier, _ = digits_classifier
+    config = ExplainerTrainConfig(classifier=str(classifier), train_limit=128, test_limit=32,
+                                  explainer={"epochs": 2, "width": 4})
+    final = train_explainer(config, tmp_path / "explainer", progress=False)
+    assert final["stage"] == "epoch-2" and 0 <= final["mask_area"] <= 1 and 0 <= final["sufficiency"] <= 1
+    again = train_explainer(config, tmp_path / "explainer", progress=False)  # finished: nothing is retrained
+    assert again == final
+    Image.fromarray((torch.rand(20, 20) * 255).byte().numpy()).save(tmp_path / "digit.png")
+    out = explain_file(tmp_path / "explainer", tmp_path / "digit.png", tmp_path / "explained")
+    result = json.loads((out / "explanation.json").read_text())
+    assert sorted(p.name for p in out.iterdir()) == ["explanation.json", "explanation.png", "image.png", "mask.png"]
+    assert 0 <= result["mask_area"] <= 1 and len(result["prediction_on_image"]) == 3
+    (tmp_path / "bad.png").write_text("not an image")
+    with pytest.raises(SparsexError, match="cannot read image"):
+        explain_file(tmp_path / "explainer", tmp_path / "bad.png", tmp_path / "explained2")
+    assert not (tmp_path / "explained2").exists()

@@ -1,0 +1,100 @@
+"""``sparsex circuit`` end to end on the tiny digits classifier of conftest (small-cnn on 8x8 images, one epoch)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from test_cli import assert_one_line_error, run
+
+
+
+
+@pytest.fixture(scope="module")
+def trained(digits_classifier, tmp_path_factory):
+    """The shared digits classifier (conftest: small-cnn on 8x8 digits, one epoch), a mask explainer
+    trained for it (32 images, one epoch) and a digit image file."""
+    from sparsex.data import create_dataset
+    from sparsex.explainers.minimal_mask import MinimalMask, MinimalMaskConfig
+    from sparsex.models.classifier import load_classifier
+
+    classifier = digits_classifier[0]
+    root = tmp_path_factory.mktemp("circuit")
+    images = create_dataset("digits", split="test").images[:32]
+    model, _ = load_classifier(classifier)
+    explainer = MinimalMask(model, MinimalMaskConfig(width=4, epochs=1, batch_size=32))
+    explainer.fit(images, progress=False)
+    explainer.save(root / "explainer", classifier=str(classifier))
+    image = root / "digit.png"
+    Image.fromarray((images[0, 0].numpy() * 255).astype(np.uint8)).save(image)
+    return {"classifier": classifier, "explainer": root / "explainer", "image": image, "root": root}
+
+
+def test_circuit_writes_json_figure_and_image(capsys, trained, tmp_path):
+    out = tmp_path / "circuit"
+    code, stdout, err = run(capsys, "circuit", "--classifier", str(trained["classifier"]), "--image", str(trained["image"]),
+                            "--out", str(out), "--top-k", "4")
+    assert code == 0, err
+    assert {p.name for p in out.iterdir()} == {"circuit.json", "circuit.png", "image.png"}
+    circuit = json.loads((out / "circuit.json").read_text())
+    assert circuit["layers"] == ["backbone.model.features.0.0", "backbone.model.features.2.0", "backbone.model.features.4.0"]
+    assert circuit["readout"] == "head.linear" and circuit["input"] == "image"
+    assert f"{len(circuit['nodes'])} nodes, {len(circuit['edges'])} edges over 3 layers" in stdout
+    per_layer = [sum(n["layer"] == layer for n in circuit["nodes"]) for layer in circuit["layers"]]
+    assert all(1 <= k <= 4 for k in per_layer)
+    target = [n for n in circuit["nodes"] if n["kind"] == "class"]
+    assert len(target) == 1 and target[0]["target"] and target[0]["channel"] == circuit["target"] == circuit["predicted"]
+    assert Image.open(out / "image.png").size == (8, 8) and Image.open(out / "circuit.png").format == "PNG"
+
+    # explicit target and layers given as blocks; an existing folder needs --overwrite
+    args = ["circuit", "--classifier", str(trained["classifier"]), "--image", str(trained["image"]), "--out", str(out),
+            "--target", "3", "--layers", "backbone.model.features.2,backbone.model.features.4", "--other-classes", "2"]
+    code, _, err = run(capsys, *args)
+    assert_one_line_error(code, err, "already exists.*--overwrite")
+    code, _, err = run(capsys, *args, "--overwrite")
+    assert code == 0, err
+    circuit = json.loads((out / "circuit.json").read_text())
+    assert circuit["target"] == 3 and len(circuit["layers"]) == 2 and len(circuit["classes"]) == 3
+
+
+def test_circuit_of_the_mask_explanation(capsys, trained, tmp_path):
+    out = tmp_path / "circuit"
+    code, stdout, err = run(capsys, "circuit", "--classifier", str(trained["classifier"]), "--image", str(trained["image"]),
+                            "--explainer", str(trained["explainer"]), "--out", str(out))
+    assert code == 0, err
+    assert {p.name for p in out.iterdir()} == {"circuit.json", "circuit.png", "image.png", "mask.png", "explanation.png"}
+    circuit = json.loads((out / "circuit.json").read_text())
+    assert circuit["input"] == "explanation" and 0 <= circuit["mask_area"] <= 1 and "on the explanation" in stdout
+
+
+def test_circuit_bad_input_is_one_line_error(capsys, trained, tmp_path):
+    base = ["circuit", "--classifier", str(trained["classifier"]), "--out", str(tmp_path / "out")]
+    image = ["--image", str(trained["image"])]
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    cases = [
+        (image + ["--layers", "backbone.model.features.9"], r"no layer 'backbone.model.features.9'.*features\.0\.0"),
+        (image + ["--layers", "backbone.model.features.0,backbone.model.features.4"], r"not connected channel to channel"),
+        (image + ["--target", "10"], r"target class 10 is out of range.*10 classes"),
+        (image + ["--top-k", "0"], r"top_k must be a positive integer"),
+        (["--image", str(broken)], r"cannot read image"),
+        (["--image", str(tmp_path / "missing.png")], r"image file not found"),
+    ]
+    for extra, pattern in cases:
+        code, _, err = run(capsys, *base, *extra)
+        assert_one_line_error(code, err, pattern)
+    assert not (tmp_path / "out").exists()
+    # an explainer trained for another classifier is refused
+    other = trained["root"] / "other-explainer"
+    if not other.exists():
+        from sparsex.explainers.minimal_mask import MinimalMask, MinimalMaskConfig
+        from sparsex.models.classifier import load_classifier
+
+        model, _ = load_classifier(trained["classifier"])
+        with torch.no_grad():
+            model.head.linear.bias.add_(1.0)
+        MinimalMask(model, MinimalMaskConfig(width=4, epochs=1)).save(other, classifier=str(trained["classifier"]))
+    code, _, err = run(capsys, *base, *image, "--explainer", str(other))
+    assert_one_line_error(code, err, "trained for another classifier")

@@ -1,0 +1,41 @@
+"""`sparsex train classifier`, `sparsex train explainer` and `sparsex explain mask` end to end on digits."""
+
+import json
+
+import torch
+from PIL import Image
+
+from test_cli import assert_one_line_error, run
+
+
+
+
+def test_train_classifier_explainer_and_explain_mask(tmp_path, capsys):
+    classifier, explainer = tmp_path / "clf", tmp_path / "mm"
+    code, out, err = run(capsys, "train", "classifier", "--data", "digits", "--backbone", "small-cnn", "--set", "image_size=8",
+                         "--epochs", "1", "--out", str(classifier), "--quiet")
+    assert code == 0, err
+    assert "test_accuracy" in out and (classifier / "checkpoint" / "model.safetensors").is_file()
+    code, out, err = run(capsys, "train", "explainer", "--classifier", str(classifier), "--out", str(explainer), "--epochs", "1",
+                         "--set", "width=4", "--set", "weights.area=3", "--set", "train_limit=64", "--set", "test_limit=16",
+                         "--quiet")
+    assert code == 0, err
+    config = json.loads((explainer / "config.json").read_text())
+    assert config["explainer"]["weights"] == {"area": 3} and config["train_limit"] == 64
+    Image.fromarray((torch.rand(8, 8) * 255).byte().numpy()).save(tmp_path / "digit.png")
+    code, out, err = run(capsys, "explain", "mask", "--explainer", str(explainer), "--image", str(tmp_path / "digit.png"),
+                         "--out", str(tmp_path / "explained"))
+    assert code == 0, err
+    assert "mask area" in out and (tmp_path / "explained" / "mask.png").is_file()
+    code, _, err = run(capsys, "explain", "mask", "--explainer", str(explainer), "--image", str(tmp_path / "missing.png"),
+                       "--out", str(tmp_path / "explained2"))
+    assert_one_line_error(code, err, "image file not found")
+    code, _, err = run(capsys, "train", "explainer", "--classifier", str(tmp_path / "nothing"), "--out", str(tmp_path / "x"))
+    assert_one_line_error(code, err, "checkpoint folder not found")
+
+
+def test_train_classifier_bad_mode(tmp_path, capsys):
+    code, _, err = run(capsys, "train", "classifier", "--data", "digits", "--backbone", "small-cnn", "--mode", "nope",
+                       "--out", str(tmp_path / "c"))
+    assert_one_line_error(code, err, "unknown classifier mode 'nope'")
+    assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())
