@@ -10,6 +10,9 @@ from sparsex.losses.mask import activation_matching_loss, binarisation_loss, mas
 def test_mask_area_hand_computed():
     mask = torch.tensor([[[[1.0, 0.0], [0.5, 0.5]]]])  # mean = 2 / 4
     assert mask_area_loss(mask).item() == pytest.approx(0.5)
+    # per-image areas 0.5 and 0.125 against target 0.25: relu(0.25), relu(-0.125) -> mean 0.125
+    two = torch.cat([mask, torch.tensor([[[[0.5, 0.0], [0.0, 0.0]]]])])
+    assert mask_area_loss(two, target=0.25).item() == pytest.approx(0.125)
 
 
 def test_total_variation_hand_computed():

@@ -7,7 +7,7 @@ image, DESIGN.md's baseline). The objective (:class:`MaskObjective`) is::
 
     L = w_match  sum_layers A(a_l(x), a_l(e))              activation matching (KL + cosine)
       + w_label  CE(f(e), y)                                label consistency
-      + w_area   mean(m) + w_tv TV(m) + w_binary mean(m (1 - m))
+      + w_area   relu(mean(m) - area_target) + w_tv TV(m) + w_binary mean(m (1 - m))
       + w_robust CE(f(m * x + (1 - m) * other_fill), y)     robustness to the fill
 
 with ``A`` :func:`~sparsex.losses.mask.activation_matching_loss` and ``other_fill`` uniform noise
@@ -53,7 +53,8 @@ FAMILY = "minimal-mask"
 
 @dataclass
 class MaskObjectiveWeights:
-    """The weights of :class:`MaskObjective`'s terms (see the module docstring)."""
+    """The weights of :class:`MaskObjective`'s terms (see the module docstring), and
+    ``area_target``: the mask area (fraction of pixels) below which the area term is zero."""
 
     match: float = 1.0
     match_kl: float = 1.0
@@ -63,6 +64,7 @@ class MaskObjectiveWeights:
     tv: float = 0.5
     binary: float = 0.2
     robust: float = 0.5
+    area_target: float = 0.0
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -107,7 +109,7 @@ class MaskObjective:
         terms = {
             "match": sum(activation_matching_loss(ref["acts"][k], explained[k], w.match_kl, w.match_cosine) for k in self.layers),
             "label": F.cross_entropy(logits, y),
-            "area": mask_area_loss(mask),
+            "area": mask_area_loss(mask, w.area_target),
             "tv": total_variation_loss(mask),
             "binary": binarisation_loss(mask),
         }
@@ -118,6 +120,7 @@ class MaskObjective:
                 other = x.roll(1, dims=0)
             terms["robust"] = F.cross_entropy(self.model(mask * x + (1 - mask) * other), y)
         terms["total"] = sum(getattr(w, k) * v for k, v in terms.items())
+        terms["mask_area"] = mask.mean().detach()
         terms["kept"] = (logits.argmax(dim=1) == y).float().mean().detach()
         return terms
 

@@ -38,10 +38,12 @@ def activation_matching_loss(reference: torch.Tensor, explained: torch.Tensor, k
     return kl_weight * kl + cosine_weight * (1 - cosine)
 
 
-def mask_area_loss(mask: torch.Tensor) -> torch.Tensor:
-    """L1 area of the mask: ``1/(B H W) sum m`` (the mean, since ``m >= 0``)."""
+def mask_area_loss(mask: torch.Tensor, target: float = 0.0) -> torch.Tensor:
+    """Area of the mask above a target: ``1/B sum_b relu(a_b - target)`` with ``a_b`` the mean of
+    ``m_b`` over its pixels. ``target = 0`` is the L1 area ``1/(B H W) sum m`` (``m >= 0``); a
+    target lets masks at or below that area feel no area pressure at all."""
     check_tensor(mask, "mask", "(B, 1, H, W)")
-    return mask.mean()
+    return torch.relu(mask.flatten(1).mean(dim=1) - target).mean()
 
 
 def total_variation_loss(mask: torch.Tensor) -> torch.Tensor:
