@@ -13,9 +13,9 @@ from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from sparsex import create_dataset
+from sparsex.data.base import save_image_png
 from sparsex.backbones import create_backbone
 from sparsex.explainers.prototypes import explain_checkpoint
 from sparsex.features import extract_features
@@ -100,16 +100,11 @@ def evidence_on_parts(checkpoint: Path, data: dict, family: str) -> dict:
             f"{family}.cells_on_parts_chance": round(cells_on / len(world), 4)}
 
 
-def save_png(image: torch.Tensor, path: Path) -> None:
-    """Write an image ``(3, H, W)`` in ``[0, 1]`` as an 8-bit PNG."""
-    Image.fromarray((image.permute(1, 2, 0).numpy() * 255 + 0.5).astype("uint8")).save(path)
-
-
 def explanation_figure(runs: Path, run: str, data: dict, out: Path, family: str) -> dict:
     """Explain the first part-world test image with the run ``runs/run``; copy its figure next to
     ``out`` as ``<out stem>_explanation.png``; return that path and :func:`evidence_on_parts`."""
     test_image = runs / "test_image.png"
-    save_png(create_dataset("parts", split="test", **data)[0]["image"], test_image)
+    save_image_png(create_dataset("parts", split="test", **data)[0]["image"], test_image)
     explanation = explain_checkpoint(runs / run, test_image, runs / "explanation", overwrite=True)
     figure = out.with_name(out.stem + "_explanation.png")
     shutil.copy(explanation / "explanation.png", figure)

@@ -24,7 +24,6 @@ from sparsex.explainers.circuit import readout
 from sparsex.explainers.minimal_mask import MinimalMask, PerImageMask
 from sparsex.metrics.faithfulness import deletion_auc, mask_area, sufficiency
 from sparsex.models.classifier import load_classifier
-from sparsex.perturb import blur
 from sparsex.train.classifier import ClassifierTrainConfig, train_classifier
 from sparsex.train.explainer import ExplainerTrainConfig, load_images, train_explainer
 from sparsex.viz.circuit import circuit_figure
@@ -87,7 +86,7 @@ def measure(name: str, classifier_cfg: dict, explainer_cfg: dict, eval_n: int, p
     best = min(("ig", "gradcam", "saliency", "occlusion"), key=lambda k: figures[f"{name}.{k}.deletion_auc"])
     figures[f"{name}.best_captum"] = best
 
-    explanation = masks[:1] * x[:1] + (1 - masks[:1]) * blur(x[:1], explainer.config.blur_sigma)
+    _, explanation = explainer.explain(x[:1])
     graph = readout(model, explanation[0])
     figures[f"{name}.circuit.nodes"] = graph.number_of_nodes()
     figures[f"{name}.circuit.edges"] = graph.number_of_edges()

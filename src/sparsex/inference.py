@@ -100,6 +100,13 @@ def resolve_targets(logits: torch.Tensor, target: Target) -> torch.Tensor:
     return classes.to(device=logits.device, dtype=torch.long)
 
 
+def class_names(model: nn.Module, count: int) -> list[str]:
+    """The model's class names (its ``classes`` attribute, e.g. an ImageClassifier's) when it has
+    ``count`` of them, else ``"0"``, ``"1"``, ..."""
+    names = getattr(model, "classes", None)
+    return [str(n) for n in names] if names and len(names) == count else [str(i) for i in range(count)]
+
+
 def positive_int(value: Any, name: str, none_ok: bool = False) -> int | None:
     """``value`` as a positive int (``None`` passes when ``none_ok``); a one-line error otherwise."""
     if value is None and none_ok:

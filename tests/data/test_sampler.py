@@ -52,6 +52,8 @@ def test_dataset_tensors():
     assert images.shape == (360, 1, 8, 8) and images.dtype == torch.float32 and labels.shape == (360,)
     tiny = TinyImages(n=4, size=6)
     assert dataset_tensors(tiny)[0].shape == (4, 3, 6, 6)
+    first, first_labels = dataset_tensors(tiny, limit=3)
+    assert torch.equal(first, tiny.images[:3]) and first_labels.tolist() == [0, 1, 2]
 
     class Mixed(TinyImages):
         def __getitem__(self, i):

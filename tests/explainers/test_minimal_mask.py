@@ -76,7 +76,7 @@ def test_bad_input(digits_classifier, images):
         explainer.attribute(torch.rand(2, 1, 16, 16))
     with pytest.raises(InputError, match="NaN"):
         explainer.attribute(torch.full((1, 1, 8, 8), float("nan")))
-    with pytest.raises(InputError, match="target class 12 is out of range for a classifier with 10 classes"):
+    with pytest.raises(InputError, match="target class 12 is out of range: the model has 10 classes"):
         explainer.attribute(x, target=12)
     wrong = (model(x).argmax(1) + 1) % 10
     with pytest.raises(InputError, match="explain the classifier's predicted class"):

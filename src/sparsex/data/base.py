@@ -115,6 +115,23 @@ def load_image(path: str | os.PathLike, channels: int = 3) -> Image.Image:
         raise DataError(f"cannot read image {path}: not an image or corrupt ({e})") from None
 
 
+def read_image_tensor(path: str | os.PathLike, channels: int = 3, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """An image file as a batch of one, ``(1, channels, H, W)`` float32 in ``[0, 1]``
+    (:func:`load_image`), resized (bilinear) to ``size = (H, W)`` when given."""
+    img = load_image(path, channels=channels)
+    if size is not None and img.size != (size[1], size[0]):
+        img = img.resize((size[1], size[0]), Image.BILINEAR)
+    array = np.asarray(img, dtype=np.float32) / 255.0
+    return torch.from_numpy(array.reshape(*array.shape[:2], -1).copy()).permute(2, 0, 1).unsqueeze(0)
+
+
+def save_image_png(image: torch.Tensor, path: str | os.PathLike) -> None:
+    """Write an image ``(C, H, W)`` with values in ``[0, 1]`` (clamped) as an 8-bit PNG (grey for
+    ``C = 1``, RGB for ``C = 3``)."""
+    pixels = (image.detach().cpu().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(path)
+
+
 def resize_center_crop(img: Image.Image, size: int, resize_to: int | None = None) -> Image.Image:
     """Resize so the shorter side is ``resize_to`` (default ``size``; bilinear), then take the
     central ``size x size`` crop. ImageNet evaluation is ``resize_center_crop(img, 224, resize_to=256)``."""

@@ -80,14 +80,17 @@ class ClassBalancedBatchSampler(torch.utils.data.Sampler):
             yield [batch[i] for i in rng.permutation(len(batch))]
 
 
-def dataset_tensors(dataset: ImageDataset, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """A whole split in memory: images ``(N, C, H, W)`` float32 and labels ``(N,)`` int64.
+def dataset_tensors(dataset: ImageDataset, progress: bool = False,
+                    limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A whole split in memory (its first ``limit`` items when given): images ``(N, C, H, W)``
+    float32 and labels ``(N,)`` int64.
 
     Raises :class:`DataError` for an empty split or images of different sizes.
     """
     if len(dataset) == 0:
         raise DataError(f"dataset {dataset.name!r} split {dataset.split!r} is empty")
-    items = [dataset[i] for i in tqdm(range(len(dataset)), desc=f"load {dataset.name}/{dataset.split}",
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    items = [dataset[i] for i in tqdm(range(n), desc=f"load {dataset.name}/{dataset.split}",
                                       disable=not progress, leave=False)]
     shapes = {tuple(item["image"].shape) for item in items}
     if len(shapes) > 1:

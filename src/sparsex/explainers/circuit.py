@@ -59,6 +59,7 @@ from torch import nn
 
 from ..checks import check_images
 from ..errors import InputError, SparsexError
+from ..inference import class_names
 from .hooks import resolve_layers
 
 if TYPE_CHECKING:
@@ -337,11 +338,6 @@ def _check_target(target: Any, num_classes: int) -> int | None:
     return int(target)
 
 
-def _class_names(model: nn.Module, count: int) -> list[str]:
-    names = getattr(model, "classes", None)
-    return [str(n) for n in names] if names and len(names) == count else [str(i) for i in range(count)]
-
-
 def _top_edges(edges: list[tuple[str, str, dict[str, Any]]], k: int | None) -> list[tuple[str, str, dict[str, Any]]]:
     edges = [e for e in edges if e[2]["score"] > 0]
     edges.sort(key=lambda e: -e[2]["score"])
@@ -434,7 +430,7 @@ def readout(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor | None
 
     classes: list[int] = []
     if linear_name is not None:
-        names_of = _class_names(model, num_classes)
+        names_of = class_names(model, num_classes)
         ranked = [int(k) for k in torch.argsort(trace.logits, descending=True, stable=True) if int(k) != target]
         classes = [target] + ranked[:other_classes]
         weight = modules[linear_name].weight.detach().to("cpu", torch.float64)
@@ -448,7 +444,7 @@ def readout(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor | None
                      for c in kept[-1]]
             graph.add_edges_from(_top_edges(edges, edge_top_k))
 
-    names_of = _class_names(model, num_classes)
+    names_of = class_names(model, num_classes)
     graph.graph.update({
         "target": target, "target_name": names_of[target], "predicted": predicted, "predicted_name": names_of[predicted],
         "target_logit": float(trace.logits[target]), "num_classes": num_classes,
@@ -525,13 +521,9 @@ def circuit_file(classifier: str | os.PathLike, image: str | os.PathLike, out: s
     (:func:`circuit_to_json`), ``circuit.png`` (:func:`~sparsex.viz.circuit.circuit_figure`) and
     ``image.png`` (plus ``mask.png`` and ``explanation.png`` with an explainer) into ``out``.
     """
-    import numpy as np
-    from PIL import Image
-
-    from ..data.base import load_image
+    from ..data.base import read_image_tensor, save_image_png
     from ..io import atomic_dir, check_output_dir, write_json
     from ..models.classifier import load_classifier
-    from ..perturb import blur
     from ..viz.circuit import circuit_figure
     from .minimal_mask import MinimalMask
 
@@ -546,17 +538,12 @@ def circuit_file(classifier: str | os.PathLike, image: str | os.PathLike, out: s
         channels, size = mask_explainer.in_chans, mask_explainer.image_size or model.input_size
     else:
         channels, size = (3 if model.backbone.info.in_chans == 3 else 1), model.input_size
-    picture = load_image(image, channels=channels)
-    if picture.size != (size[1], size[0]):
-        picture = picture.resize((size[1], size[0]), Image.BILINEAR)
-    array = np.asarray(picture, dtype=np.float32) / 255.0
-    x = torch.from_numpy(array.reshape(*array.shape[:2], -1).copy()).permute(2, 0, 1).unsqueeze(0)
+    x = read_image_tensor(image, channels, size)
 
     pictures = {"image.png": x[0]}
     extra: dict[str, Any] = {"image": str(image), "classifier": str(classifier), "input": "image"}
     if mask_explainer is not None:
-        mask = mask_explainer.attribute(x)
-        e = mask * x + (1 - mask) * blur(x, mask_explainer.config.blur_sigma)
+        mask, e = mask_explainer.explain(x)
         with torch.no_grad():
             target = _check_target(target, model.num_classes)
             if target is None:
@@ -570,13 +557,9 @@ def circuit_file(classifier: str | os.PathLike, image: str | os.PathLike, out: s
                     edge_top_k=edge_top_k, other_classes=other_classes)
     graph.graph.update(extra)
 
-    def png(t: torch.Tensor, path: Path) -> None:
-        pixels = (t.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
-        Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(path)
-
     with atomic_dir(out, overwrite=overwrite) as tmp:
         for filename, picture_tensor in pictures.items():
-            png(picture_tensor, tmp / filename)
+            save_image_png(picture_tensor, tmp / filename)
         write_json(tmp / "circuit.json", circuit_to_json(graph))
         circuit_figure(graph, tmp / "circuit.png", image=shown[0])
     return Path(out)

@@ -43,7 +43,8 @@ from ..checkpoint import load_checkpoint, save_checkpoint
 from ..checks import check_images, from_settings
 from ..errors import CheckpointError, InputError, SparsexError
 from ..losses.mask import activation_matching_loss, binarisation_loss, mask_area_loss, total_variation_loss
-from ..perturb import blur
+from ..inference import class_names, positive_int, resolve_targets
+from ..perturb import blur, composite
 from ..weights import module_sha256
 from .base import EXPLAINERS, Explainer
 from .hooks import default_layers, record_activations, resolve_layers
@@ -102,7 +103,7 @@ class MaskObjective:
 
     def __call__(self, ref: dict[str, Any], mask: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         w, x, y = self.weights, ref["x"], ref["labels"]
-        explanation = mask * x + (1 - mask) * ref["fill"]
+        explanation = composite(x, mask, ref["fill"])
         with record_activations(self.model, self.layers) as acts:
             logits = self.model(explanation)
             explained = dict(acts)
@@ -192,14 +193,12 @@ class MinimalMaskConfig:
         return asdict(self)
 
 
-def _check_target(target: Any, predicted: torch.Tensor, num_classes: int) -> None:
-    """The mask explainers explain the predicted class: ``target`` must be None or equal to it."""
+def _check_target(target: Any, logits: torch.Tensor) -> None:
+    """:class:`MinimalMask` explains the predicted class: ``target`` must be None or equal to it
+    (checked like every explainer's target, :func:`~sparsex.inference.resolve_targets`)."""
     if target is None:
         return
-    target = torch.as_tensor(target).to(predicted.device).long().reshape(-1).expand_as(predicted)
-    if ((target < 0) | (target >= num_classes)).any():
-        bad = int(target[(target < 0) | (target >= num_classes)][0])
-        raise InputError(f"target class {bad} is out of range for a classifier with {num_classes} classes")
+    target, predicted = resolve_targets(logits, target), logits.argmax(dim=1)
     if (target != predicted).any():
         raise InputError("mask explainers explain the classifier's predicted class; target differs from the prediction "
                          f"on {int((target != predicted).sum())} of {len(predicted)} images (pass target=None)")
@@ -272,10 +271,15 @@ class MinimalMask:
         probabilities ``sigmoid(z)`` (to rank pixels, e.g. for deletion curves)."""
         x = _prepare(inputs, self.image_size, self.in_chans)
         if target is not None:
-            _check_target(target, self.model(x).argmax(dim=1), _num_classes(self.model, x))
+            _check_target(target, self.model(x))
         self.net.eval()
         soft = torch.sigmoid(self.net(x))
         return (soft > 0.5).to(soft.dtype) if binary else soft
+
+    def explain(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Binary masks ``m`` and explanations ``e = m x + (1 - m) blur(x)`` for ``inputs``."""
+        mask = self.attribute(inputs)
+        return mask, composite(inputs, mask, blur(inputs, self.config.blur_sigma))
 
     def checkpoint_config(self, **extra: Any) -> dict[str, Any]:
         """What a checkpoint of this explainer records: its config, the classifier's weight hash,
@@ -319,8 +323,7 @@ class PerImageMask(Explainer):
                  downsample: int = 4, weights: MaskObjectiveWeights | dict | None = None, blur_sigma: float | None = None,
                  internal_batch_size: int = 32, seed: int = 0, binary: bool = True) -> None:
         for name, value in (("steps", steps), ("downsample", downsample), ("internal_batch_size", internal_batch_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise SparsexError(f"per-image mask setting {name} must be a positive integer, got {value!r}")
+            positive_int(value, name)
         super().__init__(model)
         if isinstance(weights, dict):
             weights = from_settings(MaskObjectiveWeights, weights, "mask objective")
@@ -380,59 +383,34 @@ def _in_chans(model: nn.Module) -> int:
     raise SparsexError(f"cannot tell the input channels of {type(model).__name__}; pass in_chans")
 
 
-def _num_classes(model: nn.Module, x: torch.Tensor) -> int:
-    num = getattr(model, "num_classes", None)
-    if isinstance(num, int):
-        return num
-    with torch.no_grad():
-        return int(model(x[:1]).shape[1])
-
-
 def explain_file(explainer_path: str | os.PathLike, image: str | os.PathLike, out: str | os.PathLike,
                  overwrite: bool = False, top: int = 3) -> Path:
     """Explain one image file with a saved :class:`MinimalMask` (the classifier it names is loaded
     and its hash checked). The image is resized to the size the explainer was trained on. Writes,
     atomically, ``image.png``, ``mask.png``, ``explanation.png`` (``m * x + (1 - m) * blur(x)``)
     and ``explanation.json`` (mask area, the top classes on ``x`` and on the explanation)."""
-    import numpy as np
-    from PIL import Image
-
-    from ..data.base import load_image
+    from ..data.base import read_image_tensor, save_image_png
     from ..io import atomic_dir, check_output_dir, write_json
 
     check_output_dir(out, overwrite)
     explainer, model = load_explainer_classifier(explainer_path)
-    picture = load_image(image, channels=explainer.in_chans)
-    if explainer.image_size is not None:
-        picture = picture.resize((explainer.image_size[1], explainer.image_size[0]), Image.BILINEAR)
-    array = np.asarray(picture, dtype=np.float32) / 255.0
-    x = torch.from_numpy(array.reshape(*array.shape[:2], -1)).permute(2, 0, 1).unsqueeze(0)
-    mask = explainer.attribute(x)
-    explanation = mask * x + (1 - mask) * blur(x, explainer.config.blur_sigma)
+    x = read_image_tensor(image, explainer.in_chans, explainer.image_size)
+    mask, explanation = explainer.explain(x)
     with torch.no_grad():
         probs = torch.softmax(model(torch.cat([x, explanation])), dim=1)
-    classes = _class_names(model, probs.shape[1])
+    classes = class_names(model, probs.shape[1])
 
     def ranked(p: torch.Tensor) -> list[dict[str, Any]]:
         values, indices = p.topk(min(top, len(p)))
         return [{"class": int(i), "name": classes[int(i)], "probability": round(float(v), 4)} for v, i in zip(values, indices)]
 
-    def png(t: torch.Tensor, path: Path) -> None:
-        pixels = (t.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
-        Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(path)
-
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        png(x[0], tmp / "image.png")
-        png(mask[0], tmp / "mask.png")
-        png(explanation[0], tmp / "explanation.png")
+        save_image_png(x[0], tmp / "image.png")
+        save_image_png(mask[0], tmp / "mask.png")
+        save_image_png(explanation[0], tmp / "explanation.png")
         write_json(tmp / "explanation.json", {
             "image": str(image), "explainer": str(explainer_path), "mask_area": round(float(mask.mean()), 4),
             "prediction_on_image": ranked(probs[0]), "prediction_on_explanation": ranked(probs[1]),
             "label_kept": bool(probs[0].argmax() == probs[1].argmax()),
         })
     return Path(out)
-
-
-def _class_names(model: nn.Module, count: int) -> list[str]:
-    names = getattr(model, "classes", None)
-    return list(names) if names and len(names) == count else [str(i) for i in range(count)]

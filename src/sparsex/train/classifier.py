@@ -23,10 +23,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ..backbones import create_backbone
 from ..data import create_dataset
+from ..data.sampler import dataset_tensors
 from ..errors import SparsexError
 from ..models.classifier import FAMILY, ImageClassifier, LinearProbe
 from .heads import HeadTrainConfig, cached_split
@@ -65,12 +65,7 @@ class ClassifierTrainConfig(HeadTrainConfig):
 def _images(config: ClassifierTrainConfig, split: str, progress: bool):
     """All images and labels of a split as tensors ``(N, C, H, W)``, ``(N,)`` (end-to-end mode)."""
     dataset = create_dataset(config.data, split=split, root=config.root, **config.data_options)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=256)
-    images, labels = [], []
-    for batch in tqdm(loader, desc=f"load {config.data}/{split}", disable=not progress, leave=False):
-        images.append(batch["image"])
-        labels.append(batch["label"])
-    return torch.cat(images), torch.cat(labels), dataset.classes
+    return (*dataset_tensors(dataset, progress), dataset.classes)
 
 
 def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:

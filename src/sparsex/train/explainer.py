@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from ..checks import from_settings
 from ..data import create_dataset
+from ..data.sampler import dataset_tensors
 from ..errors import SparsexError
 from ..explainers.minimal_mask import FAMILY, MinimalMask, MinimalMaskConfig
 from ..models.classifier import load_classifier
@@ -59,11 +59,7 @@ class ExplainerTrainConfig:
 def load_images(data: str, split: str, root: str | None, options: dict[str, Any], limit: int | None,
                 progress: bool = True) -> torch.Tensor:
     """The first ``limit`` images of a dataset split as one tensor ``(N, C, H, W)`` in ``[0, 1]``."""
-    dataset = create_dataset(data, split=split, root=root, **options)
-    n = len(dataset) if limit is None else min(limit, len(dataset))
-    subset = torch.utils.data.Subset(dataset, range(n))
-    loader = torch.utils.data.DataLoader(subset, batch_size=256)
-    return torch.cat([b["image"] for b in tqdm(loader, desc=f"load {data}/{split}", disable=not progress, leave=False)])
+    return dataset_tensors(create_dataset(data, split=split, root=root, **options), progress, limit)[0]
 
 
 @torch.no_grad()
