@@ -1,9 +1,10 @@
 import json
+import os
 
 import pytest
 
 from sparsex.errors import OutputExistsError, UnknownNameError
-from sparsex.io import atomic_dir, check_output_dir, sha256_json, write_json
+from sparsex.io import atomic_dir, atomic_file, check_output_dir, sha256_json, write_json
 from sparsex.registry import Registry
 
 
@@ -84,3 +85,16 @@ def test_from_settings_refuses_unknown_names_in_one_line():
     assert from_settings(Toy, {"seed": 3}, "toy") == Toy(size=1, seed=3)
     with pytest.raises(DataError, match=r"^unknown toy setting\(s\) colour, sise; valid: size, seed$"):
         from_settings(Toy, {"sise": 2, "colour": 1}, "toy", DataError)
+
+
+def test_atomic_outputs_get_the_usual_permissions_not_tempfile_private_ones(tmp_path):
+    old = os.umask(0o022)
+    try:
+        with atomic_file(tmp_path / "a.txt") as f:
+            f.write("x")
+        with atomic_dir(tmp_path / "run") as tmp:
+            (tmp / "b.txt").write_text("y")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "run").stat().st_mode & 0o777 == 0o755
