@@ -7,7 +7,7 @@ import torch
 
 from sparsex.errors import CheckpointError, InputError, SparsexError
 from sparsex.explainers.minimal_mask import (MaskObjective, MaskObjectiveWeights, MinimalMask, MinimalMaskConfig,
-                                             PerImageMask, explain_file, straight_through)
+                                             PerImageMask, explain_file, hard_mask, straight_through)
 from sparsex.train.explainer import ExplainerTrainConfig, load_images, train_explainer
 
 
@@ -23,6 +23,27 @@ def test_straight_through_is_binary_forward_and_sigmoid_backward():
     m.sum().backward()
     s = torch.sigmoid(z.detach())
     assert torch.allclose(z.grad, s * (1 - s))
+
+
+def test_area_budget_keeps_at_most_the_top_fraction_of_positive_logits():
+    z = torch.tensor([[[[3.0, -1.0], [2.0, 1.0]]], [[[-1.0, -2.0], [0.5, -3.0]]]])
+    assert hard_mask(z).flatten(1).tolist() == [[1, 0, 1, 1], [0, 0, 1, 0]]
+    # budget 0.5 of 4 pixels = the 2 highest logits, and only where they are positive
+    assert hard_mask(z, 0.5).flatten(1).tolist() == [[1, 0, 1, 0], [0, 0, 1, 0]]
+    z.requires_grad_(True)
+    straight_through(z, hard=True, area_budget=0.25).sum().backward()
+    s = torch.sigmoid(z.detach())
+    assert torch.allclose(z.grad, s * (1 - s))
+    for bad in (0, 1.5, True, "0.1"):
+        with pytest.raises(SparsexError, match="area_budget"):
+            MinimalMaskConfig(area_budget=bad)
+
+
+def test_per_image_mask_is_registered_on_import():
+    import subprocess
+    import sys
+    code = "import sparsex; assert 'per-image-mask' in sparsex.list_explainers(), sparsex.list_explainers()"
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_objective_terms_and_their_weights(digits_classifier, images):

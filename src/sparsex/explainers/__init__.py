@@ -2,6 +2,7 @@
 
 from .attributions import GradCAMExplainer, IntegratedGradientsExplainer, OcclusionExplainer, SaliencyExplainer  # registers them
 from .base import EXPLAINERS, Explainer, create_explainer, list_explainers
+from .minimal_mask import MaskObjectiveWeights, MinimalMask, MinimalMaskConfig, PerImageMask  # registers per-image-mask
 from .circuit import circuit_file, circuit_from_json, circuit_to_json, default_circuit_layers, kernel_mass, readout
 from .prototypes import (
     ClassPrediction,
@@ -18,6 +19,7 @@ from .prototypes import (
 __all__ = [
     "EXPLAINERS", "Explainer", "create_explainer", "list_explainers",
     "GradCAMExplainer", "IntegratedGradientsExplainer", "OcclusionExplainer", "SaliencyExplainer",
+    "MaskObjectiveWeights", "MinimalMask", "MinimalMaskConfig", "PerImageMask",
     "ClassPrediction", "Gallery", "PrototypeContribution", "PrototypeExplainer", "PrototypeExplanation",
     "build_gallery", "explain_checkpoint", "load_gallery", "save_gallery",
     "circuit_file", "circuit_from_json", "circuit_to_json", "default_circuit_layers", "kernel_mass", "readout",

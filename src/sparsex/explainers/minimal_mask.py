@@ -74,12 +74,25 @@ class MaskObjectiveWeights:
                 raise SparsexError(f"mask objective weight {name} must be a finite number >= 0, got {value!r}")
 
 
-def straight_through(logits: torch.Tensor, hard: bool) -> torch.Tensor:
-    """``sigmoid(logits)``, or (``hard``) its 0/1 threshold at 0.5 with the sigmoid's gradient."""
+def hard_mask(logits: torch.Tensor, area_budget: float | None = None) -> torch.Tensor:
+    """The 0/1 mask of mask ``logits (B, 1, H, W)``: ``logits > 0`` (``sigmoid > 0.5``), and with an
+    ``area_budget`` in ``(0, 1]`` only the ``floor(budget * H * W)`` highest logits of each image
+    among those (ties broken by position), so that no mask exceeds the budget."""
+    mask = logits > 0
+    if area_budget is not None:
+        flat = logits.flatten(1)
+        k = max(1, int(area_budget * flat.shape[1]))
+        top = torch.zeros_like(flat, dtype=torch.bool).scatter_(1, flat.topk(k, dim=1).indices, True)
+        mask = mask & top.view_as(logits)
+    return mask.to(logits.dtype)
+
+
+def straight_through(logits: torch.Tensor, hard: bool, area_budget: float | None = None) -> torch.Tensor:
+    """``sigmoid(logits)``, or (``hard``) :func:`hard_mask` with the sigmoid's gradient."""
     soft = torch.sigmoid(logits)
     if not hard:
         return soft
-    return (soft > 0.5).to(soft.dtype) + soft - soft.detach()
+    return hard_mask(logits, area_budget) + soft - soft.detach()
 
 
 class MaskObjective:
@@ -161,7 +174,10 @@ class MinimalMaskConfig:
     """Settings of :class:`MinimalMask`: ``layers`` to match (None: three convolutions spread over
     the model, :func:`~sparsex.explainers.hooks.default_layers`), the U-Net ``width``, training
     ``epochs``/``lr``/``batch_size``/``soft_epochs``, the objective ``weights``, the blur
-    ``blur_sigma`` of the fill (None: the default of :func:`sparsex.perturb.blur`), ``seed``."""
+    ``blur_sigma`` of the fill (None: the default of :func:`sparsex.perturb.blur`), ``seed``, and
+    ``area_budget``: None, or the largest mask area allowed (a fraction of the pixels; masks keep
+    at most the top ``area_budget`` fraction of their logits, in training and at inference, as the
+    fixed-area masks of extremal perturbations, Fong et al. 2019)."""
 
     layers: list[str] | None = None
     width: int = 16
@@ -171,11 +187,13 @@ class MinimalMaskConfig:
     soft_epochs: int = 1
     blur_sigma: float | None = None
     seed: int = 0
+    area_budget: float | None = None
     weights: MaskObjectiveWeights = field(default_factory=MaskObjectiveWeights)
 
     def __post_init__(self) -> None:
         if isinstance(self.weights, dict):
             self.weights = from_settings(MaskObjectiveWeights, self.weights, "mask objective")
+        check_area_budget(self.area_budget)
         for name in ("width", "epochs", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -191,6 +209,13 @@ class MinimalMaskConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def check_area_budget(area_budget: float | None) -> float | None:
+    if area_budget is not None and not (isinstance(area_budget, (int, float)) and not isinstance(area_budget, bool)
+                                        and 0 < area_budget <= 1):
+        raise SparsexError(f"area_budget must be None or a number in (0, 1], got {area_budget!r}")
+    return area_budget
 
 
 def _check_target(target: Any, logits: torch.Tensor) -> None:
@@ -250,7 +275,7 @@ class MinimalMask:
         batches = order.split(cfg.batch_size)
         for idx in tqdm(batches, desc=f"{desc} epoch {epoch + 1}", unit="batch", disable=not progress, leave=False):
             ref = self.objective.reference(images[idx])
-            mask = straight_through(self.net(ref["x"]), hard=epoch >= cfg.soft_epochs)
+            mask = straight_through(self.net(ref["x"]), hard=epoch >= cfg.soft_epochs, area_budget=cfg.area_budget)
             terms = self.objective(ref, mask, generator)
             optimiser.zero_grad(set_to_none=True)
             terms["total"].backward()
@@ -273,8 +298,8 @@ class MinimalMask:
         if target is not None:
             _check_target(target, self.model(x))
         self.net.eval()
-        soft = torch.sigmoid(self.net(x))
-        return (soft > 0.5).to(soft.dtype) if binary else soft
+        logits = self.net(x)
+        return hard_mask(logits, self.config.area_budget) if binary else torch.sigmoid(logits)
 
     def explain(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Binary masks ``m`` and explanations ``e = m x + (1 - m) blur(x)`` for ``inputs``."""
@@ -315,13 +340,14 @@ class PerImageMask(Explainer):
     (straight-through after the first half), keeping ``target`` (default: the top-1 class). The
     mask logits live on a grid ``downsample`` times coarser than the image and are upsampled
     bilinearly (a smoothness prior, and fewer unknowns). ``internal_batch_size`` images are
-    optimised together. ``attribute`` returns 0/1 masks (``binary``) or the mask probabilities."""
+    optimised together. ``attribute`` returns 0/1 masks (``binary``; at most ``area_budget`` of the
+    pixels when set, see :func:`hard_mask`) or the mask probabilities."""
 
     name = "per-image-mask"
 
     def __init__(self, model: nn.Module, layers: list[str] | None = None, steps: int = 150, lr: float = 0.1,
                  downsample: int = 4, weights: MaskObjectiveWeights | dict | None = None, blur_sigma: float | None = None,
-                 internal_batch_size: int = 32, seed: int = 0, binary: bool = True) -> None:
+                 internal_batch_size: int = 32, seed: int = 0, binary: bool = True, area_budget: float | None = None) -> None:
         for name, value in (("steps", steps), ("downsample", downsample), ("internal_batch_size", internal_batch_size)):
             positive_int(value, name)
         super().__init__(model)
@@ -330,6 +356,7 @@ class PerImageMask(Explainer):
         self.layers = layers or default_layers(model)
         self.objective = MaskObjective(model, self.layers, weights or MaskObjectiveWeights(), blur_sigma)
         self.steps, self.lr, self.downsample, self.seed, self.binary = steps, lr, downsample, seed, binary
+        self.area_budget = check_area_budget(area_budget)
         self.internal_batch_size = internal_batch_size
 
     def _optimise(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -341,16 +368,17 @@ class PerImageMask(Explainer):
         ref = self.objective.reference(x, labels)
         for step in range(self.steps):
             up = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
-            terms = self.objective(ref, straight_through(up, hard=step >= self.steps // 2), generator)
+            terms = self.objective(ref, straight_through(up, hard=step >= self.steps // 2, area_budget=self.area_budget),
+                                   generator)
             optimiser.zero_grad(set_to_none=True)
             terms["total"].backward()
             optimiser.step()
-        return torch.sigmoid(F.interpolate(logits.detach(), size=(h, w), mode="bilinear", align_corners=False))
+        return F.interpolate(logits.detach(), size=(h, w), mode="bilinear", align_corners=False)
 
     def _attribute(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         batch = self.internal_batch_size
-        soft = torch.cat([self._optimise(x, y) for x, y in zip(inputs.split(batch), targets.split(batch))])
-        return (soft > 0.5).to(soft.dtype) if self.binary else soft
+        logits = torch.cat([self._optimise(x, y) for x, y in zip(inputs.split(batch), targets.split(batch))])
+        return hard_mask(logits, self.area_budget) if self.binary else torch.sigmoid(logits)
 
 
 def _checkpoint_folder(path: str | os.PathLike) -> Path:
