@@ -171,7 +171,7 @@ def test_attribute_shapes_targets_and_agreement_with_explain(cnn):
     assert torch.equal(explainer.attribute(images, target=np.int64(1)), explainer.attribute(images, target=[1, 1, 1]))
     per_class = explainer.attribute(images, target=2)
     expl = explainer.explain(images[1], target=2)
-    expected = sum(p.weight * p.heatmap for p in expl.prototypes)
+    expected = sum(p.contribution * p.heatmap for p in expl.prototypes)
     torch.testing.assert_close(per_class[1, 0], expected, atol=1e-5, rtol=1e-4)
 
     square = PrototypeExplainer(pool_head(), PoolBackbone(8)).attribute(bright_square_image()[None])

@@ -110,3 +110,25 @@ def test_presence_sparsity_enters_finetune_and_calibrate(stage):
     without = _stage_loss(SIDETrainConfig(**TINY, hoyer_weight=0.0), stage, head)(out, y, 0.0)
     assert without.item() == pytest.approx(base.item(), rel=1e-6)
     assert with_term.item() == pytest.approx((base + 0.5 * sparsity).item(), rel=1e-6)
+
+
+def test_run_loads_as_an_image_classifier_with_its_prototype_evidence(side_run):
+    from sparsex import create_explainer
+    from sparsex.data import create_dataset
+    from sparsex.models.classifier import PrototypeClassifier, load_image_classifier
+
+    out, config, final = side_run
+    model, checkpoint = load_image_classifier(out)
+    assert isinstance(model, PrototypeClassifier) and checkpoint.config["data"]["name"] == "parts"
+    test = create_dataset("parts", split="test", **config.data_options)
+    images = torch.stack([test[i]["image"] for i in range(4)])
+    head, _ = load_model(out / "checkpoint")
+    with torch.no_grad():
+        out_head = head(model.backbone.extract(images))
+    assert torch.allclose(model(images), out_head.logits)
+    maps = create_explainer("prototypes", model).attribute(images)
+    assert maps.shape == (4, 1, 48, 48) and (maps >= 0).all()
+    # the evidence of the predicted class: contributing prototypes' s_p W[c, p] times their upsampled maps
+    c = out_head.logits.argmax(dim=1)
+    coefficients = out_head.scores * head.class_weights()[c]
+    assert (maps.flatten(1).sum(1) > 0).tolist() == (coefficients > 1e-3).any(dim=1).tolist()

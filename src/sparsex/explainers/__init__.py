@@ -4,10 +4,11 @@ from .attributions import GradCAMExplainer, IntegratedGradientsExplainer, Occlus
 from .base import EXPLAINERS, Explainer, create_explainer, list_explainers
 from .minimal_mask import MaskObjectiveWeights, MinimalMask, MinimalMaskConfig, PerImageMask  # registers per-image-mask
 from .circuit import circuit_file, circuit_from_json, circuit_to_json, default_circuit_layers, kernel_mass, readout
-from .prototypes import (
+from .prototypes import (  # registers "prototypes"
     ClassPrediction,
     Gallery,
     PrototypeContribution,
+    PrototypeEvidence,
     PrototypeExplainer,
     PrototypeExplanation,
     build_gallery,
@@ -20,7 +21,7 @@ __all__ = [
     "EXPLAINERS", "Explainer", "create_explainer", "list_explainers",
     "GradCAMExplainer", "IntegratedGradientsExplainer", "OcclusionExplainer", "SaliencyExplainer",
     "MaskObjectiveWeights", "MinimalMask", "MinimalMaskConfig", "PerImageMask",
-    "ClassPrediction", "Gallery", "PrototypeContribution", "PrototypeExplainer", "PrototypeExplanation",
+    "ClassPrediction", "Gallery", "PrototypeContribution", "PrototypeEvidence", "PrototypeExplainer", "PrototypeExplanation",
     "build_gallery", "explain_checkpoint", "load_gallery", "save_gallery",
     "circuit_file", "circuit_from_json", "circuit_to_json", "default_circuit_layers", "kernel_mass", "readout",
 ]

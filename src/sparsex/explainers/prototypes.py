@@ -30,11 +30,12 @@ from torch import nn
 from ..backbones import Backbone, create_backbone
 from ..checks import check_images
 from ..data.base import create_dataset, load_image, pil_to_tensor, resize_center_crop
-from ..errors import CheckpointError, InputError
+from ..errors import CheckpointError, InputError, SparsexError
 from ..features import FeatureCache, extract_features
 from ..io import atomic_dir, atomic_file, check_output_dir, sha256_file, write_json
 from ..models import PrototypeOutput, contribution_threshold, load_model
 from ..viz.prototypes import MAX_ROWS, explanation_figure, gallery_patches
+from .base import EXPLAINERS, Explainer
 
 GALLERY_FILE = "gallery.safetensors"
 GALLERY_FORMAT = "1"
@@ -330,7 +331,7 @@ class PrototypeExplainer:
     def attribute(self, inputs: torch.Tensor, target: int | Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
         """Class evidence maps ``(B, 1, H, W)`` for images ``(B, C, H, W)`` in ``[0, 1]``.
 
-        ``A_c = sum_p [s_p W[c, p] > eps] W[c, p] up(map_p)`` with ``up`` the bilinear upsampling
+        ``A_c = sum_p [s_p W[c, p] > eps] s_p W[c, p] up(map_p)`` with ``up`` the bilinear upsampling
         to ``(H, W)`` and ``c`` the ``target`` (an int for all images, or one per image) or the
         predicted class. Returned on the input's device.
         """
@@ -349,9 +350,29 @@ class PrototypeExplainer:
             if not ((classes >= 0) & (classes < num_classes)).all():
                 raise InputError(f"target classes must lie in [0, {num_classes}), got {classes.tolist()}")
         weights = self.head.class_weights()[classes]  # (B, P)
-        coefficients = weights * (out.scores * weights > contribution_threshold(self.head, self.eps))
+        contributions = out.scores * weights
+        coefficients = contributions * (contributions > contribution_threshold(self.head, self.eps))
         evidence = torch.einsum("bp,bphw->bhw", coefficients, out.maps)[:, None]
         return _upsample(evidence, tuple(inputs.shape[-2:])).to(inputs.device)
+
+
+@EXPLAINERS.register("prototypes", description="a prototype model's own evidence: sum of its contributing prototypes' maps")
+class PrototypeEvidence(Explainer):
+    """The class evidence maps of :meth:`PrototypeExplainer.attribute` in the :class:`Explainer`
+    registry, for a :class:`~sparsex.models.classifier.PrototypeClassifier` (a model with a
+    prototype ``head`` and a ``backbone``)."""
+
+    name = "prototypes"
+
+    def __init__(self, model: nn.Module, eps: float = 1e-3) -> None:
+        super().__init__(model)
+        if not hasattr(getattr(model, "head", None), "class_weights") or not hasattr(model, "backbone"):
+            raise SparsexError(f"the prototypes explainer needs a prototype model (SIDE, InfoDisent, ProtoS-ViT); "
+                               f"got {type(model).__name__}")
+        self.explainer = PrototypeExplainer(model.head, model.backbone, eps)
+
+    def _attribute(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.explainer.attribute(inputs, targets)
 
 
 # ----------------------------------------------------------------------------------------------

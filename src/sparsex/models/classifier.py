@@ -6,6 +6,9 @@ that post-hoc explainers explain.
   ``sparsex train classifier`` checkpoints (family ``classifier``) and :func:`load_classifier`
   rebuilds. The checkpoint holds the backbone's weights too, so it does not depend on where they
   came from.
+- :class:`PrototypeClassifier`: a prototype head (SIDE, InfoDisent, ProtoS-ViT) on its frozen
+  backbone as one module on raw images returning logits, so that every explainer and metric can
+  treat it as a classifier. :func:`load_image_classifier` rebuilds either kind from a run folder.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from ..errors import CheckpointError, SparsexError
 from .base import MODELS, check_head_features, create_model
 
 FAMILY = "classifier"
+#: checkpoint families of prototype classifiers (SIDE and InfoDisent train as "side")
+PROTOTYPE_FAMILIES = ("side", "protosvit")
 
 
 class LinearProbe(nn.Module):
@@ -92,9 +97,7 @@ def load_classifier(path: str | os.PathLike) -> tuple[ImageClassifier, Checkpoin
     """Rebuild the :class:`ImageClassifier` of a ``sparsex train classifier`` run or checkpoint folder
     (``<run>/checkpoint`` is found from ``<run>``). Returns it in eval mode, frozen, with its
     checkpoint (``checkpoint.config`` names the data and the backbone)."""
-    folder = os.fspath(path)
-    if os.path.isdir(os.path.join(folder, "checkpoint")):
-        folder = os.path.join(folder, "checkpoint")
+    folder = _checkpoint_dir(path)
     checkpoint = load_checkpoint(folder, family=FAMILY)
     config = checkpoint.config
     try:
@@ -105,5 +108,60 @@ def load_classifier(path: str | os.PathLike) -> tuple[ImageClassifier, Checkpoin
         raise CheckpointError(f"classifier checkpoint {folder} lacks config entry {e}") from None
     model = ImageClassifier(backbone, head, (config.get("data") or {}).get("classes"))
     checkpoint.load_into(model)
+    model.eval().requires_grad_(False)
+    return model, checkpoint
+
+
+class PrototypeClassifier(nn.Module):
+    """``logits = head(backbone.extract(images)).logits`` for raw images ``(B, C, H, W)`` in
+    ``[0, 1]``; ``head`` returns a :class:`~sparsex.models.base.PrototypeOutput` and has
+    ``class_weights()`` (what the ``prototypes`` explainer and the prototype metrics read)."""
+
+    def __init__(self, backbone: Backbone, head: nn.Module, classes: list[str] | None = None) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.classes = list(classes) if classes else None
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        check_images(images)
+        return self.head(self.backbone.extract(images)).logits
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.head.class_weights().shape[0])
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return tuple(self.backbone.info.input_size)
+
+
+def _checkpoint_dir(path: str | os.PathLike) -> str:
+    folder = os.fspath(path)
+    if not os.path.isfile(os.path.join(folder, "model.safetensors")) and os.path.isdir(os.path.join(folder, "checkpoint")):
+        return os.path.join(folder, "checkpoint")
+    return folder
+
+
+def load_image_classifier(path: str | os.PathLike) -> tuple[nn.Module, Checkpoint]:
+    """Any trained classifier of sparsex on raw images, from its run or checkpoint folder: a
+    ``classifier`` checkpoint gives an :class:`ImageClassifier`; a prototype model's (SIDE,
+    InfoDisent, ProtoS-ViT) a :class:`PrototypeClassifier` on the backbone its config names (built
+    from local weights). Returned in eval mode, frozen, with the checkpoint (whose config names
+    the training data)."""
+    from .base import load_model
+
+    folder = _checkpoint_dir(path)
+    family = load_checkpoint(folder).family
+    if family == FAMILY:
+        return load_classifier(folder)
+    if family not in PROTOTYPE_FAMILIES:
+        raise CheckpointError(f"checkpoint {folder} is a {family!r} model, not an image classifier; expected a run of "
+                              f"sparsex train classifier, side, infodisent or protosvit")
+    head, checkpoint = load_model(folder)
+    if not hasattr(head, "class_weights") or "backbone" not in checkpoint.config:
+        raise CheckpointError(f"checkpoint {folder} (family {family!r}) lacks its prototype head or backbone config")
+    backbone = create_backbone(**checkpoint.config["backbone"])
+    model = PrototypeClassifier(backbone, head, (checkpoint.config.get("data") or {}).get("classes"))
     model.eval().requires_grad_(False)
     return model, checkpoint
