@@ -1,5 +1,20 @@
 """Metrics, batched in torch: settings at construction, data at call, each with its direction."""
 
+from .consistency import (
+    DEFAULT_REGION,
+    Consistency,
+    PrototypePartVectors,
+    Stability,
+    collect_part_vectors,
+    consistency,
+    consistency_per_prototype,
+    consistency_stability,
+    part_frequencies,
+    part_vectors,
+    prototype_classes,
+    stability,
+    stability_per_prototype,
+)
 from .faithfulness import (
     DeletionAUC,
     InsertionAUC,
@@ -11,6 +26,22 @@ from .faithfulness import (
     perturbation_curve,
     sufficiency,
     sufficient,
+)
+from .parts import (
+    THRESHOLDS,
+    InterventionCache,
+    PartOracle,
+    PartProtocols,
+    PartsResult,
+    contrast_pair,
+    evaluate_parts,
+    evaluate_parts_model,
+    important_parts,
+    intervention_key,
+    minimal_sufficient_part_sets,
+    oracle_explanation,
+    part_importances,
+    spearman,
 )
 from .prototype import (
     Accuracy,
@@ -31,6 +62,33 @@ from .prototype import (
 )
 
 __all__ = [
+    "DEFAULT_REGION",
+    "Consistency",
+    "PrototypePartVectors",
+    "Stability",
+    "collect_part_vectors",
+    "consistency",
+    "consistency_per_prototype",
+    "consistency_stability",
+    "part_frequencies",
+    "part_vectors",
+    "prototype_classes",
+    "stability",
+    "stability_per_prototype",
+    "THRESHOLDS",
+    "InterventionCache",
+    "PartOracle",
+    "PartProtocols",
+    "PartsResult",
+    "contrast_pair",
+    "evaluate_parts",
+    "evaluate_parts_model",
+    "important_parts",
+    "intervention_key",
+    "minimal_sufficient_part_sets",
+    "oracle_explanation",
+    "part_importances",
+    "spearman",
     "DeletionAUC",
     "InsertionAUC",
     "MaskArea",

@@ -1,0 +1,978 @@
+"""The part-world benchmark: the FunnyBirds evaluation protocols, batched, with every intervention
+forwarded once.
+
+Reference: R. Hesse, S. Schaub-Meyer, S. Roth, "FunnyBirds: A Synthetic Vision Dataset for a
+Part-Based Analysis of Explainable AI Methods", ICCV 2023 (protocols as in its code release,
+``evaluation_protocols.py``), on the part world of :mod:`sparsex.data.parts` (DESIGN.md,
+"Metric definitions", part-world benchmark). Interventions are rendered, not pasted
+(:meth:`PartWorld.render`).
+
+Notation: an image ``x_i`` of class ``y_i`` with ``K = 6`` part slots and up to ``M`` clutter
+objects; ``f_c(x)`` the model's logit of class ``c``; ``x_i \\ R`` the image re-rendered without the
+parts / clutter objects ``R``; ``yhat_i = argmax_c f_c(x_i)``; ``A`` an attribution map ``(H, W)``
+for a target class. Every protocol uses ``x_i`` as rendered by ``render(i)`` (the full scene: no
+train-time part dropout), which is the item itself on the val and test splits.
+
+- **Part importance** (:func:`part_importances`): ``imp_k = sum_p A[p] * D(mask_k)[p]`` with ``D``
+  a ``5 x 5`` max-pool dilation; the map is used as given, *signed* (FunnyBirds sums the
+  attribution as-is; a method that wants only positive evidence returns a non-negative map). The
+  same for clutter objects with their masks. Part ``k`` is *important* at threshold ``tau`` iff
+  ``imp_k > tau * sum_p A[p]`` (:func:`important_parts`).
+- **Thresholds**: FunnyBirds' grid ``tau in linspace(0.01, 0.50, 80)`` (:data:`THRESHOLDS`).
+- **accuracy**: ``mean_i [yhat_i = y_i]``.
+- **BI** (background independence, a model property): over all pairs (image, present clutter
+  object ``j``), ``o = f_y(x_i)``, ``n = f_y(x_i \\ {j})``; ``j`` is *relevant* iff
+  ``|o - n| >= 0.05 |o|`` and ``o > n``; ``BI = 1 - #relevant / #pairs``.
+- **CSDC** (controlled synthetic data check): for the correctly classified images, with the
+  explanation for ``y_i`` and the important parts ``I``:
+  ``max_{S in MS(y)} |S ∩ I| / |S|`` with ``MS(y)`` the inclusion-minimal sets of slots on which
+  no other class has all of ``y``'s variants (:func:`minimal_sufficient_part_sets`); averaged.
+- **PC** (preservation check): explanation for ``yhat_i``; ``[argmax f(x_i \\ (P \\ I)) = yhat_i]``
+  (keep only the important parts; ``P`` = present parts); averaged over all images.
+- **DC** (deletion check): ``[argmax f(x_i \\ I) != yhat_i]`` (with ``I`` empty the image is
+  unchanged and DC is 0); averaged over all images.
+- **D** (distractibility): explanation for ``y_i``. An item (present part or clutter object) ``r``
+  is *irrelevant* iff ``|o - n_r| < 0.05 |o|`` or ``o < n_r`` (``n_r = f_y(x_i \\ {r})``). With
+  ``I`` the important items (parts and clutter objects, same rule), the image scores
+  ``1 - |I ∩ Irr| / |Irr|``; images without irrelevant items are skipped; averaged.
+- **completeness** ``(tau) = ((CSDC + PC + DC) / 3 + D) / 2``; the best ``tau`` of the grid
+  (the first on ties, as FunnyBirds) is reported with the four protocols at that ``tau``.
+- **correctness** = SD (single deletion): per image, the Spearman rank correlation ``rho``
+  (:func:`spearman`) between the part importances (explanation for ``y_i``) and the logit drops
+  ``f_y(x_i) - f_y(x_i \\ {k})``; the image scores ``(rho + 1) / 2``; images whose correlation is
+  undefined (a constant vector) are skipped; averaged.
+- **contrastivity** = TS (target sensitivity): for class ``y`` two other classes ``c1, c2`` whose
+  overlaps with ``y`` (slots with equal variants) ``O1, O2`` are nonempty and disjoint
+  (:func:`contrast_pair`). The image is scored only when the model agrees:
+  ``f_c1(x \\ O1) < f_c1(x \\ O2)`` and ``f_c2(x \\ O2) < f_c2(x \\ O1)``. Then, with ``imp^c``
+  the part importances of the explanation for class ``c``, it gets two binary scores
+  ``[imp^c1(O1) > imp^c2(O1)]`` and ``[imp^c2(O2) > imp^c1(O2)]`` (``imp(O) = sum_{k in O} imp_k``);
+  TS is the mean of all binary scores.
+
+Every score is higher-is-better and lies in ``[0, 1]``; a score with nothing to average is NaN
+(and its count says so). :func:`evaluate_parts` collects every intervention all protocols need,
+forwards each once through an :class:`InterventionCache` (shared between explainers of one
+model), then scores. :class:`PartOracle` is a classifier whose decision rule is known, for sanity
+checks of the protocols and of explainers.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+import numbers
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..checks import check_tensor
+from ..data.parts import (
+    _VARIANTS,
+    BODY_COLOUR,
+    CLASS_NAMES,
+    CLASS_TABLE,
+    NUM_CLASSES,
+    PART_NAMES,
+    Background,
+    PartWorld,
+    Pose,
+    Scene,
+    render_scene,
+)
+from ..errors import InputError
+from ..inference import check_model, frozen, positive_int, predict_logits
+from .prototype import Metric
+
+#: An intervention: (image index, removed part slots, removed clutter objects).
+Key = tuple[int, frozenset[int], frozenset[int]]
+#: ``explain(images (B, 3, H, W), targets (B,) int64) -> maps (B, 1, H, W)``.
+Explain = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+#: FunnyBirds' threshold grid (``np.linspace(0.01, 0.50, num=80)`` in its explainer wrapper).
+THRESHOLDS = torch.linspace(0.01, 0.50, 80, dtype=torch.float64)
+#: FunnyBirds' relative logit change below which an item counts as irrelevant (BI and D).
+RELEVANCE = 0.05
+NUM_PARTS = len(PART_NAMES)
+
+
+# ----------------------------------------------------------------------------------------------
+# Checks.
+# ----------------------------------------------------------------------------------------------
+
+
+def _check_part_world(dataset: Any) -> PartWorld:
+    if not isinstance(dataset, PartWorld):
+        raise InputError("the part protocols need the part world (a sparsex.data.parts.PartWorld) for its part masks "
+                         f"and its renderer of interventions, got {type(dataset).__name__}")
+    return dataset
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_indices(indices: Sequence[int] | None, n: int) -> list[int]:
+    if indices is None:
+        indices = range(n)
+    if isinstance(indices, torch.Tensor):
+        indices = indices.tolist()
+    out = list(indices)
+    if not out:
+        raise InputError("indices must name at least one image")
+    for i in out:
+        if not _is_int(i) or not 0 <= i < n:
+            raise InputError(f"index {i!r} is out of range: the dataset has {n} images (valid 0..{n - 1})")
+    return [int(i) for i in out]
+
+
+def _check_thresholds(thresholds: Sequence[float] | torch.Tensor | None) -> torch.Tensor:
+    if thresholds is None:
+        return THRESHOLDS.clone()
+    try:
+        taus = torch.as_tensor(thresholds, dtype=torch.float64).cpu()
+    except (TypeError, ValueError, RuntimeError):
+        raise InputError(f"thresholds must be a 1-D sequence of numbers, got {type(thresholds).__name__}") from None
+    if taus.dim() != 1 or taus.numel() == 0 or not torch.isfinite(taus).all():
+        raise InputError(f"thresholds must be a non-empty 1-D sequence of finite numbers, got shape {tuple(taus.shape)}")
+    return taus
+
+
+def _check_dilation(dilation: int) -> int:
+    if not _is_int(dilation) or dilation < 1 or dilation % 2 == 0:
+        raise InputError(f"dilation must be an odd positive integer (1: no dilation), got {dilation!r}")
+    return int(dilation)
+
+
+def _check_label(label: Any) -> int:
+    if not _is_int(label) or not 0 <= label < NUM_CLASSES:
+        raise InputError(f"label must be a class of the part world, an integer in [0, {NUM_CLASSES}), got {label!r}")
+    return int(label)
+
+
+def _as_maps(maps: Any, name: str = "maps") -> torch.Tensor:
+    """Attribution maps ``(B, 1, H, W)`` or ``(B, H, W)`` as ``(B, H, W)``, finite floats."""
+    if isinstance(maps, torch.Tensor) and maps.dim() == 4 and maps.shape[1] == 1:
+        maps = maps[:, 0]
+    if not isinstance(maps, torch.Tensor) or maps.dim() != 3:
+        got = tuple(maps.shape) if isinstance(maps, torch.Tensor) else type(maps).__name__
+        raise InputError(f"{name} must have shape (B, 1, H, W) or (B, H, W), got {got}")
+    return check_tensor(maps, name, "(B, H, W)")
+
+
+# ----------------------------------------------------------------------------------------------
+# Part importances and the class table.
+# ----------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def part_importances(maps: torch.Tensor, part_masks: torch.Tensor, dilation: int = 5) -> torch.Tensor:
+    """Importance of each masked region: ``imp[b, k] = sum_p A_b[p] * D(mask_bk)[p]``, with ``D``
+    a ``dilation x dilation`` max-pool (stride 1; FunnyBirds: 5 x 5; 1: none).
+
+    ``maps (B, H, W)`` or ``(B, 1, H, W)`` attributions, used as given (signed: FunnyBirds sums
+    the attribution as-is); ``part_masks (B, K, H, W)`` bool — the item's ``part_masks`` for the
+    parts, its ``background_masks`` for the clutter objects. Returns ``(B, K)`` in the maps'
+    dtype, on their device. FunnyBirds' 5 x 5 is meant for its 256-pixel images; on much smaller
+    images it is wider than the small parts (an eye is about 10 pixels at 64 x 64), and a
+    smaller dilation keeps neighbouring parts apart.
+    """
+    maps = _as_maps(maps)
+    if not isinstance(part_masks, torch.Tensor) or part_masks.dim() != 4 or part_masks.dtype != torch.bool:
+        got = f"{_shape(part_masks)} {part_masks.dtype}" if isinstance(part_masks, torch.Tensor) else _shape(part_masks)
+        raise InputError(f"part_masks must be a bool tensor of shape (B, K, H, W), got {got}")
+    b, k, h, w = part_masks.shape
+    if (b, h, w) != tuple(maps.shape):
+        raise InputError(f"part_masks {tuple(part_masks.shape)} do not match the maps {tuple(maps.shape)}")
+    dilation = _check_dilation(dilation)
+    if k == 0:
+        return maps.new_zeros(b, 0)
+    masks = part_masks.to(device=maps.device, dtype=maps.dtype)
+    if dilation > 1:
+        masks = F.max_pool2d(masks, dilation, stride=1, padding=dilation // 2)
+    return torch.einsum("bkhw,bhw->bk", masks, maps)
+
+
+def important_parts(importances: torch.Tensor, totals: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
+    """FunnyBirds' importance test: ``important[b, t, k] = imp[b, k] > tau_t * total[b]``.
+
+    ``importances (B, K)``, ``totals (B,)`` (the map summed over the image), ``thresholds (T,)``.
+    Returns ``(B, T, K)`` bool.
+    """
+    check_tensor(importances, "importances", "(B, K)")
+    check_tensor(totals, "totals", "(B)")
+    if totals.shape[0] != importances.shape[0]:
+        raise InputError(f"totals {tuple(totals.shape)} do not match the importances {tuple(importances.shape)}")
+    imp = importances.double()
+    return imp[:, None, :] > thresholds.to(imp)[None, :, None] * totals.double()[:, None, None]
+
+
+@functools.cache
+def _minimal_sets(label: int) -> tuple[frozenset[int], ...]:
+    row = CLASS_TABLE[label]
+    others = [r for c, r in enumerate(CLASS_TABLE) if c != label]
+    sufficient = [
+        frozenset(s)
+        for size in range(1, NUM_PARTS + 1)
+        for s in itertools.combinations(range(NUM_PARTS), size)
+        if all(any(other[k] != row[k] for k in s) for other in others)
+    ]
+    return tuple(s for s in sufficient if not any(t < s for t in sufficient))
+
+
+def minimal_sufficient_part_sets(label: int) -> tuple[frozenset[int], ...]:
+    """FunnyBirds' minimal sufficient part sets of class ``label``: the inclusion-minimal sets
+    ``S`` of part slots such that no other class of :data:`CLASS_TABLE` has ``label``'s variant
+    on every slot of ``S`` (brute force over the ``2^6`` subsets; cached per class)."""
+    return _minimal_sets(_check_label(label))
+
+
+@functools.cache
+def _pair(label: int) -> tuple[int, int, frozenset[int], frozenset[int]] | None:
+    row = CLASS_TABLE[label]
+    overlap = {c: frozenset(k for k in range(NUM_PARTS) if r[k] == row[k]) for c, r in enumerate(CLASS_TABLE) if c != label}
+    candidates = [
+        (-min(len(overlap[a]), len(overlap[b])), -len(overlap[a]) - len(overlap[b]), a, b)
+        for a, b in itertools.combinations(sorted(overlap), 2)
+        if overlap[a] and overlap[b] and not overlap[a] & overlap[b]
+    ]
+    if not candidates:
+        return None
+    *_, a, b = min(candidates)
+    return a, b, overlap[a], overlap[b]
+
+
+def contrast_pair(label: int) -> tuple[int, int, frozenset[int], frozenset[int]] | None:
+    """The two classes the target-sensitivity protocol contrasts on images of class ``label``.
+
+    FunnyBirds takes two classes at distance 3 of its 5 parts (two shared parts each) whose
+    overlaps with the image's class are disjoint. With 6 slots the rule here is: among the pairs
+    ``c1 < c2`` of other classes whose overlaps ``O1, O2`` with ``label`` (slots with equal
+    variants) are nonempty and disjoint, take the one with the largest ``min(|O1|, |O2|)``, then
+    the largest ``|O1| + |O2|``, then the smallest ``(c1, c2)``. Returns ``(c1, c2, O1, O2)``, or
+    ``None`` when no such pair exists (every class of :data:`CLASS_TABLE` has one).
+    """
+    return _pair(_check_label(label))
+
+
+# ----------------------------------------------------------------------------------------------
+# Rank correlation.
+# ----------------------------------------------------------------------------------------------
+
+
+def _average_ranks(x: torch.Tensor) -> torch.Tensor:
+    """Ranks 1..n along the last dimension; tied values share the mean of their ranks."""
+    less = (x[..., None, :] < x[..., :, None]).sum(dim=-1)
+    equal = (x[..., None, :] == x[..., :, None]).sum(dim=-1)
+    return less.double() + (equal.double() + 1) / 2
+
+
+def spearman(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Spearman's rank correlation along the last dimension: the Pearson correlation
+    ``sum (r - mean r)(s - mean s) / sqrt(sum (r - mean r)^2 sum (s - mean s)^2)`` of the ranks
+    ``r`` of ``x`` and ``s`` of ``y``, ties given their average rank (as ``scipy.stats.spearmanr``).
+
+    ``x, y (..., n)`` real. Returns ``(...)`` float64 on their device; NaN where either vector
+    is constant (the correlation is undefined).
+    """
+    for name, t in (("x", x), ("y", y)):
+        if not isinstance(t, torch.Tensor) or t.dim() == 0 or t.is_complex() or t.dtype == torch.bool:
+            raise InputError(f"{name} must be a real tensor of shape (..., n), got {_shape(t)}")
+        if t.is_floating_point() and torch.isnan(t).any():
+            raise InputError(f"{name} contain NaN values")
+    if x.shape != y.shape:
+        raise InputError(f"x and y must have one shape (..., n), got {tuple(x.shape)} and {tuple(y.shape)}")
+    rx = _average_ranks(x)
+    ry = _average_ranks(y)
+    rx = rx - rx.mean(dim=-1, keepdim=True)
+    ry = ry - ry.mean(dim=-1, keepdim=True)
+    den = (rx.square().sum(dim=-1) * ry.square().sum(dim=-1)).sqrt()
+    rho = (rx * ry).sum(dim=-1) / den
+    return torch.where(den > 0, rho, torch.full_like(rho, math.nan))
+
+
+def _shape(x: Any) -> Any:
+    return tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+
+
+# ----------------------------------------------------------------------------------------------
+# The intervention cache.
+# ----------------------------------------------------------------------------------------------
+
+
+def intervention_key(index: int, parts: Iterable[int] = (), clutter: Iterable[int] = ()) -> Key:
+    """The key of image ``index`` re-rendered without the part slots ``parts`` and the clutter
+    objects ``clutter`` (indices): ``(index, frozenset(parts), frozenset(clutter))``."""
+    return (int(index), frozenset(int(k) for k in parts), frozenset(int(j) for j in clutter))
+
+
+def _model_device(model: nn.Module, device: str | torch.device | None) -> torch.device:
+    """``device`` (default: where the model's parameters or buffers are, else the CPU), which
+    must be the model's."""
+    tensor = next(model.parameters(), None)
+    if tensor is None:
+        tensor = next(model.buffers(), None)
+    if device is None:
+        return tensor.device if tensor is not None else torch.device("cpu")
+    try:
+        device = torch.device(device)
+    except (TypeError, RuntimeError):
+        raise InputError(f"device must name a torch device, got {device!r}") from None
+    own = tensor.device if tensor is not None else device
+    if own.type != device.type or None not in (own.index, device.index) and own.index != device.index:
+        raise InputError(f"device is {device} but the model is on {own}; move one to the other")
+    return device
+
+
+class InterventionCache:
+    """The model's logits on interventions of a part world, each forwarded once.
+
+    A key is ``(index, removed part slots, removed clutter objects)`` (:func:`intervention_key`);
+    ``(i, {}, {})`` is image ``i`` itself (``render(i)``). :meth:`request` queues keys,
+    :meth:`compute` renders the queued ones with ``dataset.render`` and forwards them
+    ``internal_batch_size`` at a time (model frozen: eval mode, no gradients), :meth:`fetch`
+    returns logits (computing what is missing first). One cache serves every protocol and every
+    explainer of one model on one dataset.
+
+    Counters: ``forward_passes`` (images forwarded), ``forward_seconds`` (time in the model's
+    forward, logits copied back included), ``render_seconds`` (time in ``dataset.render``, also
+    for the images :meth:`originals` renders for explanations).
+    """
+
+    def __init__(self, model: nn.Module, dataset: PartWorld, internal_batch_size: int = 64,
+                 device: str | torch.device | None = None, progress: bool = False) -> None:
+        self.model = check_model(model)
+        self.dataset = _check_part_world(dataset)
+        self.internal_batch_size = positive_int(internal_batch_size, "internal_batch_size")
+        self.device = _model_device(model, device)
+        self.progress = progress
+        self.forward_passes = 0
+        self.forward_seconds = 0.0
+        self.render_seconds = 0.0
+        self._logits: dict[Key, torch.Tensor] = {}
+        self._pending: dict[Key, None] = {}
+
+    def __len__(self) -> int:
+        return len(self._logits)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._logits
+
+    def _check_key(self, key: Any) -> Key:
+        n, m = len(self.dataset), self.dataset.config.max_clutter
+        if not (isinstance(key, tuple) and len(key) == 3 and isinstance(key[1], frozenset) and isinstance(key[2], frozenset)):
+            raise InputError(f"an intervention key is (index, frozenset of parts, frozenset of clutter objects), got {key!r}")
+        index, parts, clutter = key
+        if not _is_int(index) or not 0 <= index < n:
+            raise InputError(f"intervention index {index!r} is out of range: the dataset has {n} images")
+        if any(not _is_int(k) or not 0 <= k < NUM_PARTS for k in parts):
+            raise InputError(f"intervention parts {sorted(parts)} must be slot indices in [0, {NUM_PARTS})")
+        if any(not _is_int(j) or not 0 <= j < m for j in clutter):
+            raise InputError(f"intervention clutter objects {sorted(clutter)} must be indices in [0, {m})")
+        return key
+
+    def request(self, keys: Iterable[Key]) -> None:
+        """Queue the keys that are not cached yet (nothing is rendered until :meth:`compute`)."""
+        for key in keys:
+            if self._check_key(key) not in self._logits:
+                self._pending[key] = None
+
+    def _render(self, key: Key) -> dict[str, Any]:
+        start = time.perf_counter()
+        index, parts, clutter = key
+        item = self.dataset.render(index, remove_parts=sorted(parts), remove_background=sorted(clutter))
+        self.render_seconds += time.perf_counter() - start
+        return item
+
+    def _forward(self, keys: list[Key], images: list[torch.Tensor]) -> None:
+        batch = torch.stack(images).to(self.device)
+        start = time.perf_counter()
+        with frozen(self.model):
+            logits = predict_logits(self.model, batch).float().cpu()
+        self.forward_seconds += time.perf_counter() - start
+        if logits.shape[1] != NUM_CLASSES:
+            raise InputError(f"the part protocols need a model with the part world's {NUM_CLASSES} classes, "
+                             f"got logits with {logits.shape[1]}")
+        self.forward_passes += len(keys)
+        for key, row in zip(keys, logits):
+            self._logits[key] = row
+            self._pending.pop(key, None)
+
+    def compute(self) -> None:
+        """Render and forward every queued key, ``internal_batch_size`` at a time."""
+        pending = list(self._pending)
+        step = self.internal_batch_size
+        with tqdm(total=len(pending), desc="interventions", unit="img", disable=not self.progress or not pending) as bar:
+            for start in range(0, len(pending), step):
+                chunk = pending[start:start + step]
+                self._forward(chunk, [self._render(key)["image"] for key in chunk])
+                bar.update(len(chunk))
+
+    def fetch(self, keys: Iterable[Key]) -> torch.Tensor:
+        """Logits ``(N, 24)`` (float32, CPU) of the keys, in order; missing ones are computed
+        (with everything else queued)."""
+        keys = list(keys)
+        self.request(keys)
+        if self._pending:
+            self.compute()
+        if not keys:
+            return torch.empty(0, NUM_CLASSES)
+        return torch.stack([self._logits[key] for key in keys])
+
+    def logits(self, key: Key) -> torch.Tensor:
+        """Logits ``(24,)`` of one key."""
+        return self.fetch([key])[0]
+
+    def originals(self, indices: Sequence[int]) -> tuple[list[dict[str, Any]], torch.Tensor]:
+        """The items ``render(i)`` (image, label, masks, ...) of ``indices`` and their logits
+        ``(N, 24)``; each item's image is forwarded only if its key ``(i, {}, {})`` is not cached
+        yet, so that explaining an image and intervening on it share one forward pass."""
+        keys = [intervention_key(i) for i in indices]
+        for key in keys:
+            self._check_key(key)
+        items = [self._render(key) for key in keys]
+        missing = {key: item["image"] for key, item in zip(keys, items) if key not in self._logits}
+        todo = list(missing)
+        for start in range(0, len(todo), self.internal_batch_size):
+            chunk = todo[start:start + self.internal_batch_size]
+            self._forward(chunk, [missing[key] for key in chunk])
+        return items, torch.stack([self._logits[key] for key in keys])
+
+
+def _resolve_cache(model: nn.Module, dataset: Any, cache: InterventionCache | None, internal_batch_size: int,
+                   progress: bool) -> InterventionCache:
+    check_model(model)
+    _check_part_world(dataset)
+    if cache is None:
+        return InterventionCache(model, dataset, internal_batch_size, progress=progress)
+    if not isinstance(cache, InterventionCache):
+        raise InputError(f"cache must be an InterventionCache, got {type(cache).__name__}")
+    if cache.model is not model or cache.dataset is not dataset:
+        raise InputError("cache was built for another model or dataset; pass the same model and dataset objects")
+    return cache
+
+
+# ----------------------------------------------------------------------------------------------
+# The protocols.
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PartsResult:
+    """The part-world scores of one explainer (see the module docstring).
+
+    ``metrics``: flat dict of plain numbers — ``accuracy``, ``bi``, ``csdc``, ``pc``, ``dc``,
+    ``distractibility`` (these four at ``completeness_tau``), ``completeness`` (the best over
+    the grid), ``completeness_tau``, ``correctness`` (SD), ``contrastivity`` (TS), and the counts
+    ``images``, ``bi_objects`` (image-object pairs), ``csdc_images`` (correctly classified),
+    ``distractibility_images`` / ``distractibility_skipped`` (images with / without an
+    irrelevant item), ``correctness_images`` / ``correctness_skipped`` (undefined correlation),
+    ``contrastivity_images`` / ``contrastivity_skipped_model`` (the model does not meet the
+    protocol's assumption) / ``contrastivity_skipped_no_pair``. ``curves``: per threshold, lists
+    ``tau``, ``csdc``, ``pc``, ``dc``, ``distractibility``, ``completeness``.
+    :func:`evaluate_parts_model` fills only ``accuracy``, ``bi``, ``images`` and ``bi_objects``.
+    """
+
+    metrics: dict[str, float | int]
+    curves: dict[str, list[float]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _mean(values: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """Mean over ``dim`` (NaN where there is nothing to average)."""
+    if values.shape[dim] == 0:
+        shape = list(values.shape)
+        del shape[dim]
+        return torch.full(shape, math.nan, dtype=torch.float64)
+    return values.double().mean(dim=dim)
+
+
+def _bits(code: int) -> frozenset[int]:
+    return frozenset(k for k in range(NUM_PARTS) if code >> k & 1)
+
+
+_POWERS = 1 << torch.arange(NUM_PARTS)
+
+
+@dataclass
+class _Originals:
+    """What the protocols keep per image (CPU): labels ``(N,)``, logits ``(N, 24)``, present
+    parts ``(N, 6)`` and clutter objects ``(N, M)``."""
+
+    indices: list[int]
+    labels: torch.Tensor
+    logits: torch.Tensor
+    parts: torch.Tensor
+    clutter: torch.Tensor
+
+    def key(self, n: int, parts: Iterable[int] = (), clutter: Iterable[int] = ()) -> Key:
+        """The key of image ``n`` without the present ones among ``parts`` and ``clutter``."""
+        present = self.parts[n]
+        objects = self.clutter[n]
+        return intervention_key(self.indices[n], (k for k in parts if present[k]), (j for j in clutter if objects[j]))
+
+    def single_keys(self) -> tuple[list[tuple[int, int]], list[Key], list[tuple[int, int]], list[Key]]:
+        """Single removals: ``(n, k)`` and keys for every present part, then for every present
+        clutter object."""
+        part_pos = [(n, k) for n, k in self.parts.nonzero().tolist()]
+        clutter_pos = [(n, j) for n, j in self.clutter.nonzero().tolist()]
+        return (part_pos, [self.key(n, [k]) for n, k in part_pos],
+                clutter_pos, [self.key(n, clutter=[j]) for n, j in clutter_pos])
+
+
+def _items_tensors(items: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    labels = torch.tensor([int(item["label"]) for item in items], dtype=torch.long)
+    return (labels, torch.stack([item["parts_present"] for item in items]).bool(),
+            torch.stack([item["background_present"] for item in items]).bool(), torch.stack([item["image"] for item in items]))
+
+
+def _explain(explain: Explain, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``explain(images, targets)`` checked: maps ``(B, H, W)``, finite, detached."""
+    b, _, h, w = images.shape
+    maps = _as_maps(explain(images, targets.to(images.device)), "explain(images, targets)'s maps")
+    if tuple(maps.shape) != (b, h, w):
+        raise InputError(f"explain(images, targets) must return maps (B, 1, H, W) = {(b, 1, h, w)} for images "
+                         f"{tuple(images.shape)}, got {tuple(maps.shape)}")
+    return maps.detach()
+
+
+def _importances(maps: torch.Tensor, masks: torch.Tensor, dilation: int) -> torch.Tensor:
+    return part_importances(maps, masks, dilation).double().cpu()
+
+
+def _after_removal(orig: _Originals, cache: InterventionCache, positions: list[tuple[int, int]], keys: list[Key],
+                   width: int) -> torch.Tensor:
+    """Label logits ``(N, width)`` after the single removals ``keys`` of the items at
+    ``positions`` ``(image row, item)``; NaN where nothing was removed (absent items)."""
+    out = torch.full((len(orig.indices), width), math.nan, dtype=torch.float64)
+    for (row, col), values in zip(positions, cache.fetch(keys).double()):
+        out[row, col] = values[orig.labels[row]]
+    return out
+
+
+def _label_logit(orig: _Originals) -> torch.Tensor:
+    return orig.logits.double().gather(1, orig.labels[:, None]).squeeze(1)
+
+
+def _irrelevant(original: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
+    """FunnyBirds: removing the item changes the label logit by less than 5% or raises it (NaN,
+    an absent item, is never irrelevant)."""
+    o = original[:, None]
+    return ((o - removed).abs() < RELEVANCE * o.abs()) | (o < removed)
+
+
+def _model_scores(orig: _Originals, clutter_logits: torch.Tensor) -> dict[str, float | int]:
+    original = _label_logit(orig)[:, None]
+    present = ~clutter_logits.isnan()
+    relevant = ((original - clutter_logits).abs() >= RELEVANCE * original.abs()) & (original > clutter_logits) & present
+    pairs = int(present.sum())
+    return {
+        "accuracy": _mean((orig.logits.argmax(dim=1) == orig.labels).double()).item(),
+        "bi": 1.0 - relevant.sum().item() / pairs if pairs else math.nan,
+        "images": len(orig.indices),
+        "bi_objects": pairs,
+    }
+
+
+def _load_originals(cache: InterventionCache, indices: list[int]) -> _Originals:
+    labels, logits, parts, clutter = [], [], [], []
+    step = cache.internal_batch_size
+    for start in tqdm(range(0, len(indices), step), desc="images", unit="batch", disable=not cache.progress):
+        items, out = cache.originals(indices[start:start + step])
+        y, p, c, _ = _items_tensors(items)
+        labels.append(y)
+        logits.append(out)
+        parts.append(p)
+        clutter.append(c)
+    return _Originals(indices, torch.cat(labels), torch.cat(logits), torch.cat(parts), torch.cat(clutter))
+
+
+def evaluate_parts_model(model: nn.Module, dataset: PartWorld, indices: Sequence[int] | None = None,
+                         internal_batch_size: int = 64, cache: InterventionCache | None = None,
+                         progress: bool = False) -> PartsResult:
+    """The model-only part-world scores, no explainer: ``metrics`` holds ``accuracy`` and ``bi``
+    (background independence) with the counts ``images`` and ``bi_objects`` (see the module
+    docstring); ``curves`` is empty. Forwards each image and each single clutter removal once
+    (through ``cache`` when given, so that :func:`evaluate_parts` reuses them)."""
+    cache = _resolve_cache(model, dataset, cache, internal_batch_size, progress)
+    orig = _load_originals(cache, _check_indices(indices, len(dataset)))
+    _, _, clutter_pos, clutter_keys = orig.single_keys()
+    return PartsResult(_model_scores(orig, _after_removal(orig, cache, clutter_pos, clutter_keys, orig.clutter.shape[1])))
+
+
+def evaluate_parts(model: nn.Module, dataset: PartWorld, explain: Explain, indices: Sequence[int] | None = None,
+                   thresholds: Sequence[float] | torch.Tensor | None = None, dilation: int = 5,
+                   internal_batch_size: int = 64, cache: InterventionCache | None = None,
+                   progress: bool = False) -> PartsResult:
+    """Every FunnyBirds protocol (module docstring) for one explainer of ``model``.
+
+    ``explain(images (B, 3, H, W), targets (B,) int64) -> maps (B, 1, H, W)`` (or ``(B, H, W)``),
+    e.g. ``lambda x, t: explainer.attribute(x, target=t)``; it is called on at most
+    ``internal_batch_size`` images at a time, on the cache's device: for the labels, for the
+    predictions where they differ, and for the contrast classes of the images the
+    target-sensitivity protocol scores. ``indices``: the images (default: all); ``thresholds``:
+    the ``tau`` grid (default :data:`THRESHOLDS`); ``dilation``: of the masks in
+    :func:`part_importances`. Pass one ``cache`` (an :class:`InterventionCache` of this model and
+    dataset) to several calls to forward each intervention once over all of them.
+
+    Order of work: the images are rendered, forwarded and explained; then every intervention is
+    collected — single removals of each present part and clutter object, the two removals of
+    the target-sensitivity protocol, and the preservation / deletion removals of every threshold
+    (distinct sets only) — and forwarded in batches; then everything is scored. The model is
+    frozen (eval mode, no parameter gradients) throughout, explanations included.
+    """
+    cache = _resolve_cache(model, dataset, cache, internal_batch_size, progress)
+    indices = _check_indices(indices, len(dataset))
+    taus = _check_thresholds(thresholds)
+    dilation = _check_dilation(dilation)
+    step = positive_int(internal_batch_size, "internal_batch_size")
+    if not callable(explain):
+        raise InputError(f"explain must be a callable explain(images, targets) -> maps, got {type(explain).__name__}")
+    with frozen(model):
+        return _evaluate(cache, explain, indices, taus, dilation, step, progress)
+
+
+@dataclass
+class _Explained:
+    """Per image (CPU, float64): part and clutter importances ``(N, 6)``, ``(N, M)`` and the
+    map's total ``(N,)`` of the explanation for the label; part importances and total of the
+    explanation for the prediction (the same where the prediction is the label)."""
+
+    label_parts: torch.Tensor
+    label_clutter: torch.Tensor
+    label_total: torch.Tensor
+    pred_parts: torch.Tensor
+    pred_total: torch.Tensor
+
+
+def _explain_images(cache: InterventionCache, explain: Explain, indices: list[int], dilation: int, step: int,
+                    progress: bool) -> tuple[_Originals, _Explained]:
+    """Render, forward and explain the images ``step`` at a time (for the label; for the
+    prediction where it differs)."""
+    chunks: list[tuple[torch.Tensor, ...]] = []
+    for start in tqdm(range(0, len(indices), step), desc="explanations", unit="batch", disable=not progress):
+        items, logits = cache.originals(indices[start:start + step])
+        labels, parts, clutter, images = _items_tensors(items)
+        images = images.to(cache.device)
+        part_masks = torch.stack([item["part_masks"] for item in items])
+        maps = _explain(explain, images, labels)
+        label_parts = _importances(maps, part_masks, dilation)
+        label_clutter = _importances(maps, torch.stack([item["background_masks"] for item in items]), dilation)
+        label_total = maps.double().sum(dim=(1, 2)).cpu()
+        pred_parts, pred_total = label_parts.clone(), label_total.clone()
+        predicted = logits.argmax(dim=1)
+        differ = predicted != labels
+        if differ.any():
+            maps = _explain(explain, images[differ.to(images.device)], predicted[differ])
+            pred_parts[differ] = _importances(maps, part_masks[differ], dilation)
+            pred_total[differ] = maps.double().sum(dim=(1, 2)).cpu()
+        chunks.append((labels, logits, parts, clutter, label_parts, label_clutter, label_total, pred_parts, pred_total))
+    columns = [torch.cat(column) for column in zip(*chunks)]
+    return _Originals(indices, *columns[:4]), _Explained(*columns[4:])
+
+
+def _check_removals(orig: _Originals, explained: _Explained,
+                    taus: torch.Tensor) -> tuple[torch.Tensor, dict[tuple[int, int], Key], dict[tuple[int, int], Key]]:
+    """The important parts of the explanation for the prediction at every threshold, as bit
+    codes ``(N, T)``, and the keys of the preservation check (remove the present parts that are
+    not important) and the deletion check (remove the important ones) per ``(image, code)``."""
+    important = important_parts(explained.pred_parts, explained.pred_total, taus) & orig.parts[:, None, :]
+    codes = (important.long() * _POWERS).sum(dim=-1)
+    present = (orig.parts.long() * _POWERS).sum(dim=-1).tolist()
+    distinct = [(row, code) for row, values in enumerate(codes.tolist()) for code in sorted(set(values))]
+    preserve = {(row, code): orig.key(row, _bits(present[row] & ~code)) for row, code in distinct}
+    delete = {(row, code): orig.key(row, _bits(code)) for row, code in distinct}
+    return codes, preserve, delete
+
+
+def _contrast_removals(orig: _Originals) -> tuple[list, dict[int, tuple[Key, Key]]]:
+    """Per image its :func:`contrast_pair` (or ``None``) and, where there is one, the keys
+    without ``O1`` and without ``O2``."""
+    pairs = [contrast_pair(int(y)) for y in orig.labels]
+    keys = {row: (orig.key(row, pair[2]), orig.key(row, pair[3])) for row, pair in enumerate(pairs) if pair}
+    return pairs, keys
+
+
+def _csdc_curve(orig: _Originals, explained: _Explained, taus: torch.Tensor) -> torch.Tensor:
+    """CSDC ``(T,)``: over the correctly classified images, ``max_S |S ∩ I| / |S|``."""
+    sets = [minimal_sufficient_part_sets(int(y)) for y in orig.labels]
+    width = max(len(s) for s in sets)
+    members = torch.zeros(len(sets), width, NUM_PARTS, dtype=torch.float64)
+    sizes = torch.ones(len(sets), width, dtype=torch.float64)  # padding: empty sets score 0
+    for row, class_sets in enumerate(sets):
+        for col, s in enumerate(class_sets):
+            members[row, col, list(s)] = 1.0
+            sizes[row, col] = len(s)
+    important = important_parts(explained.label_parts, explained.label_total, taus) & orig.parts[:, None, :]
+    score = (torch.einsum("ntk,nsk->nts", important.double(), members) / sizes[:, None, :]).amax(dim=-1)
+    return _mean(score[orig.logits.argmax(dim=1) == orig.labels])
+
+
+def _check_curves(orig: _Originals, cache: InterventionCache, codes: torch.Tensor, preserve: dict[tuple[int, int], Key],
+                  delete: dict[tuple[int, int], Key]) -> tuple[torch.Tensor, torch.Tensor]:
+    """PC and DC ``(T,)``: the fractions of images whose prediction is kept when only the
+    important parts are kept, and changed when they are removed."""
+    predicted = orig.logits.argmax(dim=1)[:, None]
+
+    def after(keys: dict[tuple[int, int], Key]) -> torch.Tensor:
+        classes = dict(zip(keys, cache.fetch(list(keys.values())).argmax(dim=1).tolist()))
+        return torch.tensor([[classes[row, code] for code in values] for row, values in enumerate(codes.tolist())])
+
+    return _mean((after(preserve) == predicted).double()), _mean((after(delete) != predicted).double())
+
+
+def _distractibility_curve(orig: _Originals, explained: _Explained, taus: torch.Tensor, part_logits: torch.Tensor,
+                           clutter_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """D ``(T,)`` over the images with an irrelevant item, and which images those are ``(N,)``."""
+    original = _label_logit(orig)
+    irrelevant = torch.cat([_irrelevant(original, part_logits), _irrelevant(original, clutter_logits)], dim=1)
+    importances = torch.cat([explained.label_parts, explained.label_clutter], dim=1)
+    important = important_parts(importances, explained.label_total, taus)
+    scored = irrelevant.any(dim=1)
+    caught = (important & irrelevant[:, None, :]).sum(dim=-1) / irrelevant.sum(dim=1).clamp_min(1)[:, None]
+    return _mean(1.0 - caught[scored].double()), scored
+
+
+def _single_deletion(orig: _Originals, explained: _Explained, part_logits: torch.Tensor) -> torch.Tensor:
+    """Per image the Spearman correlation ``(N,)`` of the label explanation's part importances
+    and the label logit's drops, over the present parts (NaN where undefined)."""
+    drops = _label_logit(orig)[:, None] - part_logits
+    rho = torch.full((len(orig.indices),), math.nan, dtype=torch.float64)
+    for pattern in orig.parts.unique(dim=0):
+        rows = (orig.parts == pattern).all(dim=1)
+        rho[rows] = spearman(explained.label_parts[rows][:, pattern], drops[rows][:, pattern])
+    return rho
+
+
+def _target_sensitivity(cache: InterventionCache, explain: Explain, orig: _Originals, pairs: list,
+                        keys: dict[int, tuple[Key, Key]], dilation: int, step: int) -> tuple[torch.Tensor, int]:
+    """The TS binary scores of the images where the model meets the protocol's assumption, and
+    the number of those images; their explanations for ``c1`` and ``c2`` are computed here."""
+    rows = []
+    for row, (without1, without2) in keys.items():
+        c1, c2 = pairs[row][:2]
+        logits1, logits2 = cache.fetch([without1, without2])
+        if logits1[c1] < logits2[c1] and logits2[c2] < logits1[c2]:
+            rows.append(row)
+    scores = [torch.zeros(0, dtype=torch.float64)]
+    for start in range(0, len(rows), step):
+        chunk = rows[start:start + step]
+        items, _ = cache.originals([orig.indices[row] for row in chunk])
+        images = torch.stack([item["image"] for item in items]).to(cache.device)
+        part_masks = torch.stack([item["part_masks"] for item in items])
+        overlaps = torch.zeros(2, len(chunk), NUM_PARTS, dtype=torch.float64)
+        for r, row in enumerate(chunk):
+            overlaps[0, r, list(pairs[row][2])] = 1.0
+            overlaps[1, r, list(pairs[row][3])] = 1.0
+        imp = [_importances(_explain(explain, images, torch.tensor([pairs[row][c] for row in chunk])), part_masks, dilation)
+               for c in (0, 1)]
+        scores.append(((imp[0] * overlaps[0]).sum(dim=1) > (imp[1] * overlaps[0]).sum(dim=1)).double())
+        scores.append(((imp[1] * overlaps[1]).sum(dim=1) > (imp[0] * overlaps[1]).sum(dim=1)).double())
+    return torch.cat(scores), len(rows)
+
+
+def _evaluate(cache: InterventionCache, explain: Explain, indices: list[int], taus: torch.Tensor, dilation: int,
+              step: int, progress: bool) -> PartsResult:
+    # 1. Images, predictions and explanations.
+    orig, explained = _explain_images(cache, explain, indices, dilation, step, progress)
+    # 2. Every intervention, requested at once and forwarded in batches.
+    part_pos, part_keys, clutter_pos, clutter_keys = orig.single_keys()
+    pairs, contrast_keys = _contrast_removals(orig)
+    codes, preserve, delete = _check_removals(orig, explained, taus)
+    cache.request(part_keys + clutter_keys + [key for both in contrast_keys.values() for key in both]
+                  + list(preserve.values()) + list(delete.values()))
+    cache.compute()
+    # 3. Scores.
+    part_logits = _after_removal(orig, cache, part_pos, part_keys, NUM_PARTS)
+    clutter_logits = _after_removal(orig, cache, clutter_pos, clutter_keys, orig.clutter.shape[1])
+    scores = _model_scores(orig, clutter_logits)
+    csdc = _csdc_curve(orig, explained, taus)
+    pc, dc = _check_curves(orig, cache, codes, preserve, delete)
+    distractibility, scored = _distractibility_curve(orig, explained, taus, part_logits, clutter_logits)
+    completeness = ((csdc + pc + dc) / 3 + distractibility) / 2
+    defined = ~completeness.isnan()
+    best = int(torch.where(defined, completeness, -math.inf).argmax()) if defined.any() else None
+    rho = _single_deletion(orig, explained, part_logits)
+    ts, ts_images = _target_sensitivity(cache, explain, orig, pairs, contrast_keys, dilation, step)
+
+    def at_best(curve: torch.Tensor) -> float:
+        return math.nan if best is None else float(curve[best])
+
+    n = len(indices)
+    scores.update({
+        "csdc": at_best(csdc),
+        "pc": at_best(pc),
+        "dc": at_best(dc),
+        "distractibility": at_best(distractibility),
+        "completeness": at_best(completeness),
+        "completeness_tau": at_best(taus),
+        "correctness": float(_mean(rho[~rho.isnan()] * 0.5 + 0.5)),
+        "contrastivity": float(_mean(ts)),
+        "csdc_images": int((orig.logits.argmax(dim=1) == orig.labels).sum()),
+        "distractibility_images": int(scored.sum()),
+        "distractibility_skipped": n - int(scored.sum()),
+        "correctness_images": int((~rho.isnan()).sum()),
+        "correctness_skipped": int(rho.isnan().sum()),
+        "contrastivity_images": ts_images,
+        "contrastivity_skipped_model": len(contrast_keys) - ts_images,
+        "contrastivity_skipped_no_pair": n - len(contrast_keys),
+    })
+    curves = {"tau": taus.tolist(), "csdc": csdc.tolist(), "pc": pc.tolist(), "dc": dc.tolist(),
+              "distractibility": distractibility.tolist(), "completeness": completeness.tolist()}
+    return PartsResult(scores, curves)
+
+
+@dataclass(frozen=True)
+class PartProtocols(Metric):
+    """:func:`evaluate_parts` as a metric (settings at construction, data at call):
+    ``PartProtocols(thresholds, dilation)(model, dataset, explain, indices=None, cache=None) -> PartsResult``.
+    Every score in the result is higher-is-better."""
+
+    thresholds: tuple[float, ...] = tuple(THRESHOLDS.tolist())
+    dilation: int = 5
+    internal_batch_size: int = 64
+    progress: bool = False
+    name: ClassVar[str] = "parts"
+    higher_is_better: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        _check_thresholds(self.thresholds)
+        _check_dilation(self.dilation)
+        positive_int(self.internal_batch_size, "internal_batch_size")
+
+    def __call__(self, model: nn.Module, dataset: PartWorld, explain: Explain, indices: Sequence[int] | None = None,
+                 cache: InterventionCache | None = None) -> PartsResult:
+        return evaluate_parts(model, dataset, explain, indices, self.thresholds, self.dilation, self.internal_batch_size,
+                              cache, self.progress)
+
+
+# ----------------------------------------------------------------------------------------------
+# An oracle classifier with a known decision rule.
+# ----------------------------------------------------------------------------------------------
+
+#: Variant colours closer than this (RGB distance) are merged into one colour cluster.
+_LINK = 0.25
+#: Clusters whose channels differ by less than this are achromatic (white, grey, black).
+_ACHROMATIC = 0.1
+#: Achromatic clusters lighter than this (every channel) are left out of the oracle.
+_DARK = 0.15
+
+
+@functools.cache
+def _colour_clusters() -> tuple[tuple[tuple[float, ...], ...], tuple[float, ...], dict[tuple[int, int], tuple[int, ...]]]:
+    """Single-linkage clusters (RGB distance < 0.25) of the base colours of every variant layer:
+    centres, spreads (largest member distance from the centre) and the clusters of each variant
+    ``(slot, variant)``. Achromatic clusters other than black are left out: white is the light
+    background's colour and dark grey the colour of the anti-aliased edges of every dark part."""
+    layers = [((k, v), colour) for k, slot in enumerate(PART_NAMES) for v, variant in enumerate(_VARIANTS[slot])
+              for _, colour in variant.layers]
+    group = list(range(len(layers)))
+    for a, b in itertools.combinations(range(len(layers)), 2):
+        if math.dist(layers[a][1], layers[b][1]) < _LINK:
+            old, new = group[b], group[a]
+            group = [new if g == old else g for g in group]
+    centres, spreads = [], []
+    owner: dict[tuple[int, int], tuple[int, ...]] = {variant: () for variant, _ in layers}
+    for g in sorted(set(group)):
+        members = [i for i in range(len(layers)) if group[i] == g]
+        colours = [layers[i][1] for i in members]
+        centre = tuple(sum(c[ch] for c in colours) / len(colours) for ch in range(3))
+        if max(centre) - min(centre) < _ACHROMATIC and min(centre) > _DARK:
+            continue
+        for i in members:
+            owner[layers[i][0]] += (len(centres),)
+        centres.append(centre)
+        spreads.append(max(math.dist(c, centre) for c in colours))
+    return tuple(centres), tuple(spreads), owner
+
+
+@functools.cache
+def _nominal_areas(size: int = 128) -> dict[tuple[int, int], float]:
+    """Visible area (fraction of the image) of every variant ``(slot, variant)`` on a creature
+    of nominal pose (scale 1, upright, centred) without jitter or clutter."""
+    areas = {}
+    flat = Background((0.9, 0.9, 0.9), (0.9, 0.9, 0.9), 0.0, (0.0, 0.0), 0.0)
+    for c, row in enumerate(CLASS_TABLE):
+        variants = {slot: _VARIANTS[slot][v] for slot, v in zip(PART_NAMES, row)}
+        scene = Scene(index=0, split="test", label=c, class_name=CLASS_NAMES[c],
+                      variants={slot: variant.name for slot, variant in variants.items()},
+                      pose=Pose((size / 2, size / 2), 1.0, 0.0, False), body_colour=BODY_COLOUR,
+                      part_colours={slot: tuple(colour for _, colour in variant.layers) for slot, variant in variants.items()},
+                      background=flat, clutter=(), dropped_parts=())
+        masks = render_scene(scene, size, 0)["part_masks"]
+        for k, v in enumerate(row):
+            areas[k, v] = float(masks[k].mean())
+    return areas
+
+
+class PartOracle(nn.Module):
+    """A part-world classifier whose decision rule is known, for sanity checks.
+
+    The variants' base colours are merged into colour clusters ``q`` (single linkage at RGB
+    distance 0.25: e.g. the orange beak and the orange feet share one, so do the black eye,
+    crest and tail; white and dark grey are left out, see :func:`_colour_clusters`). A pixel
+    ``x_p`` matches cluster ``q`` softly, ``m_q(p) = sigmoid((r_q - ||x_p - mu_q||) / s)``, with
+    centre ``mu_q``, radius ``r_q = spread_q + sqrt(3) * jitter`` (the part world's colour
+    jitter) and softness ``s``. A cluster's pixels weigh ``w_q = mean_q' a_q' / a_q``, with ``a_q``
+    the mean visible area of its variants on a nominal creature, so that a part's evidence does
+    not grow with its typical size. With ``Q(c)`` the clusters of class ``c``'s variants,
+
+    ``f_c(x) = sum_{q in Q(c)} w_q sum_p m_q(p) - bias * sum_{q in Q(c)} w_q``:
+
+    the weighted pixel count of the class's colours, less a prior against classes with more
+    colours (it decides between a class and one whose colours are a superset of its own). The
+    logit is linear in the pixels' evidence, so :func:`oracle_explanation` (the summand) is its
+    exact decomposition; it is differentiable (soft matches), so gradient explainers produce maps.
+    """
+
+    def __init__(self, jitter: float = 0.05, softness: float = 0.01, bias: float = 1.0) -> None:
+        super().__init__()
+        centres, spreads, owner = _colour_clusters()
+        areas = _nominal_areas()
+        mean_area = torch.zeros(len(centres), dtype=torch.float64)
+        members = torch.zeros(len(centres), dtype=torch.float64)
+        for variant, clusters in owner.items():
+            for q in clusters:
+                mean_area[q] += areas[variant]
+                members[q] += 1
+        mean_area /= members
+        self.register_buffer("centres", torch.tensor(centres))
+        self.register_buffer("radii", torch.tensor(spreads) + math.sqrt(3) * jitter)
+        self.register_buffer("weights", (mean_area.mean() / mean_area).float())
+        member = torch.zeros(NUM_CLASSES, len(centres))
+        for c, row in enumerate(CLASS_TABLE):
+            for k, v in enumerate(row):
+                member[c, list(owner[k, v])] = 1.0
+        self.register_buffer("member", member)
+        self.softness = softness
+        self.bias = bias
+
+    def evidence(self, x: torch.Tensor) -> torch.Tensor:
+        """Weighted soft matches ``w_q m_q(p)``: ``(B, Q, H, W)`` for images ``(B, 3, H, W)``."""
+        diff = x[:, None, :, :, :] - self.centres[None, :, :, None, None]
+        dist = (diff.square().sum(dim=2) + 1e-8).sqrt()
+        match = torch.sigmoid((self.radii[None, :, None, None] - dist) / self.softness)
+        return match * self.weights[None, :, None, None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.evidence(x).sum(dim=(2, 3)) @ self.member.T - self.bias * (self.member * self.weights).sum(dim=1)
+
+
+@torch.no_grad()
+def oracle_explanation(oracle: PartOracle, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The oracle's own evidence for each target class: ``A[p] = sum_{q in Q(t)} w_q m_q(p)``
+    ``(B, 1, H, W)`` — the pixels of the parts that decide for ``t`` (the present parts whose
+    colour cluster belongs to ``t``'s variants; for the label, every part but the white wing,
+    the dark grey beak and the grey feet, which the oracle cannot see), each weighted as in the
+    oracle's logit, plus any clutter pixel of such a colour, which counts for the oracle too.
+    ``images (B, 3, H, W)``, ``targets (B,)`` int64. Computed from the images, not the masks, so
+    that it fits :func:`evaluate_parts`' ``explain(images, targets)``."""
+    return (oracle.evidence(images) * oracle.member[targets][:, :, None, None]).sum(dim=1, keepdim=True)
