@@ -18,6 +18,8 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
      ["--cache", "{tmp}/cache"]),
     ("minimal_mask.py", ["fmnist.mask.area", "parts.speedup.vs_ig", "parts.circuit.edges", "fmnist.perimage.deletion_auc"],
      ["--cache", "{tmp}/cache"]),
+    ("eval_parts.py", ["protocol.forward_passes", "protocol.overhead_ratio", "lite0.ig.bi", "side.prototypes.consistency"],
+     ["--cache", "{tmp}/cache"]),
     ("vsc_fashion.py", ["vsc.bce", "aligned.bce", "vsc.jsd_within", "aligned.jsd_within", "time_s.aligned"],
      ["--cache", "{tmp}/cache"]),
 ])
@@ -48,6 +50,11 @@ def test_benchmark_quick_run(tmp_path, script, keys, extra):
         assert len(result["aligned.correlation_matrix"]) == 10 and isinstance(result["check.jsd_at_most_half"], bool)
         for figure in ["figure.traversals", "figure.correlation", "figure.gamma_heatmap"]:
             assert Path(result[figure]).is_file(), figure
+    if script == "eval_parts.py":  # every key the issue and the README quote, per row
+        for row in ("lite0.ig", "lite0.gradcam", "side.prototypes", "protosvit.prototypes"):
+            for key in ("accuracy", "bi", "completeness", "correctness", "contrastivity", "deletion_auc", "insertion_auc"):
+                assert result[f"{row}.{key}"] is None or 0 <= result[f"{row}.{key}"] <= 1, (row, key)
+        assert Path(result["report"]).is_file()
     if script == "protosvit_parts.py":
         for key in ["protosvit.accuracy", "protosvit.local_size", "probe.accuracy", "ablation.hs0.local_size"]:
             assert 0 <= result[key] <= (1 if "size" not in key else 10_000), key

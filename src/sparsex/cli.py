@@ -485,6 +485,76 @@ def circuit_command(
     console.print(f"wrote {path} (circuit.json, circuit.png, image.png{', mask.png, explanation.png' if explainer else ''})")
 
 
+@app.command("evaluate")
+def evaluate_command(
+    model: Path = typer.Option(..., "--model", help="Run folder of `sparsex train classifier`, `side`, `infodisent` or `protosvit`."),
+    explainer: Optional[str] = typer.Option(
+        None, "--explainer", help="Explainers, comma-separated (see `sparsex explainers`; default: integrated-gradients,gradcam "
+                                  "for a plain classifier, prototypes for a prototype model)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (metrics.json, radar.png, explanations.png, report.html)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Dataset (default: the model's own; another one is refused)."),
+    root: Optional[Path] = TRAIN_OPTIONS["root"], data_opt: Optional[list[str]] = TRAIN_OPTIONS["data_opt"],
+    split: str = typer.Option("test", "--split", help="Split to evaluate on."),
+    limit: Optional[int] = typer.Option(500, "--limit", help="Evaluate the first N images (0: all)."),
+    internal_batch_size: int = typer.Option(64, "--internal-batch-size", help="Images per forward pass."),
+    set_: Optional[list[str]] = typer.Option(
+        None, "--set", help="Explainer setting NAME.KEY=VALUE, e.g. integrated-gradients.n_steps=16 (repeatable)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
+    quiet: bool = QUIET,
+) -> None:
+    """Score a model's explanations: part-world protocols (FunnyBirds), faithfulness, an HTML report."""
+    import warnings
+
+    from .evaluate import EvaluateConfig, evaluate
+
+    explainer_settings: dict[str, dict[str, Any]] = {}
+    for key, value in parse_options(set_, "--set").items():
+        name, dot, setting = key.rpartition(".")
+        if not dot or not name or not setting:
+            raise SparsexError(f"--set takes EXPLAINER.KEY=VALUE, got {key!r}")
+        explainer_settings.setdefault(name, {})[setting] = value
+    config = EvaluateConfig(
+        model=str(model), explainers=explainer or [], explainer_settings=explainer_settings, data=data,
+        root=str(root) if root else None, data_options=parse_options(data_opt) if data_opt else None, split=split,
+        limit=limit or None, internal_batch_size=internal_batch_size)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = evaluate(config, out, overwrite=overwrite, progress=not quiet)
+    for warning in caught:
+        console.print(f"[yellow]warning:[/] {escape(str(warning.message))}")
+    _print_rows(result["rows"], f"{result['data']}, {result['split']} split, {result['images']} images")
+    console.print(f"wrote {out} (report.html, metrics.json, radar.png, explanations.png, tables.md)")
+
+
+@app.command("demo")
+def demo_command(
+    out: Path = typer.Option(Path("sparsex-demo"), "--out", "-o", help="Folder of the demo; rerunning resumes."),
+    quick: bool = typer.Option(False, "--quick", help="Tiny sizes (a smoke test, about a minute)."),
+    open_report: bool = typer.Option(False, "--open", help="Open report.html in the web browser at the end."),
+    quiet: bool = QUIET,
+) -> None:
+    """The main job on the embedded part world: train a classifier, SIDE and ProtoS-ViT, evaluate them, write a report."""
+    from .demo import DemoConfig, run_demo
+
+    result = run_demo(out, DemoConfig.quick() if quick else None, progress=not quiet)
+    _print_rows(result["rows"], "part world, test split")
+    console.print(f"demo finished in {result['seconds']:.0f} s; report: {result['report']}")
+    if open_report:
+        import webbrowser
+
+        webbrowser.open(Path(result["report"]).resolve().as_uri())
+
+
+def _print_rows(rows: dict[str, dict[str, Any]], title: str) -> None:
+    """One line per (model, explainer) row: the radar's scores and the deletion / insertion AUC."""
+    columns = {"accuracy": "acc", "bi": "BI", "completeness": "compl", "correctness": "correct", "contrastivity": "contrast",
+               "deletion_auc": "del-AUC", "insertion_auc": "ins-AUC"}
+    console.print(f"[bold]{escape(title)}[/]")
+    for name, row in rows.items():
+        scores = "  ".join(f"{short} {'–' if row.get(key) is None else format(row[key], '.3f')}" for key, short in columns.items())
+        console.print(f"  {escape(name)}: {scores}", highlight=False)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``sparsex`` command."""
     command = typer.main.get_command(app)

@@ -1,0 +1,378 @@
+"""One evaluation for every explanation: ``sparsex evaluate`` as a library call.
+
+:func:`evaluate` scores a trained classifier (a ``sparsex train classifier`` run, or a SIDE /
+InfoDisent / ProtoS-ViT run) and any registered explainers of it on one dataset split, and writes
+one output folder:
+
+- ``metrics.json``: the model's scores (accuracy, background independence) and one row per
+  explainer (the part-world protocols of :mod:`sparsex.metrics.parts`, deletion / insertion AUC,
+  mask area for binary explainers; consistency / stability / local size for a prototype model's
+  own ``prototypes`` explainer), the skipped protocols with the reason, and the protocol's cost
+  (forward passes, time);
+- ``radar.png`` (accuracy, BI, completeness, correctness, contrastivity per row),
+  ``explanations.png`` (a few test images with every explainer's map), ``tables.md``;
+- ``report.html``: a self-contained page with all of the above;
+- ``config.json``: the resolved settings.
+
+The folder is written atomically: an interrupted or failing evaluation leaves nothing behind.
+On a dataset without part masks (anything but the part world) the part protocols are skipped with
+a warning that names them, and the rest (accuracy, deletion / insertion AUC, mask area) is still
+computed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import math
+import os
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .checks import from_settings
+from .data import create_dataset
+from .data.parts import PartWorld
+from .errors import InputError, SparsexError
+from .explainers.base import EXPLAINERS, create_explainer
+from .inference import positive_int
+from .io import atomic_dir, check_output_dir, write_json
+from .metrics.faithfulness import deletion_auc, insertion_auc
+from .models.classifier import PrototypeClassifier, load_image_classifier
+
+#: explainers evaluated when none are named: a plain classifier's captum baselines, a prototype
+#: model's own evidence
+DEFAULT_EXPLAINERS = {"classifier": ("integrated-gradients", "gradcam"), "prototype": ("prototypes",)}
+#: what the part protocols need, for the message when a dataset lacks it
+PART_PROTOCOLS = ("bi", "completeness", "correctness", "contrastivity", "consistency", "stability")
+#: higher is better for every reported score except these
+LOWER_IS_BETTER = {"deletion_auc", "mask_area", "local_size"}
+
+
+@dataclass
+class EvaluateConfig:
+    """Settings of :func:`evaluate`.
+
+    ``model``: a classifier / SIDE / ProtoS-ViT run or checkpoint folder. ``explainers``: registered
+    explainer names (empty: :data:`DEFAULT_EXPLAINERS`); ``explainer_settings`` maps a name to its
+    settings. ``data``/``root``/``data_options`` default to the model's own training data (a
+    different dataset is refused: the scores would mean nothing); ``split`` and ``limit`` (the
+    first ``limit`` images; None: all) choose the images. ``internal_batch_size`` images go
+    through the model at once. ``auc_steps`` steps of the deletion / insertion curves.
+    ``figure_images`` images in the explanation figure.
+    """
+
+    model: str = ""
+    explainers: list[str] = field(default_factory=list)
+    explainer_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    data: str | None = None
+    root: str | None = None
+    data_options: dict[str, Any] | None = None
+    split: str = "test"
+    limit: int | None = 500
+    internal_batch_size: int = 64
+    auc_steps: int = 20
+    figure_images: int = 4
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise SparsexError("evaluate needs a model folder (--model DIR)")
+        if isinstance(self.explainers, str):
+            self.explainers = [name.strip() for name in self.explainers.split(",") if name.strip()]
+        for name in [*self.explainers, *self.explainer_settings]:
+            EXPLAINERS.get(name)  # an unknown name lists the registered ones
+        if self.explainers:  # with none named, the settings are checked against the model's defaults in evaluate()
+            check_settings_evaluated(self.explainer_settings, self.explainers)
+        positive_int(self.limit, "limit", none_ok=True)
+        for name in ("internal_batch_size", "auc_steps"):
+            positive_int(getattr(self, name), name)
+        if isinstance(self.figure_images, bool) or not isinstance(self.figure_images, int) or self.figure_images < 0:
+            raise SparsexError(f"figure_images must be an integer >= 0, got {self.figure_images!r}")
+
+    @classmethod
+    def from_dict(cls, settings: dict[str, Any]) -> "EvaluateConfig":
+        return from_settings(cls, settings, "evaluate")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_settings_evaluated(settings: dict[str, Any], explainers: list[str]) -> None:
+    """Refuse settings for an explainer that is not evaluated (a typo would be ignored silently)."""
+    unknown = sorted(set(settings) - set(explainers))
+    if unknown:
+        raise SparsexError(f"settings given for explainer(s) not evaluated: {', '.join(unknown)} "
+                           f"(evaluated: {', '.join(explainers)})")
+
+
+def model_name(model: nn.Module, checkpoint_config: dict[str, Any]) -> str:
+    """A short row prefix: the prototype model's family (``side``, ``infodisent``, ``protosvit``)
+    or the plain classifier's backbone (``lite0``, ``small-cnn``)."""
+    if isinstance(model, PrototypeClassifier):
+        settings = checkpoint_config.get("model") or {}
+        return str(settings.get("variant") or settings.get("name") or "prototypes")
+    return str((checkpoint_config.get("backbone") or {}).get("name") or "classifier")
+
+
+def resolve_data(config: EvaluateConfig, trained_on: dict[str, Any]) -> tuple[str, str | None, dict[str, Any]]:
+    """The dataset to evaluate on: the model's own unless named; another dataset than the one the
+    model was trained on raises a one-line error."""
+    name = trained_on.get("name")
+    if config.data is not None and name is not None and config.data != name:
+        raise InputError(f"model {config.model} was trained on {name!r}, not {config.data!r}: its classes mean nothing "
+                         f"there; evaluate it on {name!r} (the default)")
+    data = config.data or name
+    if data is None:
+        raise InputError(f"model {config.model} does not record its training data; pass --data")
+    root = config.root if config.root is not None else trained_on.get("root")
+    options = dict(trained_on.get("options") or {}) if config.data_options is None else dict(config.data_options)
+    return data, root, options
+
+
+class ExplanationMemo:
+    """``explain(images, targets) -> maps`` that computes each (image, class) map once: the part
+    protocols and the deletion / insertion curves ask for the same explanations (the label and
+    the prediction coincide on correctly classified images), and explainers such as integrated
+    gradients are the expensive part of an evaluation. Keys are the image's bytes' SHA-1 and the
+    class. ``seconds`` is the time spent in the explainer."""
+
+    def __init__(self, attribute: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], internal_batch_size: int) -> None:
+        self.attribute, self.internal_batch_size = attribute, internal_batch_size
+        self.maps: dict[tuple[str, int], torch.Tensor] = {}
+        self.seconds = 0.0
+
+    @staticmethod
+    def _key(image: torch.Tensor, target: int) -> tuple[str, int]:
+        return hashlib.sha1(image.detach().cpu().contiguous().numpy().tobytes()).hexdigest(), int(target)
+
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        keys = [self._key(x, t) for x, t in zip(images, targets.tolist())]
+        todo = [i for i, key in enumerate(keys) if key not in self.maps]
+        for start in range(0, len(todo), self.internal_batch_size):
+            chunk = todo[start:start + self.internal_batch_size]
+            began = time.perf_counter()
+            maps = self.attribute(images[chunk], targets[chunk])
+            self.seconds += time.perf_counter() - began
+            for i, m in zip(chunk, maps):
+                self.maps[keys[i]] = m.detach().cpu()
+        return torch.stack([self.maps[key] for key in keys]).to(images.device)
+
+
+def _is_mask(maps: torch.Tensor) -> bool:
+    """Binary maps with some pixels kept: a mask explainer's output."""
+    return bool(((maps == 0) | (maps == 1)).all() and (maps == 1).any())
+
+
+def _load_split(dataset: Any, limit: int | None, progress: bool) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+    from .data.sampler import dataset_tensors
+
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    if n == 0:
+        raise InputError("the evaluated split is empty")
+    images, labels = dataset_tensors(dataset, progress, n)
+    return list(range(n)), images, labels
+
+
+def _faithfulness(model: nn.Module, images: torch.Tensor, explain: ExplanationMemo, config: EvaluateConfig) -> dict[str, Any]:
+    """Deletion / insertion AUC (and the mask area of binary maps) for the predicted class."""
+    with torch.no_grad():
+        predicted = torch.cat([model(x).argmax(dim=1) for x in images.split(config.internal_batch_size)])
+    maps = explain(images, predicted)
+    kwargs = {"steps": config.auc_steps, "internal_batch_size": config.internal_batch_size}
+    scores: dict[str, Any] = {
+        "deletion_auc": float(deletion_auc(model, images, maps, target=predicted, **kwargs).mean()),
+        "insertion_auc": float(insertion_auc(model, images, maps, target=predicted, **kwargs).mean()),
+    }
+    if _is_mask(maps):
+        scores["mask_area"] = float(maps.float().mean())
+    return scores
+
+
+def _prototype_scores(model: PrototypeClassifier, dataset: Any, indices: list[int], images: torch.Tensor,
+                      config: EvaluateConfig, parts: bool, progress: bool) -> dict[str, Any]:
+    """Local size of the prototype model on the evaluated images, and (part world) consistency and
+    stability of its prototypes."""
+    from .metrics.prototype import global_size, local_size
+
+    weights = model.head.class_weights()
+    with torch.no_grad():
+        outs = [model.head(model.backbone.extract(x)) for x in images.split(config.internal_batch_size)]
+    scores_ = torch.cat([o.scores for o in outs])
+    predicted = torch.cat([o.logits.argmax(dim=1) for o in outs])
+    result: dict[str, Any] = {"local_size": float(local_size(scores_, weights, predicted).float().mean()),
+                              "global_size": int(global_size(weights))}
+    if parts:
+        from .metrics.consistency import consistency_stability
+
+        cs = consistency_stability((model.head, model.backbone), dataset, indices=indices,
+                                   batch_size=config.internal_batch_size, progress=progress)
+        result.update(consistency=cs["consistency"], stability=cs["stability"])
+    return result
+
+
+def _number(value: Any) -> Any:
+    """JSON-safe: NaN and inf become None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def evaluate(config: EvaluateConfig, out: str | os.PathLike | None = None, overwrite: bool = False,
+             progress: bool = True) -> dict[str, Any]:
+    """Evaluate ``config.model`` and its explainers (see the module docstring); write the output
+    folder ``out`` (when given) and return what ``metrics.json`` holds."""
+    from .metrics.parts import InterventionCache, evaluate_parts, evaluate_parts_model
+
+    if out is not None:
+        check_output_dir(out, overwrite)
+    began = time.perf_counter()
+    model, checkpoint = load_image_classifier(config.model)
+    kind = "prototype" if isinstance(model, PrototypeClassifier) else "classifier"
+    explainers = list(config.explainers) or list(DEFAULT_EXPLAINERS[kind])
+    check_settings_evaluated(config.explainer_settings, explainers)
+    data, root, options = resolve_data(config, checkpoint.config.get("data") or {})
+    dataset = create_dataset(data, split=config.split, root=root, **options)
+    classes = len(getattr(dataset, "classes", []) or [])
+    if classes and classes != model.num_classes:
+        raise InputError(f"model {config.model} has {model.num_classes} classes; dataset {data!r} has {classes}")
+    indices, images, labels = _load_split(dataset, config.limit, progress)
+    parts = isinstance(dataset, PartWorld)
+    skipped: dict[str, str] = {}
+    if not parts:
+        reason = f"dataset {data!r} has no part masks and cannot render interventions (only the part world can)"
+        skipped = {name: reason for name in PART_PROTOCOLS}
+        warnings.warn(f"skipping {', '.join(PART_PROTOCOLS)}: {reason}; computing accuracy, deletion/insertion AUC "
+                      f"and mask area", stacklevel=2)
+    name = model_name(model, checkpoint.config)
+    result: dict[str, Any] = {"model": str(config.model), "model_name": name, "data": data, "split": config.split,
+                              "images": len(indices), "explainers": explainers, "skipped": skipped, "rows": {}}
+
+    cache, protocol_seconds = None, 0.0
+    if parts:
+        started = time.perf_counter()
+        cache = InterventionCache(model, dataset, internal_batch_size=config.internal_batch_size, progress=progress)
+        model_scores = evaluate_parts_model(model, dataset, indices, cache=cache).metrics
+        protocol_seconds = time.perf_counter() - started
+    else:
+        with torch.no_grad():
+            logits = torch.cat([model(x) for x in images.split(config.internal_batch_size)])
+        model_scores = {"accuracy": float((logits.argmax(dim=1) == labels).float().mean())}
+    result["model_scores"] = {k: _number(v) for k, v in model_scores.items()}
+
+    memos: dict[str, ExplanationMemo] = {}
+    for explainer_name in tqdm(explainers, desc="explainers", unit="explainer", disable=not progress, leave=False):
+        explainer = create_explainer(explainer_name, model, **config.explainer_settings.get(explainer_name, {}))
+        memo = memos[explainer_name] = ExplanationMemo(lambda x, t, e=explainer: e.attribute(x, target=t),
+                                                        config.internal_batch_size)
+        row: dict[str, Any] = dict(model_scores)
+        if parts:
+            started, explained = time.perf_counter(), memo.seconds
+            row.update(evaluate_parts(model, dataset, memo, indices, internal_batch_size=config.internal_batch_size,
+                                      cache=cache, progress=progress).metrics)
+            protocol_seconds += time.perf_counter() - started - (memo.seconds - explained)
+        row.update(_faithfulness(model, images, memo, config))
+        if explainer_name == "prototypes" and isinstance(model, PrototypeClassifier):
+            row.update(_prototype_scores(model, dataset, indices, images, config, parts, progress))
+        row["explain_seconds"] = memo.seconds
+        result["rows"][f"{name}.{explainer_name}"] = {k: _number(v) for k, v in row.items()}
+
+    explain_seconds = sum(m.seconds for m in memos.values())
+    result["protocol"] = {"wall_s": time.perf_counter() - began, "explain_s": explain_seconds}
+    if cache is not None:
+        result["protocol"].update(
+            forward_passes=cache.forward_passes, forward_s=cache.forward_seconds, render_s=cache.render_seconds,
+            # the part protocols' own time (model scores and every explainer's protocols, less the explanations)
+            parts_protocol_s=protocol_seconds)
+    if out is not None:
+        _write_outputs(Path(out), config, result, model, dataset, images, labels, memos, overwrite)
+    return result
+
+
+#: the order of a report's columns: the radar's axes, the other scores, then counts (anything else)
+COLUMN_ORDER = ("accuracy", "bi", "completeness", "correctness", "contrastivity", "deletion_auc", "insertion_auc",
+                "mask_area", "local_size", "global_size", "consistency", "stability", "csdc", "pc", "dc",
+                "distractibility", "completeness_tau")
+
+
+def _row_columns(rows: dict[str, dict[str, Any]]) -> list[str]:
+    keys = {k for row in rows.values() for k in row if k != "explain_seconds"}
+    return sorted(keys, key=lambda k: (COLUMN_ORDER.index(k) if k in COLUMN_ORDER else len(COLUMN_ORDER), k))
+
+
+def _score_sections(results: list[tuple[str | None, dict[str, Any]]], title: str) -> tuple[list[Any], Any]:
+    """The report's summary over ``results`` (each ``(link to its own report or None,
+    evaluate()'s result)``): one table of every row, the radar plot, skipped protocols and cost.
+    Returns the sections and the radar figure (to save it too)."""
+    from .viz.report import RADAR_AXES, ReportSection, metrics_table_html, radar_figure
+
+    rows = {name: row for _, result in results for name, row in result["rows"].items()}
+    columns = _row_columns(rows)
+    radar = radar_figure({name: {axis: row.get(axis) for axis in RADAR_AXES} for name, row in rows.items()}, title=title)
+    sections = [ReportSection("Scores", html=metrics_table_html(rows, columns, {k: k not in LOWER_IS_BETTER for k in columns}),
+                              figures=[radar])]
+    links = [(link, result["model_name"]) for link, result in results if link]
+    if links:
+        items = "".join(f'<li><a href="{html.escape(link)}">{html.escape(name)}</a></li>' for link, name in links)
+        sections.append(ReportSection("Reports of each model", html=f"<ul>{items}</ul>"))
+    for _, result in results:
+        if result["skipped"]:
+            reasons = "; ".join(sorted(set(result["skipped"].values())))
+            sections.append(ReportSection(f"Skipped protocols ({result['model_name']})",
+                                          text=f"{', '.join(result['skipped'])}: {reasons}"))
+    sections.append(ReportSection("Cost (seconds, forward passes)",
+                                  html=metrics_table_html({result["model_name"]: result["protocol"] for _, result in results})))
+    return sections, radar
+
+
+def write_combined_report(path: str | os.PathLike, results: list[tuple[str | None, dict[str, Any]]], title: str) -> Path:
+    """One self-contained report page over several evaluations (``(link to the model's own report
+    relative to ``path``, or None; evaluate()'s result)`` pairs), written atomically."""
+    from .viz.report import write_report
+
+    sections, _ = _score_sections(results, title)
+    return write_report(path, title, sections)
+
+
+def _write_outputs(out: Path, config: EvaluateConfig, result: dict[str, Any], model: nn.Module, dataset: Any,
+                   images: torch.Tensor, labels: torch.Tensor, memos: dict[str, ExplanationMemo], overwrite: bool) -> None:
+    from .viz.report import ReportSection, explanations_figure, write_report
+
+    title = f"{result['model_name']} on {result['data']} ({result['split']})"
+    n = min(config.figure_images, len(images))
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        write_json(tmp / "config.json", config.to_dict())
+        write_json(tmp / "metrics.json", result)
+        sections, radar = _score_sections([(None, result)], title)
+        radar.savefig(tmp / "radar.png", dpi=100, bbox_inches="tight")
+        if n > 0:
+            with torch.no_grad():
+                predicted = model(images[:n]).argmax(dim=1)
+            maps = {name: memo(images[:n], predicted) for name, memo in memos.items()}
+            classes = list(getattr(dataset, "classes", []) or [])
+            titles = [f"true: {classes[int(y)]} / pred: {classes[int(p)]}" if classes else f"true: {int(y)} / pred: {int(p)}"
+                      for y, p in zip(labels[:n], predicted)]
+            part_masks = torch.stack([dataset[i]["part_masks"] for i in range(n)]) if isinstance(dataset, PartWorld) else None
+            figure = explanations_figure(images[:n], maps, titles, part_masks=part_masks,
+                                         part_names=getattr(dataset, "part_names", None))
+            figure.savefig(tmp / "explanations.png", dpi=100, bbox_inches="tight")
+            sections.insert(1, ReportSection("Explanations of the predicted class", figures=[tmp / "explanations.png"]))
+        sections.append(ReportSection("Settings", pre="\n".join(f"{k}: {v}" for k, v in config.to_dict().items())))
+        (tmp / "tables.md").write_text(_markdown_table(result["rows"], _row_columns(result["rows"])))
+        write_report(tmp / "report.html", f"sparsex evaluation: {title}", sections)
+
+
+def _markdown_table(rows: dict[str, dict[str, Any]], columns: list[str]) -> str:
+    def cell(value: Any) -> str:
+        if value is None:
+            return "–"
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    lines = ["| row | " + " | ".join(columns) + " |", "| --- |" + " --- |" * len(columns)]
+    lines += [f"| {name} | " + " | ".join(cell(row.get(c)) for c in columns) + " |" for name, row in rows.items()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,148 @@
+"""`sparsex evaluate` and `sparsex demo --quick` end to end on a tiny part world."""
+
+import json
+
+import pytest
+
+import sparsex.evaluate as evaluate_module
+from test_cli import assert_one_line_error, run
+
+PARTS = {"image_size": 48, "train_size": 96, "test_size": 24}
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    from sparsex.train.classifier import ClassifierTrainConfig, train_classifier
+
+    out = tmp_path_factory.mktemp("cli-classifier") / "run"
+    train_classifier(ClassifierTrainConfig(data="parts", data_options=PARTS, backbone="small-cnn", epochs=2), out,
+                     progress=False)
+    return str(out)
+
+
+def test_evaluate_writes_the_report_and_prints_the_rows(classifier, tmp_path, capsys):
+    out = tmp_path / "eval"
+    code, stdout, err = run(capsys, "evaluate", "--model", classifier, "--explainer", "saliency,gradcam", "--out", str(out),
+                            "--limit", "8", "-q")
+    assert code == 0, err
+    assert "parts, test split, 8 images" in stdout
+    lines = {line.split(":")[0].strip(): line for line in stdout.splitlines() if ": acc " in line}
+    assert list(lines) == ["small-cnn.saliency", "small-cnn.gradcam"]
+    assert all("BI " in line and "del-AUC " in line and "ins-AUC " in line for line in lines.values())
+    assert f"wrote {out}" in stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["images"] == 8 and list(metrics["rows"]) == ["small-cnn.saliency", "small-cnn.gradcam"]
+    accuracy = metrics["rows"]["small-cnn.saliency"]["accuracy"]
+    assert f"acc {accuracy:.3f}" in lines["small-cnn.saliency"]
+    page = (out / "report.html").read_text()
+    assert "data:image/png;base64," in page and "small-cnn.gradcam" in page
+    assert (out / "radar.png").is_file() and (out / "explanations.png").is_file() and (out / "tables.md").is_file()
+
+    before = (out / "metrics.json").read_bytes()
+    code, _, err = run(capsys, "evaluate", "--model", classifier, "--explainer", "saliency", "--out", str(out), "-q")
+    assert_one_line_error(code, err, "already exists and is not empty; pass --overwrite")
+    assert (out / "metrics.json").read_bytes() == before
+
+
+def test_unknown_explainer(classifier, tmp_path, capsys):
+    code, _, err = run(capsys, "evaluate", "--model", classifier, "--explainer", "saliency,nope", "--out",
+                       str(tmp_path / "e"), "-q")
+    assert_one_line_error(code, err, "unknown explainer 'nope'; valid names: .*gradcam.*integrated-gradients.*saliency")
+    assert not (tmp_path / "e").exists()
+
+
+def test_explainer_settings_reach_the_explainer(classifier, tmp_path, capsys, monkeypatch):
+    created = []
+    create_explainer = evaluate_module.create_explainer
+
+    def spy(name, model, **settings):
+        created.append((name, settings))
+        return create_explainer(name, model, **settings)
+
+    monkeypatch.setattr(evaluate_module, "create_explainer", spy)
+    out = tmp_path / "set"
+    # the default explainers of a classifier (integrated gradients, Grad-CAM), each with a setting
+    code, stdout, err = run(capsys, "evaluate", "--model", classifier, "--out", str(out), "--limit", "3",
+                            "--set", "integrated-gradients.n_steps=2", "--set", "gradcam.interpolate_mode=nearest", "-q")
+    assert code == 0, err
+    assert created == [("integrated-gradients", {"n_steps": 2}), ("gradcam", {"interpolate_mode": "nearest"})]
+    config = json.loads((out / "config.json").read_text())
+    assert config["explainer_settings"] == {"integrated-gradients": {"n_steps": 2}, "gradcam": {"interpolate_mode": "nearest"}}
+    assert "small-cnn.integrated-gradients:" in stdout and "small-cnn.gradcam:" in stdout
+
+
+@pytest.mark.parametrize("args, pattern", [
+    (["--explainer", "saliency", "--set", "saliency.abs=false"], r"unknown saliency setting\(s\) abs; valid: \(none\)"),
+    (["--explainer", "gradcam", "--set", "gradcam.interpolate_mode=cubic"], "interpolate_mode must be one of .*got 'cubic'"),
+    (["--explainer", "saliency", "--set", "noexplainerdot=1"], "--set takes EXPLAINER.KEY=VALUE, got 'noexplainerdot'"),
+    (["--explainer", "saliency", "--set", "gradcam.layer=x"], r"settings given for explainer\(s\) not evaluated: gradcam"),
+    (["--set", "saliency.abs=true"], r"settings given for explainer\(s\) not evaluated: saliency \(evaluated: "
+                                     "integrated-gradients, gradcam\\)"),
+    (["--explainer", "saliency", "--data", "digits"], "trained on 'parts', not 'digits'"),
+    (["--explainer", "saliency", "--limit", "-1"], "limit must be a positive integer"),
+])
+def test_bad_input_gives_one_line_errors(classifier, tmp_path, capsys, args, pattern):
+    code, _, err = run(capsys, "evaluate", "--model", classifier, "--out", str(tmp_path / "e"), "--limit", "2", *args, "-q")
+    assert_one_line_error(code, err, pattern)
+    assert list(tmp_path.iterdir()) == []  # nothing written, no temporary folder left
+
+
+def test_missing_model(tmp_path, capsys):
+    code, _, err = run(capsys, "evaluate", "--model", str(tmp_path / "none"), "--out", str(tmp_path / "e"), "-q")
+    assert_one_line_error(code, err, "not found")
+
+
+def test_evaluate_a_model_without_part_masks_warns(digits_classifier, tmp_path, capsys):
+    code, stdout, err = run(capsys, "evaluate", "--model", str(digits_classifier[0]), "--explainer", "saliency",
+                            "--out", str(tmp_path / "digits"), "--limit", "8", "-q")
+    assert code == 0, err
+    assert "warning: skipping bi, completeness, correctness, contrastivity" in stdout and "no part masks" in stdout
+    row = next(line for line in stdout.splitlines() if "small-cnn.saliency:" in line)
+    assert "BI –" in row and "del-AUC 0." in row
+    assert json.loads((tmp_path / "digits" / "metrics.json").read_text())["skipped"]
+
+
+def test_demo_quick_and_rerun(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "demo"
+    code, stdout, err = run(capsys, "demo", "--quick", "--out", str(out), "-q")
+    assert code == 0, err
+    rows = ["small-cnn.integrated-gradients", "small-cnn.gradcam", "side.prototypes", "protosvit.prototypes"]
+    for name in rows:
+        assert f"{name}: acc " in stdout, name
+    assert f"report: {out / 'report.html'}" in stdout
+    page = (out / "report.html").read_text()
+    for name in rows:
+        assert name in page, name
+    assert page.count("data:image/png;base64,") >= 1
+    for model in ("classifier", "side", "protosvit"):
+        assert f'href="eval-{model}/report.html"' in page
+        assert (out / model / "checkpoint").is_dir()
+        metrics = json.loads((out / f"eval-{model}" / "metrics.json").read_text())
+        assert metrics["images"] == 8 and metrics["data"] == "parts"
+    classifier_eval = json.loads((out / "eval-classifier" / "config.json").read_text())
+    assert classifier_eval["explainer_settings"] == {"integrated-gradients": {"n_steps": 4}}
+
+    def stamps():
+        """mtimes of the trained stages, cached features and evaluations (the trainers rewrite the final
+        checkpoint folder on resume), and the final weights' bytes."""
+        files = [p for p in out.rglob("*") if p.is_file()]
+        kept = {p.relative_to(out): p.stat().st_mtime_ns for p in files
+                if "stages" in p.relative_to(out).parts or p.relative_to(out).parts[0].startswith(("eval-", "features"))}
+        weights = {model: (out / model / "checkpoint" / "model.safetensors").read_bytes()
+                   for model in ("classifier", "side", "protosvit")}
+        return kept, weights
+
+    before = stamps()
+    assert {p.parts[0] for p in before[0]} == {"classifier", "side", "protosvit", "features", "eval-classifier",
+                                               "eval-side", "eval-protosvit"}
+
+    def no_evaluation(*args, **kwargs):
+        raise AssertionError("the rerun evaluated a model again")
+
+    monkeypatch.setattr(evaluate_module, "evaluate", no_evaluation)
+    code, stdout2, err = run(capsys, "demo", "--quick", "--out", str(out), "-q")
+    assert code == 0, err
+    assert stamps() == before  # nothing retrained, re-extracted or re-evaluated
+    assert [line for line in stdout2.splitlines() if ": acc " in line] == \
+        [line for line in stdout.splitlines() if ": acc " in line]
+    assert (out / "report.html").is_file()
