@@ -334,3 +334,23 @@ def test_combined_report_of_two_evaluations(evaluated, digits_classifier, tmp_pa
     assert page.count("data:image/png;base64,") >= 1  # the radar of every row
     assert "no part masks" in page  # the skipped protocols of the digits model
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_auc_limit_measures_the_curves_on_the_first_images(digits_classifier):
+    from sparsex import create_explainer
+    from sparsex.data import create_dataset
+    from sparsex.data.sampler import dataset_tensors
+    from sparsex.metrics.faithfulness import deletion_auc
+    from sparsex.models.classifier import load_image_classifier
+
+    run_folder, _ = digits_classifier
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        row = evaluate(EvaluateConfig(model=str(run_folder), explainers=["saliency"], limit=8, auc_limit=3),
+                       progress=False)["rows"]["small-cnn.saliency"]
+    model, _ = load_image_classifier(run_folder)
+    images = dataset_tensors(create_dataset("digits", split="test"), False, 3)[0]
+    maps = create_explainer("saliency", model).attribute(images)
+    assert row["deletion_auc"] == pytest.approx(float(deletion_auc(model, images, maps).mean()), abs=1e-6)
+    with pytest.raises(SparsexError, match="auc_limit"):
+        EvaluateConfig(model="m", auc_limit=0)

@@ -64,8 +64,9 @@ class EvaluateConfig:
     settings. ``data``/``root``/``data_options`` default to the model's own training data (a
     different dataset is refused: the scores would mean nothing); ``split`` and ``limit`` (the
     first ``limit`` images; None: all) choose the images. ``internal_batch_size`` images go
-    through the model at once. ``auc_steps`` steps of the deletion / insertion curves.
-    ``figure_images`` images in the explanation figure.
+    through the model at once. ``auc_steps`` steps of the deletion / insertion curves, measured
+    on the first ``auc_limit`` of the evaluated images (None: all; each curve costs
+    ``auc_steps + 1`` forward passes per image). ``figure_images`` images in the explanation figure.
     """
 
     model: str = ""
@@ -78,6 +79,7 @@ class EvaluateConfig:
     limit: int | None = 500
     internal_batch_size: int = 64
     auc_steps: int = 20
+    auc_limit: int | None = None
     figure_images: int = 4
 
     def __post_init__(self) -> None:
@@ -90,6 +92,7 @@ class EvaluateConfig:
         if self.explainers:  # with none named, the settings are checked against the model's defaults in evaluate()
             check_settings_evaluated(self.explainer_settings, self.explainers)
         positive_int(self.limit, "limit", none_ok=True)
+        positive_int(self.auc_limit, "auc_limit", none_ok=True)
         for name in ("internal_batch_size", "auc_steps"):
             positive_int(getattr(self, name), name)
         if isinstance(self.figure_images, bool) or not isinstance(self.figure_images, int) or self.figure_images < 0:
@@ -180,7 +183,9 @@ def _load_split(dataset: Any, limit: int | None, progress: bool) -> tuple[list[i
 
 
 def _faithfulness(model: nn.Module, images: torch.Tensor, explain: ExplanationMemo, config: EvaluateConfig) -> dict[str, Any]:
-    """Deletion / insertion AUC (and the mask area of binary maps) for the predicted class."""
+    """Deletion / insertion AUC (and the mask area of binary maps) for the predicted class, on the
+    first ``config.auc_limit`` images."""
+    images = images[:config.auc_limit]
     with torch.no_grad():
         predicted = torch.cat([model(x).argmax(dim=1) for x in images.split(config.internal_batch_size)])
     maps = explain(images, predicted)
