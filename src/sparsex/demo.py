@@ -57,7 +57,8 @@ class DemoConfig:
 
 
 def _train(name: str, config: DemoConfig, out: Path, cache_dir: Path, progress: bool) -> dict[str, Any]:
-    common = dict(data="parts", data_options=config.data_options, backbone=config.backbone, cache_dir=str(cache_dir))
+    common = dict(data="parts", data_options=config.data_options, backbone=config.backbone, image_size=config.image_size,
+                  cache_dir=str(cache_dir))
     if name == "classifier":
         from .train.classifier import ClassifierTrainConfig, train_classifier
 
