@@ -129,7 +129,7 @@ def explanations_figure(images: torch.Tensor, maps: Mapping[str, torch.Tensor], 
     ``images (N, C, H, W)`` in ``[0, 1]`` (``C`` = 1 or 3); ``maps`` maps an explainer name to its
     attributions ``(N, 1, H, W)`` or ``(N, H, W)``; ``titles`` (``N`` strings, e.g.
     ``"true: X / pred: Y"``) go above the images. Each map is drawn over the greyed image,
-    normalised by its own max ``|value|`` (stated under the panel):
+    normalised by the 99th percentile of its ``|value|`` (stated under the panel; colours saturate above it):
 
     - a map of only 0s and 1s is a binary mask: the image shows through it and is dimmed outside;
     - a map with negative values uses a diverging colormap centred on 0 (red +, blue -);
@@ -174,17 +174,19 @@ def explanations_figure(images: torch.Tensor, maps: Mapping[str, torch.Tensor], 
         axes[i, 0].set_title(titles[i] if titles is not None else f"image {i}", fontsize=8)
         for j, (name, array) in enumerate(arrays.items(), start=1):
             a, ax = array[i], axes[i, j]
-            scale = float(np.abs(a).max())
+            # a few extreme pixels (integrated gradients) would wash the rest out: scale to the
+            # 99th percentile of |value| (the max where that is 0) and saturate above it
+            scale = float(np.percentile(np.abs(a), 99)) or float(np.abs(a).max())
             if np.isin(array, (0.0, 1.0)).all():  # binary masks (judged on the whole batch)
                 shown = a[:, :, None] * pictures[i] + (1 - a[:, :, None]) * 0.5 * grey[i]
                 note = f"mask, area {a.mean():.0%}"
             else:
-                relative = a / (scale if scale > 0 else 1.0)
+                relative = np.clip(a / (scale if scale > 0 else 1.0), -1.0, 1.0)
                 signed = bool((array < 0).any())
                 colour = plt.get_cmap("RdBu_r")(0.5 + 0.5 * relative) if signed else plt.get_cmap("inferno")(relative)
                 alpha = 0.85 * np.abs(relative)[:, :, None]
                 shown = (1 - alpha) * grey[i] + alpha * colour[:, :, :3]
-                note = f"{'±' if signed else 'max '}{scale:.3g}"
+                note = f"{'±' if signed else ''}{scale:.3g} (99th pct.)"
             ax.imshow(shown, interpolation="nearest")
             ax.set_xlabel(note, fontsize=7)
             if i == 0:
