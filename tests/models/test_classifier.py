@@ -25,11 +25,11 @@ def test_load_image_classifier_gives_the_plain_classifier_and_refuses_other_fami
     from sparsex.checkpoint import save_checkpoint
     from sparsex.errors import CheckpointError, SparsexError
     from sparsex.explainers import create_explainer
-    from sparsex.models.classifier import ImageClassifier, load_image_classifier
+    from sparsex.models.classifier import ImageClassifier, PrototypeClassifier, load_image_classifier
 
     run, _ = digits_classifier
     model, checkpoint = load_image_classifier(run)
-    assert isinstance(model, ImageClassifier) and checkpoint.family == "classifier"
+    assert isinstance(model, ImageClassifier) and not isinstance(model, PrototypeClassifier) and checkpoint.family == "classifier"
     with pytest.raises(SparsexError, match="needs a prototype model"):
         create_explainer("prototypes", model)
     save_checkpoint(tmp_path / "vsc", {"w": torch.zeros(1)}, "vsc", {"model": {"name": "vsc"}})

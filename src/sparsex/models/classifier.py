@@ -112,28 +112,17 @@ def load_classifier(path: str | os.PathLike) -> tuple[ImageClassifier, Checkpoin
     return model, checkpoint
 
 
-class PrototypeClassifier(nn.Module):
-    """``logits = head(backbone.extract(images)).logits`` for raw images ``(B, C, H, W)`` in
-    ``[0, 1]``; ``head`` returns a :class:`~sparsex.models.base.PrototypeOutput` and has
+class PrototypeClassifier(ImageClassifier):
+    """An :class:`ImageClassifier` whose ``head`` is a prototype head: it returns a
+    :class:`~sparsex.models.base.PrototypeOutput` (the forward pass keeps its ``logits``) and has
     ``class_weights()`` (what the ``prototypes`` explainer and the prototype metrics read)."""
 
-    def __init__(self, backbone: Backbone, head: nn.Module, classes: list[str] | None = None) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.head = head
-        self.classes = list(classes) if classes else None
-
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        check_images(images)
         return self.head(self.backbone.extract(images)).logits
 
     @property
     def num_classes(self) -> int:
         return int(self.head.class_weights().shape[0])
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        return tuple(self.backbone.info.input_size)
 
 
 def _checkpoint_dir(path: str | os.PathLike) -> str:
