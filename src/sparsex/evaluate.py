@@ -310,15 +310,16 @@ def _row_columns(rows: dict[str, dict[str, Any]]) -> list[str]:
     return sorted(keys, key=lambda k: (COLUMN_ORDER.index(k) if k in COLUMN_ORDER else len(COLUMN_ORDER), k))
 
 
-def _score_sections(results: list[tuple[str | None, dict[str, Any]]], title: str) -> tuple[list[Any], Any]:
+def _score_sections(results: list[tuple[str | None, dict[str, Any]]], title: str) -> tuple[list[Any], bytes]:
     """The report's summary over ``results`` (each ``(link to its own report or None,
     evaluate()'s result)``): one table of every row, the radar plot, skipped protocols and cost.
-    Returns the sections and the radar figure (to save it too)."""
-    from .viz.report import RADAR_AXES, ReportSection, metrics_table_html, radar_figure
+    Returns the sections and the radar plot as PNG bytes (to save it too)."""
+    from .viz.report import RADAR_AXES, ReportSection, figure_to_png_bytes, metrics_table_html, radar_figure
 
     rows = {name: row for _, result in results for name, row in result["rows"].items()}
     columns = _row_columns(rows)
-    radar = radar_figure({name: {axis: row.get(axis) for axis in RADAR_AXES} for name, row in rows.items()}, title=title)
+    radar = figure_to_png_bytes(radar_figure({name: {axis: row.get(axis) for axis in RADAR_AXES} for name, row in rows.items()},
+                                             title=title))
     sections = [ReportSection("Scores", html=metrics_table_html(rows, columns, {k: k not in LOWER_IS_BETTER for k in columns}),
                               figures=[radar])]
     links = [(link, result["model_name"]) for link, result in results if link]
@@ -346,7 +347,7 @@ def write_combined_report(path: str | os.PathLike, results: list[tuple[str | Non
 
 def _write_outputs(out: Path, config: EvaluateConfig, result: dict[str, Any], model: nn.Module, dataset: Any,
                    images: torch.Tensor, labels: torch.Tensor, memos: dict[str, ExplanationMemo], overwrite: bool) -> None:
-    from .viz.report import ReportSection, explanations_figure, write_report
+    from .viz.report import ReportSection, explanations_figure, figure_to_png_bytes, write_report
 
     title = f"{result['model_name']} on {result['data']} ({result['split']})"
     n = min(config.figure_images, len(images))
@@ -354,7 +355,7 @@ def _write_outputs(out: Path, config: EvaluateConfig, result: dict[str, Any], mo
         write_json(tmp / "config.json", config.to_dict())
         write_json(tmp / "metrics.json", result)
         sections, radar = _score_sections([(None, result)], title)
-        radar.savefig(tmp / "radar.png", dpi=100, bbox_inches="tight")
+        (tmp / "radar.png").write_bytes(radar)
         if n > 0:
             with torch.no_grad():
                 predicted = model(images[:n]).argmax(dim=1)
@@ -365,7 +366,7 @@ def _write_outputs(out: Path, config: EvaluateConfig, result: dict[str, Any], mo
             part_masks = torch.stack([dataset[i]["part_masks"] for i in range(n)]) if isinstance(dataset, PartWorld) else None
             figure = explanations_figure(images[:n], maps, titles, part_masks=part_masks,
                                          part_names=getattr(dataset, "part_names", None))
-            figure.savefig(tmp / "explanations.png", dpi=100, bbox_inches="tight")
+            (tmp / "explanations.png").write_bytes(figure_to_png_bytes(figure))
             sections.insert(1, ReportSection("Explanations of the predicted class", figures=[tmp / "explanations.png"]))
         sections.append(ReportSection("Settings", pre="\n".join(f"{k}: {v}" for k, v in config.to_dict().items())))
         (tmp / "tables.md").write_text(_markdown_table(result["rows"], _row_columns(result["rows"])))

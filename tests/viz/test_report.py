@@ -113,6 +113,7 @@ def test_explanations_figure_is_a_grid_of_images_by_explainers(batch):
 
 def test_explanations_figure_rejects_bad_input(batch):
     images, maps, parts = batch
+    open_before = set(plt.get_fignums())
     with pytest.raises(InputError, match=r"map 'bad' must be \(2, 1, 16, 16\) or \(2, 16, 16\)"):
         explanations_figure(images, {"bad": torch.zeros(2, 1, 8, 8)})
     with pytest.raises(InputError, match="one title per image"):
@@ -125,7 +126,7 @@ def test_explanations_figure_rejects_bad_input(batch):
         explanations_figure(images, {})
     with pytest.raises(InputError, match=r"\(N >= 1, 1 or 3, H, W\)"):
         explanations_figure(images[0], maps)
-    assert plt.get_fignums() == []  # nothing half-built left open
+    assert set(plt.get_fignums()) == open_before  # nothing half-built left open
 
 
 def test_metrics_table_escapes_names_bolds_the_best_and_shows_missing():
@@ -151,6 +152,7 @@ def test_metrics_table_escapes_names_bolds_the_best_and_shows_missing():
 
 def test_report_is_self_contained_html(tmp_path, batch):
     images, maps, parts = batch
+    open_before = set(plt.get_fignums())
     png_file = tmp_path / "radar.png"
     png_file.write_bytes(figure_to_png_bytes(radar_figure(ROWS)))
     table = metrics_table_html({"<b>name</b>": {"bi": 0.5}}, higher_is_better={"bi": True})
@@ -173,7 +175,7 @@ def test_report_is_self_contained_html(tmp_path, batch):
     assert checker.seen.count("section") == 4 and checker.seen.count("img") == 3
     assert all(link.startswith(("data:image/png;base64,", "#section-")) for link in checker.links)
     assert "http://" not in page and "https://" not in page
-    assert plt.get_fignums() == []  # the embedded figure was closed
+    assert set(plt.get_fignums()) == open_before  # the embedded figure was closed
 
 
 def test_report_replaces_an_existing_file_atomically(tmp_path):
