@@ -45,3 +45,15 @@ def digits_classifier(tmp_path_factory):
     out = tmp_path_factory.mktemp("digits-classifier") / "run"
     train_classifier(ClassifierTrainConfig(data="digits", backbone="small-cnn", image_size=8, epochs=1), out, progress=False)
     return out, load_classifier(out)[0]
+
+
+@pytest.fixture(scope="session")
+def parts_classifier(tmp_path_factory) -> str:
+    """A small CNN trained for 2 epochs on a tiny part world (48 px, 96 train / 24 test images):
+    its run folder. Shared by the evaluation tests of the library and the CLI."""
+    from sparsex.train.classifier import ClassifierTrainConfig, train_classifier
+
+    out = tmp_path_factory.mktemp("parts-classifier") / "run"
+    train_classifier(ClassifierTrainConfig(data="parts", data_options={"image_size": 48, "train_size": 96, "test_size": 24},
+                                           backbone="small-cnn", epochs=2), out, progress=False)
+    return str(out)

@@ -7,22 +7,10 @@ import pytest
 import sparsex.evaluate as evaluate_module
 from test_cli import assert_one_line_error, run
 
-PARTS = {"image_size": 48, "train_size": 96, "test_size": 24}
 
-
-@pytest.fixture(scope="module")
-def classifier(tmp_path_factory):
-    from sparsex.train.classifier import ClassifierTrainConfig, train_classifier
-
-    out = tmp_path_factory.mktemp("cli-classifier") / "run"
-    train_classifier(ClassifierTrainConfig(data="parts", data_options=PARTS, backbone="small-cnn", epochs=2), out,
-                     progress=False)
-    return str(out)
-
-
-def test_evaluate_writes_the_report_and_prints_the_rows(classifier, tmp_path, capsys):
+def test_evaluate_writes_the_report_and_prints_the_rows(parts_classifier, tmp_path, capsys):
     out = tmp_path / "eval"
-    code, stdout, err = run(capsys, "evaluate", "--model", classifier, "--explainer", "saliency,gradcam", "--out", str(out),
+    code, stdout, err = run(capsys, "evaluate", "--model", parts_classifier, "--explainer", "saliency,gradcam", "--out", str(out),
                             "--limit", "8", "-q")
     assert code == 0, err
     assert "parts, test split, 8 images" in stdout
@@ -39,19 +27,19 @@ def test_evaluate_writes_the_report_and_prints_the_rows(classifier, tmp_path, ca
     assert (out / "radar.png").is_file() and (out / "explanations.png").is_file() and (out / "tables.md").is_file()
 
     before = (out / "metrics.json").read_bytes()
-    code, _, err = run(capsys, "evaluate", "--model", classifier, "--explainer", "saliency", "--out", str(out), "-q")
+    code, _, err = run(capsys, "evaluate", "--model", parts_classifier, "--explainer", "saliency", "--out", str(out), "-q")
     assert_one_line_error(code, err, "already exists and is not empty; pass --overwrite")
     assert (out / "metrics.json").read_bytes() == before
 
 
-def test_unknown_explainer(classifier, tmp_path, capsys):
-    code, _, err = run(capsys, "evaluate", "--model", classifier, "--explainer", "saliency,nope", "--out",
+def test_unknown_explainer(parts_classifier, tmp_path, capsys):
+    code, _, err = run(capsys, "evaluate", "--model", parts_classifier, "--explainer", "saliency,nope", "--out",
                        str(tmp_path / "e"), "-q")
     assert_one_line_error(code, err, "unknown explainer 'nope'; valid names: .*gradcam.*integrated-gradients.*saliency")
     assert not (tmp_path / "e").exists()
 
 
-def test_explainer_settings_reach_the_explainer(classifier, tmp_path, capsys, monkeypatch):
+def test_explainer_settings_reach_the_explainer(parts_classifier, tmp_path, capsys, monkeypatch):
     created = []
     create_explainer = evaluate_module.create_explainer
 
@@ -62,7 +50,7 @@ def test_explainer_settings_reach_the_explainer(classifier, tmp_path, capsys, mo
     monkeypatch.setattr(evaluate_module, "create_explainer", spy)
     out = tmp_path / "set"
     # the default explainers of a classifier (integrated gradients, Grad-CAM), each with a setting
-    code, stdout, err = run(capsys, "evaluate", "--model", classifier, "--out", str(out), "--limit", "3",
+    code, stdout, err = run(capsys, "evaluate", "--model", parts_classifier, "--out", str(out), "--limit", "3",
                             "--set", "integrated-gradients.n_steps=2", "--set", "gradcam.interpolate_mode=nearest", "-q")
     assert code == 0, err
     assert created == [("integrated-gradients", {"n_steps": 2}), ("gradcam", {"interpolate_mode": "nearest"})]
@@ -81,8 +69,8 @@ def test_explainer_settings_reach_the_explainer(classifier, tmp_path, capsys, mo
     (["--explainer", "saliency", "--data", "digits"], "trained on 'parts', not 'digits'"),
     (["--explainer", "saliency", "--limit", "-1"], "limit must be a positive integer"),
 ])
-def test_bad_input_gives_one_line_errors(classifier, tmp_path, capsys, args, pattern):
-    code, _, err = run(capsys, "evaluate", "--model", classifier, "--out", str(tmp_path / "e"), "--limit", "2", *args, "-q")
+def test_bad_input_gives_one_line_errors(parts_classifier, tmp_path, capsys, args, pattern):
+    code, _, err = run(capsys, "evaluate", "--model", parts_classifier, "--out", str(tmp_path / "e"), "--limit", "2", *args, "-q")
     assert_one_line_error(code, err, pattern)
     assert list(tmp_path.iterdir()) == []  # nothing written, no temporary folder left
 

@@ -13,22 +13,11 @@ from sparsex.errors import InputError, OutputExistsError, SparsexError, UnknownN
 from sparsex.evaluate import PART_PROTOCOLS, EvaluateConfig, ExplanationMemo, evaluate, resolve_data, write_combined_report
 from sparsex.viz.report import RADAR_AXES
 
-PARTS = {"image_size": 48, "train_size": 96, "test_size": 24}
 #: the TINY SIDE settings of tests/train/test_side_training.py
 TINY_SIDE = dict(data="parts", data_options={"image_size": 48, "train_size": 48, "test_size": 24}, backbone="small-cnn",
                  expanded_channels=6, pretrain_epochs=3, finetune_epochs=2, calibrate_epochs=2, dense_epochs=3,
                  prune_k=2, batch_size=16, gallery_k=2)
 OUTPUT_FILES = {"config.json", "metrics.json", "radar.png", "explanations.png", "tables.md", "report.html"}
-
-
-@pytest.fixture(scope="module")
-def parts_classifier(tmp_path_factory):
-    from sparsex.train.classifier import ClassifierTrainConfig, train_classifier
-
-    out = tmp_path_factory.mktemp("parts-classifier") / "run"
-    train_classifier(ClassifierTrainConfig(data="parts", data_options=PARTS, backbone="small-cnn", epochs=2), out,
-                     progress=False)
-    return str(out)
 
 
 @pytest.fixture(scope="module")
