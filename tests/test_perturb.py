@@ -29,6 +29,10 @@ def test_blur_is_torchvisions_gaussian_blur_with_the_documented_kernel():
     expected = gaussian_blur(x, [13, 13], [sigma, sigma])
     torch.testing.assert_close(blur(x), expected)
     torch.testing.assert_close(blur(x, sigma=0.8), gaussian_blur(x, [kernel_size(0.8, 20)] * 2, [0.8, 0.8]))
+    # separable, with kernels of different sizes along the two sides (capped on the short one)
+    y = images(1, 2, 5, 40)
+    sigma = default_sigma(5, 40)
+    torch.testing.assert_close(blur(y), gaussian_blur(y, [kernel_size(sigma, 40), kernel_size(sigma, 5)], [sigma, sigma]))
 
 
 def test_blur_keeps_shape_dtype_and_constants_and_smooths():
