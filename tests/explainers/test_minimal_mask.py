@@ -7,7 +7,9 @@ import torch
 
 from sparsex.errors import CheckpointError, InputError, SparsexError
 from sparsex.explainers.minimal_mask import (MaskObjective, MaskObjectiveWeights, MinimalMask, MinimalMaskConfig,
-                                             PerImageMask, explain_file, hard_mask, straight_through)
+                                             PerImageMask, explain_file, hard_mask, nested_top_masks, straight_through,
+                                             verified_mask)
+from sparsex.metrics.faithfulness import sufficient
 from sparsex.train.explainer import ExplainerTrainConfig, load_images, train_explainer
 
 
@@ -39,6 +41,35 @@ def test_area_budget_keeps_at_most_the_top_fraction_of_positive_logits():
             MinimalMaskConfig(area_budget=bad)
 
 
+def test_nested_top_masks_keep_the_highest_scores():
+    z = torch.tensor([[[[3.0, 2.0], [1.0, -1.0]]]])
+    masks = nested_top_masks(z, [0.25, 0.5, 0.75])
+    assert masks.shape == (1, 3, 1, 2, 2)
+    assert masks.flatten(2).tolist() == [[[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0]]]
+
+
+def test_verified_mask_falls_back_to_the_smallest_sufficient_top_mask():
+    # class 0 = 2 p0 + 2 p1, class 1 = 2.5: the image (all ones) is class 0 (4 > 2.5); keeping only
+    # p0 gives 2 < 2.5 (label lost), keeping p0 and p1 gives 4 (kept). The fill is zeros.
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor([[2.0, 2.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]))
+        model[1].bias.copy_(torch.tensor([0.0, 2.5]))
+    x, fill = torch.ones(1, 1, 2, 2), torch.zeros(1, 1, 2, 2)
+    z = torch.tensor([[[[3.0, 2.0], [1.0, -1.0]]]])
+    assert verified_mask(model, x, z, fill, threshold=2.5).flatten().tolist() == [1, 0, 0, 0]  # no fallback: as is
+    assert verified_mask(model, x, z, fill, 2.5, [0.25, 0.5, 1.0]).flatten().tolist() == [1, 1, 0, 0]
+    assert verified_mask(model, x, z, fill, 2.5, [0.25]).flatten().tolist() == [1, 0, 0, 0]  # none keeps: as is
+    assert verified_mask(model, x, z, fill, 1.5, [0.25]).flatten().tolist() == [1, 1, 0, 0]  # kept: unchanged
+    # a batch mixes kept and fallen-back images; an area budget drops larger fallbacks
+    xs, fills, zs = x.repeat(2, 1, 1, 1), fill.repeat(2, 1, 1, 1), torch.cat([z, z.flip(-1)])
+    assert verified_mask(model, xs, zs, fills, 2.5, [0.5]).flatten(1).tolist() == [[1, 1, 0, 0], [1, 1, 0, 0]]
+    assert verified_mask(model, xs, zs, fills, 2.5, [0.5], area_budget=0.25).flatten(1).tolist() == [[1, 0, 0, 0], [0, 1, 0, 0]]
+    for bad in ({"readout": "best"}, {"threshold": float("nan")}, {"fallback_areas": [0.2, 0.1]}, {"fallback_areas": [0]}):
+        with pytest.raises(SparsexError, match=next(iter(bad))):
+            MinimalMaskConfig(**bad)
+
+
 def test_per_image_mask_is_registered_on_import():
     import subprocess
     import sys
@@ -48,7 +79,7 @@ def test_per_image_mask_is_registered_on_import():
 
 def test_objective_terms_and_their_weights(digits_classifier, images):
     _, model = digits_classifier
-    weights = MaskObjectiveWeights(match=0.0, label=1.0, area=2.0, tv=0.0, binary=4.0, robust=0.0)
+    weights = MaskObjectiveWeights(match=0.0, label=1.0, area=2.0, tv=0.0, binary=4.0, robust=0.0, area_target=0.0)
     objective = MaskObjective(model, ["backbone.model.features.0.0"], weights, None)
     x = images[1][:4]
     ref = objective.reference(x)
@@ -63,7 +94,8 @@ def test_objective_terms_and_their_weights(digits_classifier, images):
 def test_fit_shrinks_the_mask_and_gives_binary_masks(digits_classifier, images):
     _, model = digits_classifier
     train, test = images
-    config = MinimalMaskConfig(epochs=2, width=4, batch_size=32, soft_epochs=2, weights={"area": 4.0})
+    config = MinimalMaskConfig(epochs=2, width=4, batch_size=32, soft_epochs=2, weights={"area": 4.0, "area_target": 0.0},
+                               readout="threshold")
     explainer = MinimalMask(model, config, in_chans=1)
     history = explainer.fit(train, progress=False)
     assert len(history) == 2 and history[-1]["area"] < history[0]["area"]
@@ -71,6 +103,12 @@ def test_fit_shrinks_the_mask_and_gives_binary_masks(digits_classifier, images):
     assert masks.shape == (32, 1, 8, 8) and set(masks.unique().tolist()) <= {0.0, 1.0}
     soft = explainer.attribute(test, binary=False)
     assert torch.equal((soft > 0.5).float(), masks)
+    # the verified readout changes only masks that lost the label, and keeps it at least as often
+    explainer.config.readout = "verified"
+    verified = explainer.attribute(test)
+    kept = {name: sufficient(model, test, m) for name, m in (("threshold", masks), ("verified", verified))}
+    assert torch.equal(verified[kept["threshold"]], masks[kept["threshold"]])
+    assert (kept["verified"] | ~kept["threshold"]).all() and kept["verified"].sum() >= kept["threshold"].sum()
     assert explainer.attribute(test, target=model(test).argmax(1)).shape == masks.shape
 
 
