@@ -117,7 +117,7 @@ def main() -> None:
         parts_mm = dict(train_limit=32, test_limit=8, explainer={"epochs": 1, "width": 4})
         eval_n, perimage_n, steps, occlusion = 4, 2, 3, {"window": 16, "stride": 16}
     else:
-        fmnist = dict(data="fashion-mnist", backbone="small-cnn", epochs=5)
+        fmnist = dict(data="fashion-mnist", backbone="small-cnn", epochs=3)
         parts = dict(data="parts", data_options={"image_size": 128, "train_size": 2400, "test_size": 480},
                      backbone="lite0", image_size=128, epochs=100, lr=1e-2, cache_dir=str(args.cache))
         # the default objective weights; threshold 1.5 was chosen on 500 training images (the smallest
