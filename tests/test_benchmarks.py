@@ -22,6 +22,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
      ["--cache", "{tmp}/cache"]),
     ("vsc_fashion.py", ["vsc.bce", "aligned.bce", "vsc.jsd_within", "aligned.jsd_within", "time_s.aligned"],
      ["--cache", "{tmp}/cache"]),
+    ("ddp_scaling.py", ["ddp.images_per_s.np1", "ddp.images_per_s.np2", "ddp.speedup"], []),
 ])
 def test_benchmark_quick_run(tmp_path, script, keys, extra):
     if script in ("vsc_fashion.py", "minimal_mask.py"):

@@ -72,8 +72,14 @@ def test_interrupted_extraction_resumes_and_is_never_a_hit(tmp_path, backbone):
 
 def test_corrupt_shard_is_reported(tmp_path, backbone):
     cache, _ = extract_features(TinyImages(n=4), backbone, tmp_path, progress=False)
-    (cache.path / "shard-00000.safetensors").write_bytes(b"\x00" * 16)
-    with pytest.raises(DataError, match="shard .* is corrupt"):
+    shard = cache.path / "shard-00000.safetensors"
+    data = bytearray(shard.read_bytes())
+    data[-1] ^= 0xFF  # one flipped bit in the last feature value: still a valid safetensors file
+    shard.write_bytes(bytes(data))
+    with pytest.raises(DataError, match="shard .* does not match the hash in its manifest"):
+        extract_features(TinyImages(n=4), backbone, tmp_path, progress=False)
+    shard.write_bytes(b"\x00" * 16)
+    with pytest.raises(DataError, match="shard .* does not match"):
         extract_features(TinyImages(n=4), backbone, tmp_path, progress=False)
 
 

@@ -7,10 +7,15 @@ A cache entry is a folder ``<root>/<dataset>-<split>-<backbone>-<key hash>/`` ho
   of them gives a new entry and the stale one is never read;
 - ``shard-NNNNN.safetensors``: ``features (n, C, h, w)``, ``labels (n,)``, ``indices (n,)`` for a
   fixed range of items, each written atomically;
-- ``manifest.json``: written last, atomically; an entry without it is incomplete.
+- ``manifest.json``: written last, atomically, with the SHA-256 of every shard (checked on load:
+  a corrupt or modified shard is refused); an entry without it is incomplete.
 
 An interrupted extraction resumes from the first missing shard; an incomplete entry is never
 used as a cache hit.
+
+Under torchrun the ranks extract in parallel: shard ``i`` goes to rank ``i mod N``; when every
+rank is done, rank 0 checks that every shard is there and writes the manifest
+(:mod:`sparsex.distributed`). The cache folder must be on a file system all ranks see.
 """
 
 from __future__ import annotations
@@ -26,10 +31,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 from tqdm.auto import tqdm
 
+from . import distributed
 from .backbones import Backbone
 from .data.base import ImageDataset
 from .errors import DataError, SparsexError
-from .io import atomic_file, read_json, sha256_json, write_json
+from .io import atomic_file, read_json, sha256_file, sha256_json, write_json
 
 CACHE_FORMAT = 1
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -65,12 +71,19 @@ class FeatureCache(torch.utils.data.Dataset):
             raise DataError(f"feature cache {path} is incomplete (no manifest.json); run the extraction again to resume it")
         manifest = read_json(manifest_file, "feature cache manifest")
         key = read_json(path / "key.json", "feature cache key")
+        for name, digest in (manifest.get("sha256") or {}).items():
+            if sha256_file(path / name) != digest:
+                raise DataError(f"feature cache shard {path / name} does not match the hash in its manifest (corrupt or "
+                                f"modified); remove {path} to extract it again")
         parts = [_read_shard(path / name) for name in manifest["shards"]]
         features = torch.cat([p["features"] for p in parts]) if parts else torch.empty(0)
         if features.shape[0] != manifest["num_items"]:
             raise DataError(f"feature cache {path} holds {features.shape[0]} items, manifest says {manifest['num_items']}")
-        return cls(path, key, features, torch.cat([p["labels"] for p in parts]),
-                   torch.cat([p["indices"] for p in parts]), manifest["classes"])
+        indices = torch.cat([p["indices"] for p in parts]) if parts else torch.empty(0, dtype=torch.long)
+        if not torch.equal(indices, torch.arange(len(indices))):
+            raise DataError(f"feature cache {path}: its shards do not cover items 0..{len(indices) - 1} in order; "
+                            f"remove the folder to extract it again")
+        return cls(path, key, features, torch.cat([p["labels"] for p in parts]), indices, manifest["classes"])
 
 
 def _read_shard(file: Path) -> dict[str, torch.Tensor]:
@@ -109,29 +122,34 @@ def extract_features(dataset: ImageDataset, backbone: Backbone, root: str | os.P
     """Return the cached features of ``dataset`` under ``backbone``, extracting what is missing.
 
     Returns ``(cache, hit)``: ``hit`` is True when a complete entry with the same key existed.
+    Under torchrun every rank calls this; each extracts its share of the missing shards.
     """
     if dtype not in DTYPES:
         raise SparsexError(f"unknown feature dtype {dtype!r}; valid: {', '.join(DTYPES)}")
     if batch_size < 1 or shard_size < 1:
         raise SparsexError(f"batch_size and shard_size must be >= 1, got {batch_size} and {shard_size}")
+    distributed.init(device)
     key = cache_key(dataset, backbone, dtype)
     path = cache_dir(root, dataset, backbone, key)
-    if (path / "manifest.json").is_file():
+    if distributed.from_main(lambda: (path / "manifest.json").is_file()):
         return FeatureCache.load(path), True
     path.mkdir(parents=True, exist_ok=True)
     key_file = path / "key.json"
     if key_file.is_file() and read_json(key_file, "feature cache key") != key:
         raise DataError(f"feature cache {path} holds another key (hash collision or edited key.json); remove the folder")
-    write_json(key_file, key)
+    if distributed.is_main():
+        write_json(key_file, key)
 
     n = len(dataset)
     starts = list(range(0, n, shard_size))
     shard_names = [f"shard-{i:05d}.safetensors" for i in range(len(starts))]
-    todo = [(s, name) for s, name in zip(starts, shard_names) if not (path / name).is_file()]
-    done_items = n - sum(min(shard_size, n - s) for s, _ in todo)
+    mine = distributed.shard_indices(list(zip(starts, shard_names)))
+    todo = [(s, name) for s, name in mine if not (path / name).is_file()]
+    total = sum(min(shard_size, n - s) for s, _ in mine)
     backbone = backbone.to(device).eval()
-    bar = tqdm(total=n, initial=done_items, desc=f"features {dataset.name}/{dataset.split} @ {backbone.info.name}",
-               unit="img", disable=not progress)
+    bar = tqdm(total=total, initial=total - sum(min(shard_size, n - s) for s, _ in todo),
+               desc=f"features {dataset.name}/{dataset.split} @ {backbone.info.name}", unit="img",
+               disable=not (progress and distributed.is_main()))
     with torch.inference_mode():
         for start, name in todo:
             indices = list(range(start, min(start + shard_size, n)))
@@ -146,6 +164,18 @@ def extract_features(dataset: ImageDataset, backbone: Backbone, root: str | os.P
                 f.write(save({"features": torch.cat(feats).contiguous(), "labels": torch.cat(labels),
                               "indices": torch.tensor(indices, dtype=torch.int64)}))
     bar.close()
-    write_json(path / "manifest.json", {"num_items": n, "shards": shard_names, "classes": list(dataset.classes)})
+    distributed.barrier()
+    distributed.main_only(_write_manifest, path, n, shard_names, list(dataset.classes))
     return FeatureCache.load(path), False
+
+
+def _write_manifest(path: Path, n: int, shard_names: list[str], classes: list[str]) -> None:
+    """Mark the entry complete, after checking that every shard is there (under torchrun other
+    ranks wrote some; one that is missing means the cache folder is not shared between them)."""
+    missing = [name for name in shard_names if not (path / name).is_file()]
+    if missing:
+        raise DataError(f"feature cache {path} lacks {missing[0]} after extraction (with several processes "
+                        f"the cache folder must be on a file system they all see)")
+    write_json(path / "manifest.json", {"num_items": n, "shards": shard_names, "classes": classes,
+                                        "sha256": {name: sha256_file(path / name) for name in shard_names}})
 

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .. import distributed
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..checks import check_images, from_settings
 from ..errors import CheckpointError, InputError, SparsexError
@@ -327,28 +328,35 @@ class MinimalMask:
     def fit_epoch(self, images: torch.Tensor, progress: bool = True, desc: str = "mask explainer") -> dict[str, float]:
         """One pass over ``images (N, C, H, W)``; returns the epoch's mean loss terms. A fresh Adam
         per epoch and batches shuffled from ``seed + epoch``, so a run resumed between epochs equals
-        an uninterrupted one."""
+        an uninterrupted one. Under torchrun the U-Net trains data-parallel (each rank its part of
+        every global batch, :func:`sparsex.distributed.local_batches`; the fill noise is drawn per
+        rank) and the returned terms are reduced over the ranks."""
         _prepare(images[:1], self.image_size, self.in_chans)
         self.image_size = tuple(images.shape[-2:])
         cfg, epoch = self.config, self.epochs_done
+        distributed.check_batch_size(cfg.batch_size)
+        net = distributed.wrap(self.net)
         optimiser = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         generator = torch.Generator().manual_seed(cfg.seed + epoch)
         order = torch.randperm(len(images), generator=generator)
+        if distributed.world_size() > 1:  # the same order on every rank, then each rank its own noise
+            generator.manual_seed((cfg.seed + epoch) * distributed.world_size() + distributed.rank())
         sums: dict[str, float] = {}
         self.net.train()
-        batches = order.split(cfg.batch_size)
-        for idx in tqdm(batches, desc=f"{desc} epoch {epoch + 1}", unit="batch", disable=not progress, leave=False):
-            ref = self.objective.reference(images[idx])
-            mask = straight_through(self.net(ref["x"]), hard=epoch >= cfg.soft_epochs, area_budget=cfg.area_budget)
+        batches = list(distributed.local_batches(order, cfg.batch_size))
+        for part in tqdm(batches, desc=f"{desc} epoch {epoch + 1}", unit="batch", leave=False,
+                         disable=not (progress and distributed.is_main())):
+            ref = self.objective.reference(images[part.indices])
+            mask = straight_through(net(ref["x"]), hard=epoch >= cfg.soft_epochs, area_budget=cfg.area_budget)
             terms = self.objective(ref, mask, generator)
             optimiser.zero_grad(set_to_none=True)
-            terms["total"].backward()
+            (terms["total"] if part.weight == 1.0 else terms["total"] * part.weight).backward()
             optimiser.step()
             for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(idx)
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) * part.count
         self.net.eval()
         self.epochs_done += 1
-        return {k: v / len(images) for k, v in sums.items()}
+        return {k: v / len(images) for k, v in distributed.all_reduce_sum(sums).items()}
 
     def fit(self, images: torch.Tensor, epochs: int | None = None, progress: bool = True) -> list[dict[str, float]]:
         """Train for ``epochs`` (default ``config.epochs``) on ``images (N, C, H, W)`` in ``[0, 1]``."""

@@ -12,6 +12,11 @@ Two modes, one checkpoint format (:class:`~sparsex.models.classifier.ImageClassi
   uninterrupted one.
 
 Loss: softmax cross-entropy. After every stage the test accuracy goes to ``metrics.json``.
+
+Under torchrun both modes train data-parallel (:func:`~sparsex.train.loop.train_epochs`); rank 0
+alone measures and writes. The small CNN's BatchNorm normalises each rank's part of the batch on
+its own (plain DDP, no synchronised BatchNorm), so an end-to-end run on N processes is close to,
+not equal to, a single process's; the probe has no BatchNorm and matches it.
 """
 
 from __future__ import annotations
@@ -24,14 +29,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .. import distributed
 from ..backbones import create_backbone
 from ..data import create_dataset
 from ..data.sampler import dataset_tensors
 from ..errors import SparsexError
 from ..models.classifier import FAMILY, ImageClassifier, LinearProbe
 from .heads import HeadTrainConfig, cached_split
-from .loop import predict, train_epochs
-from .run import RunFolder
+from .loop import open_run, predict, train_epochs
 
 MODES = ("probe", "end-to-end")
 
@@ -75,7 +80,10 @@ def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 def train_classifier(config: ClassifierTrainConfig, out: str | os.PathLike, overwrite: bool = False,
                      progress: bool = True) -> dict[str, Any]:
     """Run (or resume) a classifier run in ``out``; return the final metrics (``test_accuracy``, ...)."""
-    run = RunFolder(out, config.to_dict(), config.stages, overwrite=overwrite)
+    distributed.init(config.device)
+    distributed.check_batch_size(config.batch_size)
+    run = open_run(out, config.to_dict(), config.stages, overwrite=overwrite)
+    progress = progress and distributed.is_main()
     backbone_cfg = config.backbone_settings()
     end_to_end = config.mode == "end-to-end"
     torch.manual_seed(config.seed)
@@ -102,20 +110,23 @@ def train_classifier(config: ClassifierTrainConfig, out: str | os.PathLike, over
         "data": {"name": config.data, "root": config.root, "options": config.data_options, "classes": list(classes)},
         "mode": config.mode,
     }
-    start = run.last_finished() + 1
+    start = distributed.from_main(run.last_finished) + 1
     if start > 0:
         run.load_stage(start - 1, FAMILY).load_into(model)
 
     def cross_entropy(logits, y, _epoch):
         return F.cross_entropy(logits, y)
 
+    def record(index: int, history: list[float]) -> None:
+        logits = predict(trained, test_x, device=config.device, keys=("logits",))["logits"]
+        metrics = {"test_accuracy": _accuracy(logits, test_y), "train_loss": history[-1] if history else None}
+        run.finish_stage(index, model, FAMILY, checkpoint_config, metrics)
+
     for index in range(start, len(config.stages)):
         epochs = config.epochs if not end_to_end else 1
         history = train_epochs(trained, cross_entropy, train_x, train_y, epochs, config.lr, config.batch_size,
                                config.seed + index, config.device, progress,
-                               desc=f"classifier {config.stages[index]}/{len(config.stages)}")
-        logits = predict(trained, test_x, device=config.device, keys=("logits",))["logits"]
-        metrics = {"test_accuracy": _accuracy(logits, test_y), "train_loss": history[-1] if history else None}
-        run.finish_stage(index, model, FAMILY, checkpoint_config, metrics)
-    run.finish(model, FAMILY, checkpoint_config)
+                               desc=f"classifier {config.stages[index]}/{len(config.stages)}", amp=config.amp)
+        distributed.main_only(record, index, history)
+    distributed.main_only(run.finish, model, FAMILY, checkpoint_config)
     return run.metrics()["final"]

@@ -5,6 +5,7 @@ The run folder has one stage per epoch (``epoch-1``, ...), each an explainer che
 killed run restarts at the epoch it was in; ``<out>/checkpoint`` is the final explainer, which
 names its classifier folder and records its weight hash. After every epoch the test split's mask
 area and sufficiency (top-1 kept on ``m * x + (1 - m) * blur(x)``) go to ``metrics.json``.
+Under torchrun the U-Net trains data-parallel; rank 0 alone measures and writes.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from typing import Any
 
 import torch
 
+from .. import distributed
 from ..checks import from_settings
 from ..data import create_dataset
 from ..data.sampler import dataset_tensors
 from ..errors import SparsexError
 from ..explainers.minimal_mask import FAMILY, MinimalMask, MinimalMaskConfig
 from ..models.classifier import load_classifier
-from .run import RunFolder
+from .loop import open_run
 
 
 @dataclass
@@ -75,10 +77,13 @@ def mask_test_metrics(explainer: MinimalMask, images: torch.Tensor, batch_size: 
 def train_explainer(config: ExplainerTrainConfig, out: str | os.PathLike, overwrite: bool = False,
                     progress: bool = True) -> dict[str, Any]:
     """Run (or resume) a mask-explainer run in ``out``; return the final metrics."""
+    distributed.init("cpu")
     model, classifier_checkpoint = load_classifier(config.classifier)
     mask_config = MinimalMaskConfig.from_dict(config.explainer)
+    distributed.check_batch_size(mask_config.batch_size)
+    progress = progress and distributed.is_main()
     stages = [f"epoch-{e + 1}" for e in range(mask_config.epochs)]
-    run = RunFolder(out, config.to_dict(), stages, overwrite=overwrite)
+    run = open_run(out, config.to_dict(), stages, overwrite=overwrite)
     data_cfg = classifier_checkpoint.config["data"]
     data = config.data or data_cfg["name"]
     root = config.root if config.data else data_cfg.get("root")
@@ -87,13 +92,16 @@ def train_explainer(config: ExplainerTrainConfig, out: str | os.PathLike, overwr
     test = load_images(data, "test", root, options, config.test_limit, progress)
     explainer = MinimalMask(model, mask_config, in_chans=train.shape[1])
     classifier_dir = str(Path(classifier_checkpoint.path).resolve())
-    start = run.last_finished() + 1
+    start = distributed.from_main(run.last_finished) + 1
     if start > 0:
         run.load_stage(start - 1, FAMILY).load_into(explainer.net)
         explainer.epochs_done, explainer.image_size = start, tuple(train.shape[-2:])
-    for index in range(start, len(stages)):
-        losses = explainer.fit_epoch(train, progress)
+
+    def record(index: int, losses: dict[str, float]) -> None:
         metrics = {**mask_test_metrics(explainer, test), "train_loss": losses["total"], "train_kept": losses["kept"]}
         run.finish_stage(index, explainer.net, FAMILY, explainer.checkpoint_config(classifier=classifier_dir), metrics)
-    run.finish(explainer.net, FAMILY, explainer.checkpoint_config(classifier=classifier_dir))
+
+    for index in range(start, len(stages)):
+        distributed.main_only(record, index, explainer.fit_epoch(train, progress))
+    distributed.main_only(run.finish, explainer.net, FAMILY, explainer.checkpoint_config(classifier=classifier_dir))
     return run.metrics()["final"]

@@ -1,7 +1,8 @@
 """What every prototype head trained on cached backbone features shares: the common settings
 (:class:`HeadTrainConfig`), the test-split evaluation (:func:`evaluate_head`) and the staged run
 (:func:`train_head_stages`: features cached once, one checkpoint per named stage, resume after
-the last finished stage, the final checkpoint with its prototype gallery).
+the last finished stage, the final checkpoint with its prototype gallery), under torchrun on
+every rank with rank 0 evaluating and writing (:mod:`sparsex.distributed`).
 
 A method's trainer (``train/side.py``, ``train/protosvit.py``) subclasses the config with its own
 settings and supplies one function that runs a named stage on the head.
@@ -18,6 +19,7 @@ from typing import Any, Callable, ClassVar
 import torch
 from torch import nn
 
+from .. import distributed
 from ..backbones import create_backbone
 from ..checks import from_settings
 from ..data import create_dataset
@@ -26,8 +28,7 @@ from ..explainers.prototypes import build_gallery, save_gallery
 from ..features import FeatureCache, extract_features
 from ..metrics import prototype_metrics
 from ..models import contribution_threshold, create_model
-from .loop import predict
-from .run import RunFolder
+from .loop import open_run, predict
 
 StageFn = Callable[[nn.Module, str, int, FeatureCache], dict[str, Any]]
 
@@ -38,7 +39,8 @@ class HeadTrainConfig:
 
     ``eps`` is the contribution threshold of the sparsity metrics (DESIGN.md); ``gallery_k`` the
     training items kept per prototype for explanations; ``cache_dir`` defaults to
-    ``<out>/features``.
+    ``<out>/features``. ``batch_size`` is the global batch of a distributed run (a multiple of
+    the number of processes); ``amp`` trains in mixed precision (:class:`~sparsex.train.loop.MixedPrecision`).
     """
 
     what: ClassVar[str] = "training"  # the method's name in error messages
@@ -58,9 +60,13 @@ class HeadTrainConfig:
     cache_dir: str | None = None
     feature_dtype: str = "float32"
     device: str = "cpu"
+    amp: bool = False
 
     def __post_init__(self) -> None:
         self.check_counts("batch_size", "gallery_k")
+        distributed.check_device(self.device)
+        if not isinstance(self.amp, bool):
+            raise SparsexError(f"amp must be true or false, got {self.amp!r}")
         if not (isinstance(self.eps, (int, float)) and math.isfinite(self.eps) and self.eps >= 0):
             raise SparsexError(f"eps must be a finite number >= 0, got {self.eps!r}")
 
@@ -117,8 +123,14 @@ def train_head_stages(config: HeadTrainConfig, out: str | os.PathLike, stages: l
     trains or edits the head in place and returns extra numbers for the stage's record (e.g. the
     final training loss). After every stage the head is checkpointed and evaluated on the test
     split (``threshold`` is the OCLA probability threshold).
+
+    Under torchrun every rank trains (data parallel); rank 0 alone evaluates, writes the
+    checkpoints, ``metrics.json`` and the gallery, and decides where a resumed run starts.
     """
-    run = RunFolder(out, config.to_dict(), stages, overwrite=overwrite)
+    distributed.init(config.device)
+    distributed.check_batch_size(config.batch_size)
+    run = open_run(out, config.to_dict(), stages, overwrite=overwrite)
+    progress = progress and distributed.is_main()
     cache_dir = Path(config.cache_dir) if config.cache_dir else run.path / "features"
     backbone_cfg = config.backbone_settings()
     backbone = create_backbone(**backbone_cfg)
@@ -137,7 +149,7 @@ def train_head_stages(config: HeadTrainConfig, out: str | os.PathLike, stages: l
         "cache_dir": str(cache_dir),
     }
 
-    start = run.last_finished() + 1
+    start = distributed.from_main(run.last_finished) + 1
     if start > 0:
         checkpoint = run.load_stage(start - 1, family)
         if checkpoint.config["model"]["num_classes"] != train.num_classes:
@@ -145,10 +157,15 @@ def train_head_stages(config: HeadTrainConfig, out: str | os.PathLike, stages: l
                 f"stage checkpoint has {checkpoint.config['model']['num_classes']} classes, the data {train.num_classes}"
             )
         checkpoint.load_into(head)
-    for index in range(start, len(stages)):
-        info = run_stage(head, stages[index], index, train)
+
+    def record(index: int, info: dict[str, Any]) -> None:
         metrics = evaluate_head(head, test, config.eps, threshold, config.device)
         run.finish_stage(index, head, family, checkpoint_config, {**metrics, **info})
-    final = run.finish(head, family, checkpoint_config)
-    save_gallery(final, build_gallery(head, train, k=config.gallery_k))
+
+    def finish() -> None:
+        save_gallery(run.finish(head, family, checkpoint_config), build_gallery(head, train, k=config.gallery_k))
+
+    for index in range(start, len(stages)):
+        distributed.main_only(record, index, run_stage(head, stages[index], index, train))
+    distributed.main_only(finish)
     return run.metrics()["final"]

@@ -103,7 +103,7 @@ def train_protosvit(config: ProtoSViTTrainConfig, out: str | os.PathLike, overwr
             return {"pruned_connections": head.prune_unused(max_scores, config.eps)}
         history = train_epochs(head, protosvit_loss(head, config), train.features, train.labels, config.epochs,
                                config.lr, config.batch_size, config.seed + 1000 * index, config.device, progress,
-                               desc=f"protosvit {index + 1}/{len(stages)} {stage}")
+                               desc=f"protosvit {index + 1}/{len(stages)} {stage}", amp=config.amp)
         return {"train_loss": history[-1] if history else None}
 
     return train_head_stages(config, out, stages, FAMILY, "protosvit", config.model_settings(), run_stage,

@@ -145,7 +145,7 @@ def train_side(config: SIDETrainConfig, out: str | os.PathLike, overwrite: bool 
                       "train": (config.dense_epochs, config.dense_lr)}[stage]
         history = train_epochs(head, _stage_loss(config, stage, head), train.features, train.labels, epochs, lr,
                                config.batch_size, config.seed + 1000 * index, config.device, progress,
-                               desc=f"{name} {index + 1}/{len(stages)} {stage}")
+                               desc=f"{name} {index + 1}/{len(stages)} {stage}", amp=config.amp)
         return {"train_loss": history[-1] if history else None}
 
     return train_head_stages(config, out, stages, FAMILY, name, {"expanded_channels": config.expanded_channels},

@@ -24,6 +24,14 @@ restarted run with the same settings resumes after the last finished epoch and e
 weights as an uninterrupted one (batches and noise come from ``seed`` and the epoch). The last
 epoch also measures the linear probe and the class correlation matrix; ``<out>/checkpoint`` holds
 the final model (``sparsex.models.load_model(path, family="vsc")``).
+
+Under torchrun the model trains data-parallel (DistributedDataParallel): every rank draws the same
+class-balanced global batch of ``batch_size`` images and takes its part of each class, so that
+every rank's slice still holds same-class pairs (``batch_size >= 2 x classes x processes``); each
+rank samples the codes from its own noise stream. The reconstruction and KL terms are means over
+images, so their gradient is the global batch's; the JSD term is measured within each rank's
+slice (pairs across ranks are not compared), so a distributed run is close to, not equal to, a
+single process's. Rank 0 alone evaluates and writes.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .. import distributed
 from ..checks import from_settings
 from ..data import create_dataset
 from ..data.sampler import ClassBalancedBatchSampler, dataset_tensors
@@ -47,7 +56,7 @@ from ..metrics.latent import latent_metrics
 from ..models import create_model
 from ..models.vsc import FAMILY, VSC
 from ..weights import load_state_dict_checked
-from .run import RunFolder
+from .loop import MixedPrecision, open_run
 
 OPTIMIZER_PREFIX = "optimizer."
 
@@ -88,6 +97,7 @@ class VSCTrainConfig:
     jsd_pairs: int = 20_000
     probe_max_iter: int = 500
     device: str = "cpu"
+    amp: bool = False  # mixed precision (sparsex.train.loop.MixedPrecision)
 
     def __post_init__(self) -> None:
         for name in ("latent_dim", "hidden_dim", "conv_channels", "epochs", "batch_size", "eval_batch_size",
@@ -111,6 +121,9 @@ class VSCTrainConfig:
             raise SparsexError(f"unknown VSC architecture {self.arch!r}; valid: mlp, conv")
         if not isinstance(self.data_options, dict):
             raise SparsexError(f"data_options must be a mapping of dataset settings, got {self.data_options!r}")
+        distributed.check_device(self.device)
+        if not isinstance(self.amp, bool):
+            raise SparsexError(f"amp must be true or false, got {self.amp!r}")
 
     @classmethod
     def from_dict(cls, settings: dict[str, Any]) -> "VSCTrainConfig":
@@ -206,12 +219,34 @@ def _load_optimizer(optimiser: torch.optim.Optimizer, tensors: dict[str, torch.T
     optimiser.load_state_dict({"state": state, "param_groups": optimiser.state_dict()["param_groups"]})
 
 
+def _rank_slice(batch: list[int], labels: torch.Tensor) -> torch.Tensor:
+    """This rank's part of a class-balanced global batch: the batch ordered by class, then every
+    N-th image from the rank on, so that a class with ``m >= 2N`` images in the batch gives every
+    rank at least 2 (same-class pairs for the JSD term). The whole batch in a single process."""
+    batch = torch.as_tensor(batch)
+    if distributed.world_size() == 1:
+        return batch
+    return distributed.shard_indices(batch[torch.argsort(labels[batch], stable=True)])
+
+
+def _check_distributed_batch(config: VSCTrainConfig, labels: torch.Tensor) -> None:
+    """Under torchrun the global batch must split evenly and give every rank 2 images per class."""
+    distributed.check_batch_size(config.batch_size)
+    n, k = distributed.world_size(), len(labels.unique())
+    if n > 1 and config.batch_size // k < 2 * n:
+        raise SparsexError(f"VSC on {n} processes needs 2 images of each of the {k} classes on every process: "
+                           f"batch_size >= {2 * k * n}, got {config.batch_size}")
+
+
 def train_vsc(config: VSCTrainConfig, out: str | os.PathLike, overwrite: bool = False,
               progress: bool = True) -> dict[str, Any]:
     """Train (or resume) VSC as ``config`` says in the run folder ``out``; return the final metrics
     (the last epoch's record in ``metrics.json``)."""
+    distributed.init(config.device)
+    progress = progress and distributed.is_main()
     train_images, train_labels, classes = load_image_split(config, "train", progress)
     sampler = ClassBalancedBatchSampler(train_labels, config.batch_size, seed=config.seed, classes=classes)
+    _check_distributed_batch(config, train_labels)
     test_images, test_labels, test_classes = load_image_split(config, "test", progress)
     if test_classes != classes:
         raise DataError(f"dataset {config.data!r}: the train and test splits name different classes")
@@ -220,7 +255,7 @@ def train_vsc(config: VSCTrainConfig, out: str | os.PathLike, overwrite: bool = 
                         f"test images {tuple(test_images.shape[1:])}")
 
     stages = [f"epoch{e + 1}" for e in range(config.epochs)]
-    run = RunFolder(out, config.to_dict(), stages, overwrite=overwrite)
+    run = open_run(out, config.to_dict(), stages, overwrite=overwrite)
     device = config.device
     torch.manual_seed(config.seed)
     model: VSC = create_model("vsc", image_size=list(train_images.shape[2:]), channels=train_images.shape[1],
@@ -234,46 +269,54 @@ def train_vsc(config: VSCTrainConfig, out: str | os.PathLike, overwrite: bool = 
                      "spike_scale_end": config.spike_scale_end, "seed": config.seed},
     }
 
-    start = run.last_finished() + 1
+    start, has_final = distributed.from_main(lambda: (run.last_finished() + 1,
+                                                      (run.path / "checkpoint" / "config.json").is_file()))
     if start > 0:
         state = run.load_stage(start - 1, FAMILY).state
         load_state_dict_checked(model, {k: v for k, v in state.items() if not k.startswith(OPTIMIZER_PREFIX)},
                                 f"epoch checkpoint {run.stage_dir(start - 1)}")
         _load_optimizer(optimiser, {k: v for k, v in state.items() if k.startswith(OPTIMIZER_PREFIX)})
 
+    def record_epoch(epoch: int, record: dict[str, float]) -> None:
+        last = epoch == config.epochs - 1
+        metrics = evaluate_vsc(model, test_images, test_labels, classes, config,
+                               train=(train_images, train_labels) if last else None)
+        run.finish_stage(epoch, {**model.state_dict(), **_optimizer_tensors(optimiser)}, FAMILY,
+                         checkpoint_config, {"epoch": epoch + 1, **metrics, **record})
+        for older in range(epoch):  # keep only the newest epoch (also one a kill left behind)
+            if run.stage_dir(older).exists():
+                shutil.rmtree(run.stage_dir(older), ignore_errors=True)
+
+    net = distributed.wrap(model)
+    precision = MixedPrecision(device, config.amp)
+    world, rank = distributed.world_size(), distributed.rank()
     steps = len(sampler)
     with tqdm(total=(config.epochs - start) * steps, desc=f"vsc lambda={config.lambda_jsd:g}", unit="step",
               disable=not progress, leave=False) as bar:
         for epoch in range(start, config.epochs):
             model.train()
             sampler.set_epoch(epoch)
-            generator = torch.Generator(device=device).manual_seed(config.seed * 100_003 + epoch)
+            generator = torch.Generator(device=device).manual_seed((config.seed * 100_003 + epoch) * world + rank)
             totals = {"loss": 0.0, "bce": 0.0, "kl": 0.0, "jsd": 0.0}
             for step, batch in enumerate(sampler):
                 scale = config.spike_scale(epoch + step / steps)
-                loss, parts = vsc_loss(model, train_images[batch].to(device), train_labels[batch].to(device), config,
-                                       scale, generator)
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
+                batch = _rank_slice(batch, train_labels)
+                with precision.autocast():
+                    loss, parts = vsc_loss(net, train_images[batch].to(device), train_labels[batch].to(device), config,
+                                           scale, generator)
+                precision.step(loss, optimiser)
                 totals["loss"] += loss.item()
                 for key, value in parts.items():
                     totals[key] += value
                 bar.update()
-            record = {f"train_{k}": v / steps for k, v in totals.items()}
+            record = {f"train_{k}": v / steps for k, v in distributed.all_reduce_mean(totals).items()}
             record["spike_scale"] = config.spike_scale(epoch + 1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{record['train_loss']:.2f}")
-            last = epoch == config.epochs - 1
-            metrics = evaluate_vsc(model, test_images, test_labels, classes, config,
-                                   train=(train_images, train_labels) if last else None)
-            run.finish_stage(epoch, {**model.state_dict(), **_optimizer_tensors(optimiser)}, FAMILY,
-                             checkpoint_config, {"epoch": epoch + 1, **metrics, **record})
-            if epoch > 0:
-                shutil.rmtree(run.stage_dir(epoch - 1), ignore_errors=True)  # keep only the newest epoch
-    if not (run.path / "checkpoint" / "config.json").is_file() or start < config.epochs:
+            distributed.main_only(record_epoch, epoch, record)
+    if not has_final or start < config.epochs:
         if start >= config.epochs:  # finished earlier but killed before the final checkpoint
             state = run.load_stage(config.epochs - 1, FAMILY).state
             load_state_dict_checked(model, {k: v for k, v in state.items() if not k.startswith(OPTIMIZER_PREFIX)},
                                     f"epoch checkpoint {run.stage_dir(config.epochs - 1)}")
-        run.finish(model, FAMILY, checkpoint_config)
+        distributed.main_only(run.finish, model, FAMILY, checkpoint_config)
     return run.metrics()["final"]
