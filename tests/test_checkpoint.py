@@ -82,3 +82,14 @@ def test_missing_folder_and_files(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="has no config.json"):
         load_checkpoint(tmp_path / "empty")
+
+
+def test_extra_json_files_are_written_with_the_checkpoint(tmp_path):
+    path = save_checkpoint(tmp_path / "ck", nn.Linear(2, 2), "toy", {}, extra_json={"metrics.json": {"acc": 0.5}})
+    assert sorted(p.name for p in path.iterdir()) == ["config.json", "metrics.json", "model.safetensors"]
+    assert json.loads((path / "metrics.json").read_text()) == {"acc": 0.5}
+    load_checkpoint(path, family="toy")
+    for bad in ({"config.json": {}}, {"../x.json": {}}):
+        with pytest.raises(CheckpointError, match="plain file names"):
+            save_checkpoint(tmp_path / "bad", nn.Linear(2, 2), "toy", {}, extra_json=bad)
+    assert not (tmp_path / "bad").exists()

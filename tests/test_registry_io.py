@@ -1,10 +1,12 @@
 import json
+import multiprocessing
 import os
+import signal
 
 import pytest
 
 from sparsex.errors import OutputExistsError, UnknownNameError
-from sparsex.io import atomic_dir, atomic_file, check_output_dir, sha256_json, write_json
+from sparsex.io import _temp_prefix, atomic_dir, atomic_file, check_output_dir, remove_stale_temps, sha256_json, write_json
 from sparsex.registry import Registry
 
 
@@ -98,3 +100,29 @@ def test_atomic_outputs_get_the_usual_permissions_not_tempfile_private_ones(tmp_
         os.umask(old)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "run").stat().st_mode & 0o777 == 0o755
+
+
+def _killed_writer(folder: str, label: str) -> None:
+    os.environ["SPARSEX_TEST_KILL_AT"] = label
+    write_json(folder + "/a.json", {"v": 1})
+    with atomic_dir(folder + "/ck") as tmp:
+        (tmp / "x.txt").write_text("whole")
+
+
+def test_a_killed_writer_leaves_only_a_temporary_that_the_next_write_removes(tmp_path):
+    """SPARSEX_TEST_KILL_AT kills between the temporary copy and the rename: the target is never half
+    there; the next atomic write of the same target (or remove_stale_temps) removes the dead one's temporary."""
+    for label in ("a.json", "ck"):
+        child = multiprocessing.get_context("fork").Process(target=_killed_writer, args=(str(tmp_path), label))
+        child.start()
+        child.join(60)
+        assert child.exitcode == -signal.SIGKILL
+        assert not (tmp_path / label).exists() and any(p.name.startswith(f".{label}.tmp-") for p in tmp_path.iterdir())
+        if label == "a.json":
+            write_json(tmp_path / "a.json", {"v": 2})
+            assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+    dead = next(p for p in tmp_path.iterdir() if p.name.startswith(".ck.tmp-"))
+    live = tmp_path / (_temp_prefix("b.txt") + "x")  # this process's: alive
+    live.write_text("a live writer's")
+    assert remove_stale_temps(tmp_path) == [dead]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a.json", live.name])

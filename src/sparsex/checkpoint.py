@@ -27,7 +27,7 @@ from torch import nn
 
 from .weights import load_state_dict_checked
 from .errors import CheckpointError
-from .io import atomic_dir, read_json, sha256_file, write_json
+from .io import atomic_dir, read_json, sha256_file
 
 FORMAT_VERSION = 1
 MODEL_FILE = "model.safetensors"
@@ -52,8 +52,13 @@ class Checkpoint:
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module | dict[str, torch.Tensor], family: str,
-                    config: dict[str, Any], overwrite: bool = False) -> Path:
-    """Write ``model`` (a module or a state dict) and ``config`` as a checkpoint folder at ``path``."""
+                    config: dict[str, Any], overwrite: bool = False,
+                    extra_json: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` (a module or a state dict) and ``config`` as a checkpoint folder at ``path``.
+
+    ``extra_json`` maps file names to JSON objects written into the folder with the checkpoint,
+    atomically with it (e.g. a run stage's metrics): the folder appears with all of them or not at all.
+    """
     from . import __version__
 
     state = model.state_dict() if isinstance(model, nn.Module) else model
@@ -61,15 +66,27 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module | dict[str, torch.
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
     try:
         json.dumps(config)
+        json.dumps(extra_json)
     except TypeError as e:
         raise CheckpointError(f"checkpoint config is not JSON-serialisable: {e}") from None
-    with atomic_dir(path, overwrite=overwrite) as tmp:
+    extra = dict(extra_json or {})
+    if {MODEL_FILE, CONFIG_FILE} & extra.keys() or any(Path(name).name != name for name in extra):
+        raise CheckpointError(f"checkpoint extra files must be plain file names other than {MODEL_FILE}/{CONFIG_FILE}: "
+                              f"{sorted(extra)}")
+    with atomic_dir(path, overwrite=overwrite) as tmp:  # the folder appears whole or not at all
         save_file(tensors, str(tmp / MODEL_FILE))
-        write_json(tmp / CONFIG_FILE, {
+        for name, obj in extra.items():
+            _dump_json(tmp / name, obj)
+        _dump_json(tmp / CONFIG_FILE, {
             "format_version": FORMAT_VERSION, "family": family, "sparsex_version": __version__,
             "config": config, "model_sha256": sha256_file(tmp / MODEL_FILE),
         })
     return Path(path)
+
+
+def _dump_json(path: Path, obj: Any) -> None:
+    """Indented JSON into a file of a folder that :func:`~sparsex.io.atomic_dir` is building."""
+    path.write_text(json.dumps(obj, indent=2) + "\n")
 
 
 def load_checkpoint(path: str | os.PathLike, family: str | None = None) -> Checkpoint:

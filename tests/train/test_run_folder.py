@@ -30,3 +30,33 @@ def test_other_settings_are_refused_unless_overwrite(tmp_path):
     (tmp_path / "other" / "x.txt").write_text("mine")
     with pytest.raises(OutputExistsError, match="not a sparsex run"):
         RunFolder(tmp_path / "other", {}, ["a"])
+
+
+def test_restart_repairs_what_a_kill_left(tmp_path):
+    """A kill between a stage's checkpoint and metrics.json, mid-write of config.json (a temporary of a dead
+    process is all the folder holds) or mid-deletion of an old stage folder: the next RunFolder repairs it."""
+    out = tmp_path / "r"
+    run = RunFolder(out, {"lr": 1}, ["a", "b"])
+    run.finish_stage(0, nn.Linear(2, 2), "toy", {}, {"accuracy": 0.5})
+    record = json.loads((out / "metrics.json").read_text())
+    run.finish_stage(1, nn.Linear(2, 2), "toy", {}, {"accuracy": 0.75})
+    (out / "metrics.json").write_text(json.dumps(record))  # as if killed before metrics.json was updated
+    again = RunFolder(out, {"lr": 1}, ["a", "b"])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [s["stage"] for s in metrics["stages"]] == ["a", "b"] and metrics["final"] == {"stage": "b", "accuracy": 0.75}
+    assert "| b | 0.75 |" in (out / "stages.md").read_text()
+    (again.stage_dir(0) / "model.safetensors").unlink()  # a deletion cut short
+    RunFolder(out, {"lr": 1}, ["a", "b"])
+    assert not again.stage_dir(0).exists() and again.stage_dir(1).is_dir()
+
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / ".config.json.tmp-00000000-999999999-x").write_text("{")  # our naming, no such process
+    from sparsex.io import _HOST
+
+    (fresh / f".config.json.tmp-{_HOST}-999999999-x").write_text("{")
+    with pytest.raises(OutputExistsError, match="not a sparsex run"):  # another host's temporary is kept
+        RunFolder(fresh, {}, ["a"])
+    (fresh / ".config.json.tmp-00000000-999999999-x").unlink()
+    assert RunFolder(fresh, {}, ["a"]).last_finished() == -1
+    assert sorted(p.name for p in fresh.iterdir()) == ["config.json"]

@@ -3,13 +3,20 @@
 Layout::
 
     <out>/config.json          the resolved run config (a resumed run must match it)
-    <out>/stages/<i>-<name>/   checkpoint after stage i (model.safetensors + config.json), atomic
+    <out>/stages/<i>-<name>/   checkpoint after stage i (model.safetensors + config.json) and the
+                               stage's metrics (metrics.json), one atomic folder
     <out>/metrics.json         {"stages": [{"stage": name, ...metrics}], "final": {...}}
     <out>/stages.md            the same numbers as a markdown table
     <out>/checkpoint/          the final model (after the last stage)
 
 A stage is finished exactly when its checkpoint folder exists (they are written atomically), so a
-run killed mid-stage loses only that stage's progress and restarts it.
+run killed mid-stage loses only that stage's progress and restarts it. A run killed after a
+stage's folder but before ``metrics.json`` was updated gets the record back from the folder when
+it restarts, and the temporary files of writes a kill cut short are removed then
+(:func:`sparsex.io.remove_stale_temps`). Killed at any point and restarted with the same command,
+a run ends with the same ``metrics.json`` and checkpoint as an uninterrupted one, provided each
+stage is a deterministic function of the previous stage's checkpoint and the seed
+(``tests/test_kill_resume.py``).
 """
 
 from __future__ import annotations
@@ -23,7 +30,9 @@ from torch import nn
 
 from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ..errors import OutputExistsError
-from ..io import atomic_file, read_json, write_json
+from ..io import atomic_file, read_json, remove_stale_temps, write_json
+
+STAGE_METRICS = "metrics.json"  # a stage's record, inside its checkpoint folder
 
 
 class RunFolder:
@@ -34,6 +43,8 @@ class RunFolder:
         self.config = json.loads(json.dumps(config))
         self.stages = stages
         config_file = self.path / "config.json"
+        if self.path.is_dir():
+            remove_stale_temps(self.path, recursive=True)  # only temporaries of killed sparsex writers
         if self.path.exists() and any(self.path.iterdir()):
             stored = read_json(config_file, "run config") if config_file.is_file() else None
             if overwrite:
@@ -48,6 +59,27 @@ class RunFolder:
                 )
         self.path.mkdir(parents=True, exist_ok=True)
         write_json(config_file, self.config)
+        for folder in (self.path / "stages").glob("*"):
+            # stage folders appear atomically (a dot-temporary until whole): an incomplete one is a deletion cut short
+            if (not folder.name.startswith(".") and folder.is_dir()
+                    and not all((folder / name).is_file() for name in ("config.json", "model.safetensors"))):
+                shutil.rmtree(folder, ignore_errors=True)
+        self._recover_metrics()
+
+    def _recover_metrics(self) -> None:
+        """Bring ``metrics.json`` in line with the finished stages' own records (a run killed between
+        a stage's checkpoint and the metrics update lacks that stage's record)."""
+        record = self.metrics()
+        stored = {m.get("stage"): m for m in record["stages"]}
+        missing = []
+        for index, stage in enumerate(self.stages):
+            folder = self.stage_dir(index)
+            if (folder / "config.json").is_file() and (folder / STAGE_METRICS).is_file():
+                metrics = read_json(folder / STAGE_METRICS, "stage metrics")
+                if json.dumps(stored.get(stage), sort_keys=True) != json.dumps(metrics, sort_keys=True):  # NaN-safe
+                    missing.append(metrics)
+        if missing:
+            self._write_metrics(record, missing)
 
     def stage_dir(self, index: int) -> Path:
         return self.path / "stages" / f"{index + 1}-{self.stages[index]}"
@@ -67,12 +99,16 @@ class RunFolder:
     def finish_stage(self, index: int, model: nn.Module, family: str, checkpoint_config: dict[str, Any],
                      metrics: dict[str, Any]) -> None:
         """Checkpoint stage ``index`` atomically, then record its metrics (metrics.json, stages.md)."""
+        stage_record = json.loads(json.dumps({"stage": self.stages[index], **metrics}))  # as it reads back
         save_checkpoint(self.stage_dir(index), model, family, {**checkpoint_config, "stage": self.stages[index]},
-                        overwrite=True)
-        record = self.metrics()
-        record["stages"] = [m for m in record["stages"] if m["stage"] != self.stages[index]]
-        record["stages"].append({"stage": self.stages[index], **metrics})
-        record["stages"].sort(key=lambda m: self.stages.index(m["stage"]))
+                        overwrite=True, extra_json={STAGE_METRICS: stage_record})
+        self._write_metrics(self.metrics(), [stage_record])
+
+    def _write_metrics(self, record: dict[str, Any], stage_records: list[dict[str, Any]]) -> None:
+        """Replace the records of ``stage_records``' stages in ``record``; write metrics.json and stages.md."""
+        names = {m["stage"] for m in stage_records}
+        record["stages"] = [m for m in record["stages"] if m.get("stage") not in names] + list(stage_records)
+        record["stages"].sort(key=lambda m: self.stages.index(m["stage"]) if m["stage"] in self.stages else len(self.stages))
         record["final"] = record["stages"][-1]
         write_json(self.path / "metrics.json", record)
         write_stage_table(self.path / "stages.md", record["stages"])
