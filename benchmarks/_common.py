@@ -36,12 +36,15 @@ def parse_args(description: str, extra: Callable[[argparse.ArgumentParser], Any]
 CACHE = Path(__file__).resolve().parent / ".cache"
 
 
-def parse_run_args(description: str) -> argparse.Namespace:
-    """:func:`parse_args` plus ``--resume`` and ``--cache`` for benchmarks that train in run folders."""
+def parse_run_args(description: str, extra: Callable[[argparse.ArgumentParser], Any] | None = None) -> argparse.Namespace:
+    """:func:`parse_args` plus ``--resume`` and ``--cache`` for benchmarks that train in run folders
+    (and ``extra(parser)``'s own options)."""
 
     def options(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--resume", action="store_true", help="keep finished stages from an earlier, interrupted run")
         parser.add_argument("--cache", type=Path, default=CACHE, help="folder for feature caches and run folders")
+        if extra is not None:
+            extra(parser)
 
     return parse_args(description, extra=options)
 

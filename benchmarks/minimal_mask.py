@@ -2,7 +2,7 @@
 optimisation baseline, on two classifiers: a small CNN trained on Fashion-MNIST and a linear probe
 on frozen Lite0 features of the part world (128 px). Plus one circuit readout per classifier.
 
-    python benchmarks/minimal_mask.py --out RESULT.json [--quick] [--resume]
+    python benchmarks/minimal_mask.py --out RESULT.json [--quick] [--resume] [--only fmnist|parts]
 
 Everything is measured on the same test images in one run: mask area, sufficiency (top-1 kept on
 ``m x + (1 - m) blur(x)``), deletion AUC (pixels ranked by the attribution; the mask explainer ranks
@@ -105,7 +105,8 @@ def measure(name: str, classifier_cfg: dict, explainer_cfg: dict, eval_n: int, p
 
 
 def main() -> None:
-    args = parse_run_args(__doc__)
+    args = parse_run_args(__doc__, lambda parser: parser.add_argument(
+        "--only", choices=("fmnist", "parts"), help="measure one classifier (default: both, side by side)"))
     runs = run_folders(args, "minimal_mask")
     results_dir = args.out.parent
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -127,6 +128,8 @@ def main() -> None:
         eval_n, perimage_n, steps, occlusion = 200, 32, 150, {}
     figures: dict = {"settings.batch": BATCH}
     for name, clf, mm in (("fmnist", fmnist, fmnist_mm), ("parts", parts, parts_mm)):
+        if args.only not in (None, name):
+            continue
         measure(name, clf, mm, eval_n, perimage_n, steps, occlusion, runs, results_dir, figures)
     write_result(args.out, args.quick, figures)
 
