@@ -101,12 +101,17 @@ def load_checkpoint(path: str | os.PathLike, family: str | None = None) -> Check
     if not isinstance(meta, dict) or not {"format_version", "family", "config"} <= meta.keys():
         raise CheckpointError(f"checkpoint {path}: {CONFIG_FILE} lacks format_version/family/config")
     version = meta["format_version"]
-    if not isinstance(version, int) or version < 1:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise CheckpointError(f"checkpoint {path}: invalid format_version {version!r}")
     if version > FORMAT_VERSION:
         raise CheckpointError(
             f"checkpoint {path} has format version {version}, newer than this sparsex reads ({FORMAT_VERSION}); upgrade sparsex"
         )
+    if not isinstance(meta["family"], str) or not meta["family"]:
+        raise CheckpointError(f"checkpoint {path}: {CONFIG_FILE} family must be a model family name, got {meta['family']!r}")
+    if not isinstance(meta["config"], dict):
+        raise CheckpointError(f"checkpoint {path}: {CONFIG_FILE} config must be a JSON object, "
+                              f"got {type(meta['config']).__name__}")
     unknown = sorted(set(meta) - KNOWN_KEYS)
     if unknown:
         warnings.warn(f"checkpoint {path}: ignoring unknown keys in {CONFIG_FILE}: {', '.join(unknown)}", stacklevel=2)

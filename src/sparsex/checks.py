@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import fields
 from typing import Any, TypeVar
 
@@ -22,9 +24,36 @@ def from_settings(cls: type[T], settings: dict[str, Any], what: str, error: type
     return cls(**settings)
 
 
-def check_tensor(x: torch.Tensor, name: str, shape: str, nonempty: bool = False) -> torch.Tensor:
+def check_number(value: Any, name: str, low: float | None = None, high: float | None = None, *,
+                 low_open: bool = False, high_open: bool = False, none_ok: bool = False) -> float | None:
+    """``value`` as a float: a finite real number (not a bool) in ``[low, high]`` (an end is left
+    out with ``low_open`` / ``high_open``; ``None`` for no bound), or ``None`` when ``none_ok``.
+    Raises a one-line :class:`InputError` naming ``name`` and the valid range otherwise."""
+    if value is None and none_ok:
+        return None
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        if low is not None and high is not None:
+            rule = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        elif low is not None:
+            rule = f"{'>' if low_open else '>='} {low:g}"
+        elif high is not None:
+            rule = f"{'<' if high_open else '<='} {high:g}"
+        else:
+            rule = ""
+        raise InputError(f"{name} must be a finite number{' ' + rule if rule else ''}{' or None' if none_ok else ''}, "
+                         f"got {value!r}")
+    return float(value)
+
+
+def check_tensor(x: torch.Tensor, name: str, shape: str, nonempty: bool = False, allow_nan: bool = False) -> torch.Tensor:
     """Check a floating tensor with the dimensions named in ``shape`` (e.g. ``"(B, K)"``) and only
-    finite values; ``nonempty`` also requires every size >= 1. Returns ``x``; raises a one-line
+    finite values (NaN allowed with ``allow_nan``, where it means "undefined"; never Inf);
+    ``nonempty`` also requires every size >= 1. Returns ``x``; raises a one-line
     :class:`InputError` naming the problem otherwise."""
     if not isinstance(x, torch.Tensor):
         raise InputError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
@@ -34,8 +63,10 @@ def check_tensor(x: torch.Tensor, name: str, shape: str, nonempty: bool = False)
     if not x.is_floating_point():
         raise InputError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
     if x.numel() and not torch.isfinite(x).all():
-        bad = "NaN" if torch.isnan(x).any() else "Inf"
-        raise InputError(f"{name} contain {bad} values")
+        if not allow_nan and torch.isnan(x).any():
+            raise InputError(f"{name} contain NaN values")
+        if torch.isinf(x).any():
+            raise InputError(f"{name} contain Inf values")
     return x
 
 

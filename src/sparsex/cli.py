@@ -7,6 +7,7 @@ Errors that are the user's to fix (:class:`~sparsex.errors.SparsexError`) are pr
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -16,8 +17,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .checks import check_number
+from .distributed import check_device
 from .errors import SparsexError
-from .io import read_json
+from .io import check_output_dir, read_json
+
+try:  # typer >= 0.20 vendors click
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - older typer uses click itself
+    from click import exceptions as click_exceptions
 
 app = typer.Typer(help="Sparse, faithful explanations of image classifiers.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
@@ -48,6 +56,15 @@ def parse_options(pairs: list[str] | None, what: str = "--data-opt") -> dict[str
         except json.JSONDecodeError:
             options[key] = value
     return options
+
+
+def comma_list(values: list[str], option: str) -> list[str]:
+    """``["a,b", "c"]`` -> ``["a", "b", "c"]`` (names of a repeatable, comma-separated option);
+    an option given with no name at all (``--layers ,``) is an error."""
+    names = [name.strip() for item in values for name in item.split(",") if name.strip()]
+    if not names:
+        raise SparsexError(f"{option} takes names separated by commas, got {','.join(values)!r}")
+    return names
 
 
 @app.command("datasets")
@@ -105,7 +122,7 @@ def data_preview(
     split: str = typer.Option("train", help="Split to sample from."),
     root: Optional[Path] = typer.Option(None, help="Local folder with the dataset's files."),
     n: int = typer.Option(16, help="Number of samples."),
-    seed: int = typer.Option(0, help="Which samples (random, from this seed)."),
+    seed: int = typer.Option(0, min=0, help="Which samples (random, from this seed)."),
     data_opt: Optional[list[str]] = typer.Option(None, "--data-opt", help="Dataset setting KEY=VALUE (repeatable)."),
 ) -> None:
     """Draw a grid of samples, with part masks where the dataset has them."""
@@ -127,11 +144,11 @@ def features_extract(
     weights: Optional[Path] = typer.Option(None, help="Local weight file for the backbone."),
     random_weights: bool = typer.Option(False, "--random-weights", help="Do not load bundled pretrained weights."),
     layer: Optional[int] = typer.Option(None, help="Feature layer index (default: final features)."),
-    image_size: Optional[int] = typer.Option(None, help="Backbone input side (default: the model's own)."),
+    image_size: Optional[int] = typer.Option(None, min=1, help="Backbone input side (default: the model's own)."),
     batch_size: int = typer.Option(64, help="Images per forward pass."),
     dtype: str = typer.Option("float32", help="Stored dtype: float32, float16 or bfloat16."),
     device: str = typer.Option("cpu", help="Torch device, e.g. cpu or cuda."),
-    num_workers: int = typer.Option(0, help="DataLoader worker processes."),
+    num_workers: int = typer.Option(0, min=0, help="DataLoader worker processes."),
     quiet: bool = QUIET,
 ) -> None:
     """Run a frozen backbone over dataset splits once and cache the features on disk."""
@@ -139,6 +156,7 @@ def features_extract(
     from .data import create_dataset
     from .features import extract_features
 
+    check_device(device)
     model = create_backbone(backbone, pretrained=not random_weights, weights=weights, layer=layer, image_size=image_size)
     options = parse_options(data_opt)
     for name in split or ["train", "test"]:
@@ -279,7 +297,7 @@ def train_classifier_command(
     data_opt: Optional[list[str]] = TRAIN_OPTIONS["data_opt"], weights: Optional[Path] = TRAIN_OPTIONS["weights"],
     random_weights: bool = TRAIN_OPTIONS["random_weights"],
     mode: Optional[str] = typer.Option(None, "--mode", help="probe (frozen backbone, cached features) or end-to-end."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs (default 20)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Training epochs (default 20)."),
     config: Optional[Path] = TRAIN_OPTIONS["config"], set_: Optional[list[str]] = TRAIN_OPTIONS["set_"],
     device: Optional[str] = TRAIN_OPTIONS["device"], overwrite: bool = TRAIN_OPTIONS["overwrite"],
     quiet: bool = TRAIN_OPTIONS["quiet"],
@@ -319,7 +337,7 @@ def train_explainer_command(
     if epochs is not None:
         explainer["epochs"] = epochs
     if layers:
-        explainer["layers"] = [name for item in layers for name in item.split(",") if name]
+        explainer["layers"] = comma_list(layers, "--layers")
     for key, value in parse_options(set_, "--set").items():
         if key.startswith("weights."):
             explainer["weights"] = {**(explainer.get("weights") or {}), key.split(".", 1)[1]: value}
@@ -379,6 +397,8 @@ def analyze_vsc_command(
     """Traversals, class x dimension gamma heat map, class correlation, dimension table, probe, reconstructions."""
     from .analysis.vsc import analyze_vsc
 
+    check_device(device)
+    check_number(span, "--span", 0, low_open=True)
     dim_list = None
     if dims:
         items = [d for item in dims for d in item.split(",") if d.strip()]
@@ -474,7 +494,7 @@ def circuit_command(
     """Circuit readout: the active channels per layer and the edges that carry the decision on one image."""
     from .explainers.circuit import circuit_file
 
-    layer_list = [name for item in layers for name in item.split(",") if name.strip()] if layers else None
+    layer_list = comma_list(layers, "--layers") if layers else None
     path = circuit_file(classifier, image, out, explainer=explainer, target=target, layers=layer_list, top_k=top_k,
                         threshold=threshold, edge_top_k=edge_top_k, other_classes=other_classes, overwrite=overwrite)
     circuit = read_json(path / "circuit.json", "circuit")
@@ -514,7 +534,8 @@ def evaluate_command(
             raise SparsexError(f"--set takes EXPLAINER.KEY=VALUE, got {key!r}")
         explainer_settings.setdefault(name, {})[setting] = value
     config = EvaluateConfig(
-        model=str(model), explainers=explainer or [], explainer_settings=explainer_settings, data=data,
+        model=str(model), explainers=comma_list([explainer], "--explainer") if explainer is not None else [],
+        explainer_settings=explainer_settings, data=data,
         root=str(root) if root else None, data_options=parse_options(data_opt) if data_opt else None, split=split,
         limit=limit or None, internal_batch_size=internal_batch_size)
     with warnings.catch_warnings(record=True) as caught:
@@ -536,6 +557,7 @@ def demo_command(
     """The main job on the embedded part world: train a classifier, SIDE and ProtoS-ViT, evaluate them, write a report."""
     from .demo import DemoConfig, run_demo
 
+    check_output_dir(out, overwrite=True)  # the demo resumes in an existing folder: refuse only a file
     result = run_demo(out, DemoConfig.quick() if quick else None, progress=not quiet)
     _print_rows(result["rows"], "part world, test split")
     console.print(f"demo finished in {result['seconds']:.0f} s; report: {result['report']}")
@@ -555,12 +577,35 @@ def _print_rows(rows: dict[str, dict[str, Any]], title: str) -> None:
         console.print(f"  {escape(name)}: {scores}", highlight=False)
 
 
+def _print_error(message: str) -> None:
+    message = " ".join(message.split())  # always one line
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``sparsex`` command."""
+    """Entry point of the ``sparsex`` command.
+
+    A :class:`SparsexError` and a command-line usage error (unknown command or option, a value
+    that is not a number, a missing argument) print one ``error: ...`` line and exit with
+    status 2; anything else is a bug and keeps its traceback. Under torchrun only rank 0 prints
+    reports (every rank prints its errors).
+    """
+    console.quiet = os.environ.get("RANK", "0") != "0"
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="sparsex", standalone_mode=True)
+        code = command.main(args=argv, prog_name="sparsex", standalone_mode=False)
     except SparsexError as e:
-        message = " ".join(str(e).split())  # always one line
-        Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+        _print_error(str(e))
         sys.exit(2)
+    except click_exceptions.ClickException as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # the help was printed already
+            sys.exit(e.exit_code)
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None and isinstance(e, click_exceptions.UsageError) else ""
+        _print_error(e.format_message() + hint)
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        _print_error("aborted")
+        sys.exit(1)
+    if isinstance(code, int) and code:
+        sys.exit(code)

@@ -26,12 +26,23 @@ def check_model(model: nn.Module) -> nn.Module:
 
 
 def check_model_device(model: nn.Module, inputs: torch.Tensor) -> None:
-    """The model's parameters (or buffers) must be on the inputs' device."""
+    """The model's parameters (or buffers) must be on the inputs' device, and floating inputs must
+    have the dtype of its floating parameters (:func:`check_model_dtype`)."""
     tensor = next(model.parameters(), None)
     if tensor is None:
         tensor = next(model.buffers(), None)
     if tensor is not None and tensor.device != inputs.device:
         raise InputError(f"inputs are on {inputs.device} but the model is on {tensor.device}; move one to the other")
+    check_model_dtype(model, inputs)
+
+
+def check_model_dtype(model: nn.Module, inputs: torch.Tensor) -> None:
+    """Floating ``inputs`` must have the dtype of the model's first floating parameter (a float32
+    model cannot take float64 or float16 images: its convolutions would fail deep inside torch)."""
+    param = next((p for p in model.parameters() if p.is_floating_point()), None)
+    if param is not None and inputs.is_floating_point() and inputs.dtype != param.dtype:
+        raise InputError(f"inputs have dtype {inputs.dtype} but the model computes in {param.dtype}; "
+                         f"convert them with .to({param.dtype})")
 
 
 @contextmanager

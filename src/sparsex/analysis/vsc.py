@@ -102,7 +102,7 @@ def analyze_vsc(run: str | os.PathLike, out: str | os.PathLike | None = None, di
     model = model.to(device)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
         raise InputError(f"traversal steps must be an integer >= 2, got {steps!r}")
-    if not span > 0:
+    if isinstance(span, bool) or not isinstance(span, (int, float)) or not 0 < span < float("inf"):
         raise InputError(f"traversal span must be > 0, got {span!r}")
     if dims is not None:
         bad = [d for d in dims if isinstance(d, bool) or not isinstance(d, int) or not 0 <= d < model.latent_dim]

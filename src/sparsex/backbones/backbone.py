@@ -194,6 +194,8 @@ def create_backbone(name: str, pretrained: bool = False, weights: str | os.PathL
         seed: seed of the random initialisation (of everything the weights do not cover), so the
             same call always gives the same model; the global RNG is left untouched.
     """
+    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1):
+        raise SparsexError(f"backbone image_size must be a positive integer or None, got {image_size!r}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         backbone = _create(name, pretrained, weights, layer, image_size, **kwargs)

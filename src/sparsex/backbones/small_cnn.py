@@ -40,6 +40,9 @@ def create_small_cnn(pretrained: bool = False, weights: str | os.PathLike | None
     """The small CNN; it has no bundled weights (``pretrained`` is ignored), ``weights=PATH`` loads a file."""
     if layer is not None:
         raise SparsexError("small-cnn has a single feature layer; leave layer unset")
+    for setting, value in (("in_chans", in_chans), ("width", width)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise SparsexError(f"small-cnn setting {setting} must be a positive integer, got {value!r}")
     model = SmallCNN(in_chans, width)
     if weights is not None:
         load_state_dict_checked(model, read_state_dict(weights), f"weights file {weights}")

@@ -105,19 +105,42 @@ def load_image(path: str | os.PathLike, channels: int = 3) -> Image.Image:
     A missing, truncated or non-image file raises :class:`DataError`.
     """
     path = Path(path)
+    check_channels(channels)
     try:
         with Image.open(path) as img:
             img.load()
             return img.convert("RGB" if channels == 3 else "L")
     except FileNotFoundError:
         raise DataError(f"image file not found: {path}") from None
+    except IsADirectoryError:
+        raise DataError(f"image path {path} is a folder, not an image file") from None
+    except Image.DecompressionBombError as e:
+        raise DataError(f"cannot read image {path}: too large ({e})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DataError(f"cannot read image {path}: not an image or corrupt ({e})") from None
+
+
+def check_channels(channels: Any, what: str = "image channels") -> int:
+    """``channels`` must be 1 (grey-scale) or 3 (RGB); a one-line :class:`DataError` naming ``what`` otherwise."""
+    if isinstance(channels, bool) or channels not in (1, 3):
+        raise DataError(f"{what} must be 1 or 3, got {channels!r} (1: grey-scale, 3: RGB)")
+    return int(channels)
+
+
+def check_image_size(size: Any) -> tuple[int, int] | None:
+    """``size`` must be ``None`` or a pair ``(H, W)`` of positive integers; a one-line :class:`DataError` otherwise."""
+    if size is None:
+        return None
+    if (not isinstance(size, (tuple, list)) or len(size) != 2
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in size)):
+        raise DataError(f"image size must be a pair (H, W) of positive integers, got {size!r}")
+    return int(size[0]), int(size[1])
 
 
 def read_image_tensor(path: str | os.PathLike, channels: int = 3, size: tuple[int, int] | None = None) -> torch.Tensor:
     """An image file as a batch of one, ``(1, channels, H, W)`` float32 in ``[0, 1]``
     (:func:`load_image`), resized (bilinear) to ``size = (H, W)`` when given."""
+    size = check_image_size(size)
     img = load_image(path, channels=channels)
     if size is not None and img.size != (size[1], size[0]):
         img = img.resize((size[1], size[0]), Image.BILINEAR)

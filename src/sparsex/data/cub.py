@@ -196,6 +196,9 @@ class CUBDataset(ImageDataset):
         if self.crop_to_bbox:
             boxes = _read_id_map(f / BBOX_FILE, "iffff")
             self.bboxes = np.array([_lookup(boxes, i, f / BBOX_FILE) for i in ids], dtype=np.float64)
+            finite = np.isfinite(self.bboxes).all(axis=1)
+            if not finite.all():
+                raise DataError(f"{f / BBOX_FILE}: image id {ids[np.argmin(finite)]} has a non-finite box coordinate")
             bad = np.flatnonzero((self.bboxes[:, 2] <= 0) | (self.bboxes[:, 3] <= 0))
             if len(bad):
                 raise DataError(f"{f / BBOX_FILE}: image id {ids[bad[0]]} has a box of zero or negative size")
@@ -208,6 +211,7 @@ class CUBDataset(ImageDataset):
             (_positions(all_image_ids, image_id)[1], image_id, "unknown image id {}"),
             (_positions(part_ids, part_id)[1], part_id, "unknown part id {}"),
             ((visible == 0) | (visible == 1), visible, "visibility {} (must be 0 or 1)"),
+            (np.isfinite(values[:, 2:4]).all(axis=1), values[:, 2], "non-finite keypoint coordinate (x = {})"),
         ]
         bad = ~np.logical_and.reduce([ok for ok, _, _ in checks])
         if bad.any():

@@ -14,6 +14,7 @@ from ..errors import DataError
 from .base import (
     DATASETS,
     ImageDataset,
+    check_channels,
     check_positive_int,
     files_digest,
     load_image,
@@ -77,9 +78,7 @@ class ImageFolderDataset(ImageDataset):
         self.split = split
         self.folder = self._split_folder()
         self.size = check_positive_int(self.name, "image_size", image_size)
-        if channels not in (1, 3):
-            raise DataError(f"dataset 'imagefolder': setting 'channels' must be 1 or 3, got {channels!r}")
-        self.channels = channels
+        self.channels = check_channels(channels, "dataset 'imagefolder': setting 'channels'")
         self.image_size = None if self.size is None else (self.size, self.size)
         self.classes, self.paths, labels = scan_class_tree(self.folder)
         self._labels = np.array(labels, dtype=np.int64)
@@ -120,6 +119,8 @@ class ImageFolderDataset(ImageDataset):
                 with Image.open(path) as img:
                     img.draft(img.mode, (1, 1))
                     img.load()
+            except Image.DecompressionBombError as e:
+                raise DataError(f"cannot read image {path}: too large ({e})") from None
             except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
                 raise DataError(f"cannot read image {path}: not an image or corrupt ({e})") from None
 

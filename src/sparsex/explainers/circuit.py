@@ -59,7 +59,7 @@ from torch import nn
 
 from ..checks import check_images
 from ..errors import InputError, SparsexError
-from ..inference import class_names
+from ..inference import check_model, class_names
 from .hooks import resolve_layers
 
 if TYPE_CHECKING:
@@ -283,6 +283,7 @@ def default_circuit_layers(model: nn.Module, x: torch.Tensor | None = None, coun
     (see the module docstring), ending at the one that feeds the classifier. ``x`` is an example
     image ``(1, C, H, W)``, needed unless ``model`` is an
     :class:`~sparsex.models.classifier.ImageClassifier`."""
+    check_model(model)
     _check_count(count, "count")
     x = _check_image(x) if x is not None else _example_input(model)
     return _default_layers(model, _trace(model, x), count)
@@ -364,6 +365,7 @@ def readout(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor | None
     """
     import networkx as nx
 
+    check_model(model)
     _check_settings(top_k, threshold, edge_top_k, other_classes)
     names = _layer_list(layers)
     if names is not None:

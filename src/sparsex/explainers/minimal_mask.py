@@ -44,10 +44,10 @@ from tqdm.auto import tqdm
 
 from .. import distributed
 from ..checkpoint import load_checkpoint, save_checkpoint
-from ..checks import check_images, from_settings
+from ..checks import check_images, check_number, check_tensor, from_settings
 from ..errors import CheckpointError, InputError, SparsexError
 from ..losses.mask import activation_matching_loss, binarisation_loss, mask_area_loss, total_variation_loss
-from ..inference import class_names, positive_int, resolve_targets
+from ..inference import check_model_dtype, class_names, positive_int, resolve_targets
 from ..metrics.faithfulness import pixel_ranks
 from ..perturb import blur, composite
 from ..weights import module_sha256
@@ -296,6 +296,7 @@ def _check_target(target: Any, logits: torch.Tensor) -> None:
 
 def _prepare(x: torch.Tensor, size: tuple[int, int] | None, channels: int | None) -> torch.Tensor:
     """Check images against the size and channels an explainer was trained on."""
+    check_tensor(x, "images", "(B, C, H, W)", nonempty=True)
     check_images(x, channels=channels)
     if size is not None and tuple(x.shape[-2:]) != tuple(size):
         raise InputError(f"images are {x.shape[-2]}x{x.shape[-1]}; this explainer was trained on {size[0]}x{size[1]} images "
@@ -368,6 +369,7 @@ class MinimalMask:
         says: one forward of the mask net, plus the classifier's check when ``"verified"``) or the
         mask probabilities ``sigmoid(z)`` (to rank pixels, e.g. for deletion curves)."""
         x = _prepare(inputs, self.image_size, self.in_chans)
+        check_model_dtype(self.net, x)
         if target is not None:
             _check_target(target, self.model(x))
         self.net.eval()
@@ -429,6 +431,11 @@ class PerImageMask(Explainer):
                  internal_batch_size: int = 32, seed: int = 0, binary: bool = True, area_budget: float | None = None) -> None:
         for name, value in (("steps", steps), ("downsample", downsample), ("internal_batch_size", internal_batch_size)):
             positive_int(value, name)
+        check_number(lr, "lr", 0, 10, low_open=True, high_open=True)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise InputError(f"seed must be an integer >= 0, got {seed!r}")
+        if layers is not None and (isinstance(layers, str) or not isinstance(layers, (list, tuple)) or not layers):
+            raise InputError(f"layers must be a non-empty list of layer names or None (the default), got {layers!r}")
         super().__init__(model)
         if isinstance(weights, dict):
             weights = from_settings(MaskObjectiveWeights, weights, "mask objective")

@@ -28,10 +28,11 @@ from safetensors.torch import save
 from torch import nn
 
 from ..backbones import Backbone, create_backbone
-from ..checks import check_images
+from ..checks import check_images, check_number, check_tensor
 from ..data.base import create_dataset, load_image, pil_to_tensor, resize_center_crop
 from ..errors import CheckpointError, InputError, SparsexError
 from ..features import FeatureCache, extract_features
+from ..inference import check_model_dtype, resolve_targets
 from ..io import atomic_dir, atomic_file, check_output_dir, sha256_file, write_json
 from ..models import PrototypeOutput, contribution_threshold, load_model
 from ..viz.prototypes import MAX_ROWS, explanation_figure, gallery_patches
@@ -275,7 +276,7 @@ class PrototypeExplainer:
     def __init__(self, head: nn.Module, backbone: Backbone, eps: float = 1e-3) -> None:
         self.head = head
         self.backbone = backbone
-        self.eps = eps
+        self.eps = check_number(eps, "eps", 0)
 
     def _forward(self, images: torch.Tensor) -> PrototypeOutput:
         device, _ = _head_device(self.head)
@@ -294,10 +295,11 @@ class PrototypeExplainer:
         if not isinstance(image, torch.Tensor) or image.dim() not in (3, 4) or (image.dim() == 4 and image.shape[0] != 1):
             got = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
             raise InputError(f"explain takes one image (C, H, W) or (1, C, H, W), got {got}")
-        x = check_images(image if image.dim() == 4 else image[None], name="image")
+        x = check_tensor(image if image.dim() == 4 else image[None], "image", "(1, C, H, W)", nonempty=True)
+        check_model_dtype(self.backbone, x)
         if isinstance(top_classes, bool) or not isinstance(top_classes, int) or top_classes < 1:
             raise InputError(f"top_classes must be a positive integer, got {top_classes!r}")
-        eps = self.eps if eps is None else eps
+        eps = self.eps if eps is None else check_number(eps, "eps", 0)
         out = self._forward(x)
         logits = out.logits[0].float().cpu()
         probs = self.head.probabilities(out.logits)[0].float().cpu()
@@ -335,20 +337,10 @@ class PrototypeExplainer:
         to ``(H, W)`` and ``c`` the ``target`` (an int for all images, or one per image) or the
         predicted class. Returned on the input's device.
         """
-        check_images(inputs, name="inputs")
+        check_tensor(inputs, "inputs", "(B, C, H, W)", nonempty=True)
+        check_model_dtype(self.backbone, inputs)
         out = self._forward(inputs)
-        num_classes = out.logits.shape[1]
-        if target is None:
-            classes = out.logits.argmax(dim=1)
-        else:
-            classes = torch.as_tensor(target, device=out.logits.device).flatten()
-            if classes.numel() == 1:
-                classes = classes.expand(inputs.shape[0])
-            if classes.numel() != inputs.shape[0] or classes.is_floating_point() or classes.dtype == torch.bool:
-                raise InputError(f"target must be one integer class, or one per image ({inputs.shape[0]}), "
-                                 f"got shape {tuple(classes.shape)} of {classes.dtype}")
-            if not ((classes >= 0) & (classes < num_classes)).all():
-                raise InputError(f"target classes must lie in [0, {num_classes}), got {classes.tolist()}")
+        classes = resolve_targets(out.logits, target)
         weights = self.head.class_weights()[classes]  # (B, P)
         contributions = out.scores * weights
         coefficients = contributions * (contributions > contribution_threshold(self.head, self.eps))

@@ -10,12 +10,10 @@ Also holds the input checks shared by every loss in :mod:`sparsex.losses`.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
-from ..checks import check_tensor
+from ..checks import check_number, check_tensor
 from ..errors import InputError
 
 
@@ -24,19 +22,24 @@ def check_logits(logits: torch.Tensor) -> torch.Tensor:
     return check_tensor(logits, "logits", "(B, K)", nonempty=True)
 
 
-def check_class_indices(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Check integer class indices ``(B,)`` against logits ``(B, K)``: each in ``[0, K)``."""
+def check_class_indices(logits: torch.Tensor, targets: torch.Tensor, num_classes: int | None = None,
+                        what: str = "logits") -> torch.Tensor:
+    """Check integer class indices ``(B,)`` against ``logits (B, K)``: each in ``[0, K)``.
+
+    ``num_classes`` overrides ``K`` (then ``logits`` is any tensor whose first dimension is ``B``,
+    called ``what`` in the messages, e.g. the scores of :func:`~sparsex.losses.hoyer.class_importance_hoyer_loss`).
+    """
     if not isinstance(targets, torch.Tensor):
         raise InputError(f"targets must be a torch.Tensor, got {type(targets).__name__}")
-    b, k = logits.shape
+    b, k = logits.shape[0], logits.shape[1] if num_classes is None else num_classes
     if targets.shape != (b,):
         raise InputError(
-            f"targets must be class indices of shape ({b},) to match logits {tuple(logits.shape)}, got {tuple(targets.shape)}"
+            f"targets must be class indices of shape ({b},) to match {what} {tuple(logits.shape)}, got {tuple(targets.shape)}"
         )
     if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
         raise InputError(f"class-index targets must have an integer dtype, got {targets.dtype}")
     if targets.device != logits.device:
-        raise InputError(f"targets are on {targets.device} but logits on {logits.device}")
+        raise InputError(f"targets are on {targets.device} but {what} on {logits.device}")
     if ((targets < 0) | (targets >= k)).any():
         bad = targets[(targets < 0) | (targets >= k)][0].item()
         raise InputError(f"target index {bad} is out of range for {k} classes")
@@ -63,8 +66,7 @@ def target_matrix(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 def _check_non_negative(**values: float) -> None:
     for name, value in values.items():
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-            raise InputError(f"{name} must be a finite number >= 0, got {value!r}")
+        check_number(value, name, 0)
 
 
 def asymmetric_loss(

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import torch
 
-from ..checks import check_tensor
+from ..checks import check_number, check_tensor
+from ..errors import InputError
+from .asl import check_class_indices
 
 
 def hoyer_square(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -21,6 +23,7 @@ def hoyer_square(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     non-zeros. An all-zero row gives 0 (``eps`` guards the division). Returns ``(B,)``.
     """
     check_tensor(x, "importances", "(B, P)")
+    check_number(eps, "eps", 0)
     return x.abs().sum(dim=1).square() / (x.square().sum(dim=1) + eps)
 
 
@@ -28,6 +31,7 @@ def hoyer_square_loss(importances: torch.Tensor) -> torch.Tensor:
     """Mean Hoyer-Square over the rows of ``importances (B, P)``:
     ``L_HS = 1/B sum_b HS(importances_b)`` (see :func:`hoyer_square`). In ProtoS-ViT the row of
     image ``b`` is ``s_b * W[y_b]``, its prototype scores times its class's weights."""
+    check_tensor(importances, "importances", "(B, P)", nonempty=True)
     return hoyer_square(importances).mean()
 
 
@@ -36,4 +40,10 @@ def class_importance_hoyer_loss(scores: torch.Tensor, class_weights: torch.Tenso
     """Hoyer-Square of each image's importances for its own class, averaged:
     ``L = 1/B sum_b HS(s_b * W[y_b])`` with scores ``s (B, P)``, the scores sheet ``W (K, P)``
     and class indices ``y (B,)`` (ProtoS-ViT's sparsity term)."""
-    return hoyer_square_loss(scores * class_weights[targets])
+    check_tensor(scores, "scores", "(B, P)", nonempty=True)
+    check_tensor(class_weights, "class_weights", "(K, P)", nonempty=True)
+    if class_weights.shape[1] != scores.shape[1] or class_weights.device != scores.device:
+        raise InputError(f"class_weights {tuple(class_weights.shape)} on {class_weights.device} do not match the scores "
+                         f"{tuple(scores.shape)} on {scores.device} (same number of prototypes P, same device)")
+    check_class_indices(scores, targets, num_classes=class_weights.shape[0], what="scores")
+    return hoyer_square_loss(scores * class_weights[targets.long()])

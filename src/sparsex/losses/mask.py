@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..checks import check_tensor
+from ..checks import check_number, check_tensor
 from ..errors import InputError
 
 
@@ -29,9 +29,14 @@ def activation_matching_loss(reference: torch.Tensor, explained: torch.Tensor, k
     dominate at each location (the distribution alignment), the cosine the overall pattern.
     ``reference`` is treated as a constant target. Returns a scalar.
     """
+    for name, x in (("reference activations", reference), ("explained activations", explained)):
+        dims = x.dim() if isinstance(x, torch.Tensor) else 2
+        check_tensor(x, name, "(" + ", ".join(["B", "C", *(f"L{i}" for i in range(1, dims - 1))]) + ")", nonempty=True)
     if reference.shape != explained.shape or reference.dim() < 2:
         raise InputError(f"activations must have equal shapes (B, C, ...), got {tuple(reference.shape)} "
                          f"and {tuple(explained.shape)}")
+    check_number(kl_weight, "kl_weight", 0)
+    check_number(cosine_weight, "cosine_weight", 0)
     a, b = reference.detach().flatten(2), explained.flatten(2)  # (B, C, L)
     kl = F.kl_div(F.log_softmax(b, dim=1), F.log_softmax(a, dim=1), reduction="none", log_target=True).sum(dim=1).mean()
     cosine = F.cosine_similarity(a.flatten(1), b.flatten(1), dim=1, eps=1e-8).mean()
@@ -42,14 +47,15 @@ def mask_area_loss(mask: torch.Tensor, target: float = 0.0) -> torch.Tensor:
     """Area of the mask above a target: ``1/B sum_b relu(a_b - target)`` with ``a_b`` the mean of
     ``m_b`` over its pixels. ``target = 0`` is the L1 area ``1/(B H W) sum m`` (``m >= 0``); a
     target lets masks at or below that area feel no area pressure at all."""
-    check_tensor(mask, "mask", "(B, 1, H, W)")
+    check_tensor(mask, "mask", "(B, 1, H, W)", nonempty=True)
+    check_number(target, "target area", 0, 1)
     return torch.relu(mask.flatten(1).mean(dim=1) - target).mean()
 
 
 def total_variation_loss(mask: torch.Tensor) -> torch.Tensor:
     """Anisotropic total variation, a compactness prior:
     ``TV(m) = 1/B sum_b [ mean_{i,j} |m[i+1, j] - m[i, j]| + mean_{i,j} |m[i, j+1] - m[i, j]| ]``."""
-    check_tensor(mask, "mask", "(B, 1, H, W)")
+    check_tensor(mask, "mask", "(B, 1, H, W)", nonempty=True)
     vertical = (mask[:, :, 1:, :] - mask[:, :, :-1, :]).abs().flatten(1).mean(dim=1)
     horizontal = (mask[:, :, :, 1:] - mask[:, :, :, :-1]).abs().flatten(1).mean(dim=1)
     return (vertical + horizontal).mean()
@@ -58,5 +64,5 @@ def total_variation_loss(mask: torch.Tensor) -> torch.Tensor:
 def binarisation_loss(mask: torch.Tensor) -> torch.Tensor:
     """Binarisation prior ``1/(B H W) sum m (1 - m)``: zero exactly on a 0/1 mask, largest (1/4
     per pixel) at ``m = 0.5``."""
-    check_tensor(mask, "mask", "(B, 1, H, W)")
+    check_tensor(mask, "mask", "(B, 1, H, W)", nonempty=True)
     return (mask * (1 - mask)).mean()

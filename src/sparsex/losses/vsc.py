@@ -98,7 +98,7 @@ def pairwise_bernoulli_jsd(p: torch.Tensor, q: torch.Tensor | None = None) -> to
 def mean_pairwise_jsd(gamma: torch.Tensor) -> torch.Tensor:
     """Mean of ``JSD(gamma_i, gamma_k)`` over the ``n (n - 1) / 2`` pairs ``i < k`` of the rows of
     ``gamma (n, D)``, ``n >= 2`` (the diagonal, always 0, is left out). Returns a scalar."""
-    n = gamma.shape[0]
+    n = _check_probabilities(gamma).shape[0]
     if n < 2:
         raise InputError(f"the mean pairwise JSD needs at least 2 rows, got {n}")
     return pairwise_bernoulli_jsd(gamma).sum() / (n * (n - 1))
@@ -115,8 +115,9 @@ def class_alignment_loss(gamma: torch.Tensor, labels: torch.Tensor) -> torch.Ten
     ``labels (B,)``. Raises :class:`InputError` when no class has two samples (no pair to align).
     """
     _check_probabilities(gamma)
-    if not isinstance(labels, torch.Tensor) or labels.shape != (gamma.shape[0],) or labels.is_floating_point():
-        got = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+    if (not isinstance(labels, torch.Tensor) or labels.shape != (gamma.shape[0],) or labels.is_floating_point()
+            or labels.is_complex() or labels.dtype == torch.bool):
+        got = f"{tuple(labels.shape)} {labels.dtype}" if isinstance(labels, torch.Tensor) else type(labels).__name__
         raise InputError(f"labels must be integer class indices of shape ({gamma.shape[0]},), got {got}")
     classes, counts = labels.unique(return_counts=True)
     paired = classes[counts >= 2]

@@ -23,10 +23,11 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 import torch
 
-from ..checks import check_tensor
+from ..checks import check_number, check_tensor
 from ..errors import InputError
+from ..inference import positive_int
 from ..losses.vsc import bernoulli_jsd, pairwise_bernoulli_jsd
-from .prototype import Metric, _check_labels
+from .prototype import Metric, _check_labels, _check_threshold
 
 #: DESIGN.md: a dimension is active for a sample where its spike probability exceeds this.
 ACTIVE_THRESHOLD = 0.5
@@ -39,15 +40,25 @@ def _check_gamma(gamma: torch.Tensor) -> torch.Tensor:
     return gamma
 
 
+def _names(names: Any, what: str) -> list[str]:
+    """Class names: a list or tuple of strings (not one string)."""
+    if isinstance(names, str) or not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise InputError(f"{what} must be a list of class names, got {names!r}")
+    return list(names)
+
+
 def active_dims(gamma: torch.Tensor, threshold: float = ACTIVE_THRESHOLD) -> float:
     """Mean over samples of ``#{j : gamma[n, j] > threshold}``. ``gamma (N, D)``; returns a float in ``[0, D]``."""
-    return (_check_gamma(gamma) > threshold).sum(dim=1).double().mean().item()
+    _check_gamma(gamma)
+    return (gamma > _check_threshold(threshold)).sum(dim=1).double().mean().item()
 
 
 def _any_labels(labels: torch.Tensor, name: str, n: int) -> torch.Tensor:
     """Non-negative integer labels ``(n,)`` (any number of classes)."""
     if not isinstance(labels, torch.Tensor):
         raise InputError(f"{name} must be a torch.Tensor, got {type(labels).__name__}")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise InputError(f"{name} must have an integer dtype, got {labels.dtype}")
     return _check_labels(labels, name, n, int(labels.max().item()) + 1 if labels.numel() else 1)
 
 
@@ -65,6 +76,9 @@ def within_class_jsd(gamma: torch.Tensor, labels: torch.Tensor, max_pairs: int |
     """
     _check_gamma(gamma)
     _any_labels(labels, "labels", gamma.shape[0])
+    max_pairs = positive_int(max_pairs, "max_pairs", none_ok=True)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise InputError(f"seed must be an integer, got {seed!r}")
     generator = torch.Generator().manual_seed(seed)
     means = []
     with torch.no_grad():
@@ -87,6 +101,7 @@ def within_class_jsd(gamma: torch.Tensor, labels: torch.Tensor, max_pairs: int |
 def class_mean_gamma(gamma: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Mean gamma vector of each class, ``(K, D)``; a class without samples gets a row of NaN."""
     _check_gamma(gamma)
+    num_classes = positive_int(num_classes, "num_classes")
     _check_labels(labels, "labels", gamma.shape[0], num_classes)
     out = torch.full((num_classes, gamma.shape[1]), float("nan"), dtype=gamma.dtype, device=gamma.device)
     for c in range(num_classes):
@@ -99,7 +114,7 @@ def class_correlation(class_means: torch.Tensor) -> torch.Tensor:
     """Pearson correlation between the rows of ``class_means (K, D)`` (each row centred over its ``D``
     dimensions): ``r[a, b] = cov(m_a, m_b) / (std(m_a) std(m_b))``, ``(K, K)``. A row that is
     constant (or NaN) has no defined correlation: its entries are NaN, except 1 on the diagonal."""
-    check_tensor(class_means, "class_means", "(K, D)", nonempty=True)
+    check_tensor(class_means, "class_means", "(K, D)", nonempty=True, allow_nan=True)
     m = class_means.double()
     centred = m - m.mean(dim=1, keepdim=True)
     norms = centred.norm(dim=1)
@@ -114,7 +129,17 @@ def group_correlation(corr: torch.Tensor | Sequence[Sequence[float]], classes: S
     """Summarise a class correlation matrix for ``group`` (class names, e.g. the footwear classes):
     ``within`` is the mean correlation over pairs inside the group, ``across`` the mean over pairs
     with one class inside and one outside. NaN entries are left out of the means."""
-    corr = torch.as_tensor(corr, dtype=torch.float64)
+    classes, group = _names(classes, "classes"), _names(group, "group")
+    if isinstance(corr, torch.Tensor) and (corr.is_complex() or corr.dtype == torch.bool):
+        raise InputError(f"corr must be a real (K, K) matrix, got dtype {corr.dtype}")
+    try:
+        corr = torch.as_tensor(corr, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise InputError(f"corr must be a (K, K) matrix of numbers, got {type(corr).__name__}") from None
+    if tuple(corr.shape) != (len(classes), len(classes)):
+        raise InputError(f"corr must have shape ({len(classes)}, {len(classes)}) for the {len(classes)} classes, "
+                         f"got {tuple(corr.shape)}")
+    check_tensor(corr, "corr", "(K, K)", allow_nan=True)
     missing = [g for g in group if g not in classes]
     if missing:
         raise InputError(f"classes {', '.join(map(repr, missing))} are not among {', '.join(classes)}")
@@ -134,7 +159,9 @@ def classify_dimensions(class_means: torch.Tensor, classes: Sequence[str],
     ``global`` when active for every class, ``unused`` when active for none, and
     ``class-specific`` otherwise (its classes named). Returns one dict per dimension:
     ``{"dim", "kind", "classes", "mean_gamma"}`` (``mean_gamma`` over classes)."""
-    check_tensor(class_means, "class_means", "(K, D)", nonempty=True)
+    check_tensor(class_means, "class_means", "(K, D)", nonempty=True, allow_nan=True)
+    classes = _names(classes, "classes")
+    _check_threshold(threshold)
     if class_means.shape[0] != len(classes):
         raise InputError(f"class_means have {class_means.shape[0]} rows but {len(classes)} classes are named")
     rows = []
@@ -155,6 +182,8 @@ def linear_probe_accuracy(train_gamma: torch.Tensor, train_labels: torch.Tensor,
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
+    max_iter = positive_int(max_iter, "max_iter")
+    check_number(l2, "l2", 0, low_open=True)
     for g, y, split in ((train_gamma, train_labels, "train"), (test_gamma, test_labels, "test")):
         _check_gamma(g)
         _any_labels(y, f"{split} labels", g.shape[0])
@@ -214,6 +243,9 @@ def latent_metrics(gamma: torch.Tensor, labels: torch.Tensor, classes: Sequence[
     ``active_dims`` and ``jsd_within``; with ``train_gamma``/``train_labels`` also
     ``probe_accuracy``, the class ``correlation_matrix`` (K x K, NaN as ``None``), the ``classes``
     it is indexed by, and the number of ``global``/``class-specific``/``unused`` dimensions."""
+    classes = _names(classes, "classes")
+    if (train_gamma is None) != (train_labels is None):
+        raise InputError("pass both train_gamma and train_labels (for the probe and the class analysis) or neither")
     out: dict[str, Any] = {"active_dims": active_dims(gamma), "jsd_within": within_class_jsd(gamma, labels, jsd_pairs, seed)}
     if train_gamma is None or train_labels is None:
         return out

@@ -135,6 +135,8 @@ def _check_indices(indices: Sequence[int] | None, n: int) -> list[int]:
 def _check_thresholds(thresholds: Sequence[float] | torch.Tensor | None) -> torch.Tensor:
     if thresholds is None:
         return THRESHOLDS.clone()
+    if isinstance(thresholds, torch.Tensor) and (thresholds.is_complex() or thresholds.dtype == torch.bool):
+        raise InputError(f"thresholds must be real numbers, got a tensor of dtype {thresholds.dtype}")
     try:
         taus = torch.as_tensor(thresholds, dtype=torch.float64).cpu()
     except (TypeError, ValueError, RuntimeError):
@@ -209,8 +211,9 @@ def important_parts(importances: torch.Tensor, totals: torch.Tensor, thresholds:
     check_tensor(totals, "totals", "(B)")
     if totals.shape[0] != importances.shape[0]:
         raise InputError(f"totals {tuple(totals.shape)} do not match the importances {tuple(importances.shape)}")
+    taus = _check_thresholds(thresholds)
     imp = importances.double()
-    return imp[:, None, :] > thresholds.to(imp)[None, :, None] * totals.double()[:, None, None]
+    return imp[:, None, :] > taus.to(imp)[None, :, None] * totals.double()[:, None, None]
 
 
 @functools.cache

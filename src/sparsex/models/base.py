@@ -64,11 +64,15 @@ def load_model(path: str | os.PathLike, family: str | None = None) -> tuple[nn.M
     Returns the head (eval mode) and the checkpoint (whose config also names the backbone and data).
     """
     checkpoint = load_checkpoint(path, family=family)
-    settings = dict(checkpoint.config.get("model") or {})
-    name = settings.pop("name", None)
-    if name is None:
+    settings = checkpoint.config.get("model")
+    if not isinstance(settings, dict) or not isinstance(settings.get("name"), str):
         raise CheckpointError(f"checkpoint {path} does not name its model (config.model.name)")
+    settings = dict(settings)
+    name = settings.pop("name")
     settings.pop("variant", None)  # implied by the registered name
-    model = create_model(name, **settings)
+    try:
+        model = create_model(name, **settings)
+    except TypeError as e:  # settings the model does not take
+        raise CheckpointError(f"checkpoint {path}: config.model does not fit model {name!r} ({e})") from None
     checkpoint.load_into(model)
     return model.eval(), checkpoint

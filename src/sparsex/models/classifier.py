@@ -100,12 +100,18 @@ def load_classifier(path: str | os.PathLike) -> tuple[ImageClassifier, Checkpoin
     folder = _checkpoint_dir(path)
     checkpoint = load_checkpoint(folder, family=FAMILY)
     config = checkpoint.config
+    for key in ("backbone", "model"):
+        if not isinstance(config.get(key), dict):
+            raise CheckpointError(f"classifier checkpoint {folder}: config entry {key!r} must be a JSON object, "
+                                  f"got {config.get(key)!r}")
     try:
         backbone = create_backbone(**{**config["backbone"], "pretrained": False, "weights": None})
         settings = dict(config["model"])
         head = create_model(settings.pop("name"), **settings)
     except KeyError as e:
         raise CheckpointError(f"classifier checkpoint {folder} lacks config entry {e}") from None
+    except TypeError as e:  # settings the backbone or the head does not take
+        raise CheckpointError(f"classifier checkpoint {folder}: config does not fit the model ({e})") from None
     model = ImageClassifier(backbone, head, (config.get("data") or {}).get("classes"))
     checkpoint.load_into(model)
     model.eval().requires_grad_(False)
@@ -148,9 +154,16 @@ def load_image_classifier(path: str | os.PathLike) -> tuple[nn.Module, Checkpoin
         raise CheckpointError(f"checkpoint {folder} is a {family!r} model, not an image classifier; expected a run of "
                               f"sparsex train classifier, side, infodisent or protosvit")
     head, checkpoint = load_model(folder)
-    if not hasattr(head, "class_weights") or "backbone" not in checkpoint.config:
+    if not hasattr(head, "class_weights") or not isinstance(checkpoint.config.get("backbone"), dict):
         raise CheckpointError(f"checkpoint {folder} (family {family!r}) lacks its prototype head or backbone config")
-    backbone = create_backbone(**checkpoint.config["backbone"])
+    try:
+        backbone = create_backbone(**checkpoint.config["backbone"])
+    except TypeError as e:
+        raise CheckpointError(f"checkpoint {folder}: config.backbone does not fit the backbone ({e})") from None
+    expected = getattr(getattr(head, "config", None), "in_channels", backbone.info.channels)
+    if backbone.info.channels != expected:
+        raise CheckpointError(f"checkpoint {folder}: its backbone makes {backbone.info.channels}-channel features, "
+                              f"its head takes {expected}")
     model = PrototypeClassifier(backbone, head, (checkpoint.config.get("data") or {}).get("classes"))
     model.eval().requires_grad_(False)
     return model, checkpoint

@@ -37,6 +37,7 @@ from ..errors import SparsexError
 from ..models.classifier import FAMILY, ImageClassifier, LinearProbe
 from .heads import HeadTrainConfig, cached_split
 from .loop import open_run, predict, train_epochs
+from .run import removes_unstarted_run
 
 MODES = ("probe", "end-to-end")
 
@@ -59,6 +60,8 @@ class ClassifierTrainConfig(HeadTrainConfig):
         if self.mode not in MODES:
             raise SparsexError(f"unknown classifier mode {self.mode!r}; valid: {', '.join(MODES)}")
         self.check_counts("epochs")
+        if self.epochs < 1:  # check_counts allows 0 for *_epochs; a classifier needs at least one stage
+            raise SparsexError(f"epochs must be a positive integer, got {self.epochs!r}")
         if not (isinstance(self.lr, (int, float)) and 0 < self.lr < 10):
             raise SparsexError(f"lr must be a number in (0, 10), got {self.lr!r}")
 
@@ -77,6 +80,7 @@ def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float((logits.argmax(dim=1) == labels).float().mean())
 
 
+@removes_unstarted_run
 def train_classifier(config: ClassifierTrainConfig, out: str | os.PathLike, overwrite: bool = False,
                      progress: bool = True) -> dict[str, Any]:
     """Run (or resume) a classifier run in ``out``; return the final metrics (``test_accuracy``, ...)."""

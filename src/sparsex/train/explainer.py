@@ -25,6 +25,7 @@ from ..errors import SparsexError
 from ..explainers.minimal_mask import FAMILY, MinimalMask, MinimalMaskConfig
 from ..models.classifier import load_classifier
 from .loop import open_run
+from .run import removes_unstarted_run
 
 
 @dataclass
@@ -74,6 +75,7 @@ def mask_test_metrics(explainer: MinimalMask, images: torch.Tensor, batch_size: 
             "sufficiency": sufficiency(explainer.model, images, masks, internal_batch_size=batch_size)}
 
 
+@removes_unstarted_run
 def train_explainer(config: ExplainerTrainConfig, out: str | os.PathLike, overwrite: bool = False,
                     progress: bool = True) -> dict[str, Any]:
     """Run (or resume) a mask-explainer run in ``out``; return the final metrics."""

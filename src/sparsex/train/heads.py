@@ -29,6 +29,7 @@ from ..features import FeatureCache, extract_features
 from ..metrics import prototype_metrics
 from ..models import contribution_threshold, create_model
 from .loop import open_run, predict
+from .run import removes_unstarted_run
 
 StageFn = Callable[[nn.Module, str, int, FeatureCache], dict[str, Any]]
 
@@ -64,6 +65,8 @@ class HeadTrainConfig:
 
     def __post_init__(self) -> None:
         self.check_counts("batch_size", "gallery_k")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise SparsexError(f"seed must be an integer >= 0, got {self.seed!r}")
         distributed.check_device(self.device)
         if not isinstance(self.amp, bool):
             raise SparsexError(f"amp must be true or false, got {self.amp!r}")
@@ -113,6 +116,7 @@ def cached_split(config: HeadTrainConfig, split: str, backbone, cache_dir: Path,
     return cache
 
 
+@removes_unstarted_run
 def train_head_stages(config: HeadTrainConfig, out: str | os.PathLike, stages: list[str], family: str,
                       model_name: str, model_settings: dict[str, Any], run_stage: StageFn, overwrite: bool = False,
                       progress: bool = True, threshold: float = 0.5) -> dict[str, Any]:

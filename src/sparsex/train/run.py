@@ -21,13 +21,16 @@ stage is a deterministic function of the previous stage's checkpoint and the see
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from torch import nn
 
+from .. import distributed
 from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ..errors import OutputExistsError
 from ..io import atomic_file, read_json, remove_stale_temps, write_json
@@ -133,3 +136,21 @@ def write_stage_table(path: Path, stages: list[dict[str, Any]]) -> None:
     lines += ["| " + s["stage"] + " | " + " | ".join(cell(s.get(c)) for c in columns) + " |" for s in stages]
     with atomic_file(path) as f:
         f.write("\n".join(lines) + "\n")
+
+
+def removes_unstarted_run(train: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate a trainer ``train(config, out, ...)``: when it raises an error before any stage
+    finished, in a folder ``out`` that it created, the folder is removed again (a run that fails
+    on its input leaves nothing behind). A killed run (SIGKILL, Ctrl-C) keeps its folder to resume."""
+
+    @functools.wraps(train)
+    def wrapper(config: Any, out: str | os.PathLike, *args: Any, **kwargs: Any) -> Any:
+        existed = Path(out).exists()
+        try:
+            return train(config, out, *args, **kwargs)
+        except Exception:
+            if not existed and not any(Path(out).glob("stages/*/config.json")) and distributed.is_main():
+                shutil.rmtree(out, ignore_errors=True)
+            raise
+
+    return wrapper

@@ -57,6 +57,7 @@ from ..models import create_model
 from ..models.vsc import FAMILY, VSC
 from ..weights import load_state_dict_checked
 from .loop import MixedPrecision, open_run
+from .run import removes_unstarted_run
 
 OPTIMIZER_PREFIX = "optimizer."
 
@@ -238,6 +239,7 @@ def _check_distributed_batch(config: VSCTrainConfig, labels: torch.Tensor) -> No
                            f"batch_size >= {2 * k * n}, got {config.batch_size}")
 
 
+@removes_unstarted_run
 def train_vsc(config: VSCTrainConfig, out: str | os.PathLike, overwrite: bool = False,
               progress: bool = True) -> dict[str, Any]:
     """Train (or resume) VSC as ``config`` says in the run folder ``out``; return the final metrics
