@@ -78,9 +78,7 @@ class MaskObjectiveWeights:
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
-            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 and value == value
-                    and value != float("inf")):
-                raise SparsexError(f"mask objective weight {name} must be a finite number >= 0, got {value!r}")
+            check_number(value, f"mask objective weight {name}", 0)
 
 
 def hard_mask(logits: torch.Tensor, area_budget: float | None = None) -> torch.Tensor:
@@ -256,10 +254,8 @@ class MinimalMaskConfig:
                 raise SparsexError(f"minimal mask setting {name} must be a positive integer, got {value!r}")
         if isinstance(self.soft_epochs, bool) or not isinstance(self.soft_epochs, int) or self.soft_epochs < 0:
             raise SparsexError(f"soft_epochs must be an integer >= 0, got {self.soft_epochs!r}")
-        if not (isinstance(self.lr, (int, float)) and 0 < self.lr < 10):
-            raise SparsexError(f"lr must be a number in (0, 10), got {self.lr!r}")
-        if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)) or not abs(self.threshold) < 1e6:
-            raise SparsexError(f"threshold must be a finite number (a mask logit), got {self.threshold!r}")
+        check_number(self.lr, "lr", 0, 10, low_open=True, high_open=True)
+        check_number(self.threshold, "threshold (a mask logit)")
         if self.readout not in READOUTS:
             raise SparsexError(f"readout must be one of {', '.join(READOUTS)}, got {self.readout!r}")
         areas = self.fallback_areas
@@ -277,10 +273,7 @@ class MinimalMaskConfig:
 
 
 def check_area_budget(area_budget: float | None) -> float | None:
-    if area_budget is not None and not (isinstance(area_budget, (int, float)) and not isinstance(area_budget, bool)
-                                        and 0 < area_budget <= 1):
-        raise SparsexError(f"area_budget must be None or a number in (0, 1], got {area_budget!r}")
-    return area_budget
+    return check_number(area_budget, "area_budget", 0, 1, low_open=True, none_ok=True)
 
 
 def _check_target(target: Any, logits: torch.Tensor) -> None:
