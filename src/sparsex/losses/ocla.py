@@ -9,11 +9,10 @@ probabilities.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
+from ..checks import check_number
 from ..errors import InputError
 from .asl import check_class_indices, check_logits
 
@@ -44,8 +43,7 @@ def ocla_loss(
     check_class_indices(logits, targets)
     if not (isinstance(threshold, (int, float)) and 0 < threshold < 1):
         raise InputError(f"threshold must be in (0, 1), got {threshold!r}")
-    if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight >= 0):
-        raise InputError(f"weight must be a finite number >= 0, got {weight!r}")
+    check_number(weight, "weight", 0)
 
     if not (isinstance(margin, (int, float)) and 0 <= margin and 0 <= threshold - margin and threshold + margin <= 1):
         raise InputError(f"margin must be >= 0 with threshold - margin >= 0 and threshold + margin <= 1, got {margin!r}")

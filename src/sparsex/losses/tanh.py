@@ -7,11 +7,9 @@ that every prototype is present somewhere in each batch (no prototype is left un
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from ..checks import check_tensor
+from ..checks import check_number, check_tensor
 from ..errors import InputError
 
 
@@ -27,6 +25,5 @@ def tanh_loss(scores: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
     check_tensor(scores, "scores", "(B, P)", nonempty=True)
     if (scores < 0).any():
         raise InputError("tanh_loss needs non-negative prototype scores")
-    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
-        raise InputError(f"eps must be a finite number > 0, got {eps!r}")
+    check_number(eps, "eps", 0, low_open=True)
     return -torch.log(torch.tanh(scores.sum(dim=0)) + eps).mean()

@@ -48,6 +48,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..checks import check_number
 from ..errors import InputError
 from ..inference import frozen, positive_int
 from .prototype import Metric
@@ -98,15 +99,11 @@ def _check_region(region: Any) -> float | None:
 
 
 def _check_eps(eps: Any) -> float:
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not (math.isfinite(eps) and eps >= 0):
-        raise InputError(f"eps must be a finite number >= 0, got {eps!r}")
-    return float(eps)
+    return check_number(eps, "eps", 0)
 
 
 def _check_sigma(sigma: Any) -> float:
-    if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not (math.isfinite(sigma) and sigma >= 0):
-        raise InputError(f"sigma must be a finite number >= 0, got {sigma!r}")
-    return float(sigma)
+    return check_number(sigma, "sigma", 0)
 
 
 def _check_feature_size(feature_size: Any) -> tuple[int, int]:

@@ -14,13 +14,12 @@ computes them all for one test set.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 
-from ..checks import check_tensor
+from ..checks import check_number, check_tensor
 from ..errors import InputError
 
 
@@ -61,9 +60,7 @@ def _check_num_classes(outputs: torch.Tensor, name: str, weights: torch.Tensor) 
 
 
 def _check_eps(eps: float) -> float:
-    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0):
-        raise InputError(f"eps must be a finite number >= 0, got {eps!r}")
-    return eps
+    return check_number(eps, "eps", 0)
 
 
 def _check_threshold(threshold: float) -> float:

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from .. import distributed
 from ..backbones import create_backbone
+from ..checks import check_number
 from ..data import create_dataset
 from ..data.sampler import dataset_tensors
 from ..errors import SparsexError
@@ -62,8 +63,7 @@ class ClassifierTrainConfig(HeadTrainConfig):
         self.check_counts("epochs")
         if self.epochs < 1:  # check_counts allows 0 for *_epochs; a classifier needs at least one stage
             raise SparsexError(f"epochs must be a positive integer, got {self.epochs!r}")
-        if not (isinstance(self.lr, (int, float)) and 0 < self.lr < 10):
-            raise SparsexError(f"lr must be a number in (0, 10), got {self.lr!r}")
+        check_number(self.lr, "lr", 0, 10, low_open=True, high_open=True)
 
     @property
     def stages(self) -> list[str]:

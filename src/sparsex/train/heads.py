@@ -10,7 +10,6 @@ settings and supplies one function that runs a named stage on the head.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from torch import nn
 
 from .. import distributed
 from ..backbones import create_backbone
-from ..checks import from_settings
+from ..checks import check_number, from_settings
 from ..data import create_dataset
 from ..errors import CheckpointError, SparsexError
 from ..explainers.prototypes import build_gallery, save_gallery
@@ -70,8 +69,7 @@ class HeadTrainConfig:
         distributed.check_device(self.device)
         if not isinstance(self.amp, bool):
             raise SparsexError(f"amp must be true or false, got {self.amp!r}")
-        if not (isinstance(self.eps, (int, float)) and math.isfinite(self.eps) and self.eps >= 0):
-            raise SparsexError(f"eps must be a finite number >= 0, got {self.eps!r}")
+        check_number(self.eps, "eps", 0)
 
     def check_counts(self, *names: str) -> None:
         """Settings named ``*_epochs`` must be integers >= 0, the others integers >= 1."""

@@ -17,7 +17,6 @@ restarted run resumes after the last finished stage (:func:`~sparsex.train.heads
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..checks import check_number
 from ..errors import SparsexError
 from ..features import FeatureCache
 from ..losses import class_importance_hoyer_loss, tanh_loss
@@ -68,9 +68,7 @@ class ProtoSViTTrainConfig(HeadTrainConfig):
         self.stages = tuple(s for s in STAGES if s in stages)
         self.check_counts("num_prototypes", "embed_dim", "epochs", "hoyer_warmup_epochs")
         for name in ("tanh_weight", "hoyer_weight", "lr"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise SparsexError(f"{name} must be a finite number >= 0, got {value!r}")
+            check_number(getattr(self, name), name, 0)
 
     def model_settings(self) -> dict[str, Any]:
         return {"num_prototypes": self.num_prototypes, "embed_dim": self.embed_dim, "temperature": self.temperature,

@@ -32,7 +32,6 @@ Each stage is checkpointed; a restarted run resumes after the last finished stag
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -40,6 +39,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
+from ..checks import check_number
 from ..errors import SparsexError
 from ..features import FeatureCache
 from ..losses import asymmetric_loss, binary_cross_entropy_loss, class_importance_hoyer_loss, ocla_loss
@@ -94,9 +94,7 @@ class SIDETrainConfig(HeadTrainConfig):
         self.check_counts("pretrain_epochs", "finetune_epochs", "calibrate_epochs", "dense_epochs", "prune_k",
                           "expanded_channels")
         for name in ("ocla_lambda", "hoyer_weight"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise SparsexError(f"{name} must be a finite number >= 0, got {value!r}")
+            check_number(getattr(self, name), name, 0)
         if not 0 < self.ocla_threshold < 1:
             raise SparsexError(f"ocla_threshold must be in (0, 1), got {self.ocla_threshold}")
         if not 0 <= self.ocla_margin <= min(self.ocla_threshold, 1 - self.ocla_threshold):

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .. import distributed
-from ..checks import from_settings
+from ..checks import check_number, from_settings
 from ..data import create_dataset
 from ..data.sampler import ClassBalancedBatchSampler, dataset_tensors
 from ..errors import DataError, SparsexError
@@ -111,13 +111,9 @@ class VSCTrainConfig:
         if not (isinstance(self.alpha, (int, float)) and 0 < self.alpha < 1):
             raise SparsexError(f"alpha (the prior's spike probability) must be in (0, 1), got {self.alpha!r}")
         for name in ("beta", "warmup_epochs"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise SparsexError(f"{name} must be a finite number >= 0, got {value!r}")
+            check_number(getattr(self, name), name, 0)
         for name in ("lr", "spike_scale_start", "spike_scale_end"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise SparsexError(f"{name} must be a finite number > 0, got {value!r}")
+            check_number(getattr(self, name), name, 0, low_open=True)
         if self.arch not in ("mlp", "conv"):
             raise SparsexError(f"unknown VSC architecture {self.arch!r}; valid: mlp, conv")
         if not isinstance(self.data_options, dict):
