@@ -7,8 +7,8 @@ import torch
 
 from sparsex.errors import CheckpointError, InputError, SparsexError
 from sparsex.explainers.minimal_mask import (MaskObjective, MaskObjectiveWeights, MinimalMask, MinimalMaskConfig,
-                                             PerImageMask, explain_file, hard_mask, nested_top_masks, straight_through,
-                                             verified_mask)
+                                             PerImageMask, explain_file, hard_mask, nested_top_masks, ranked_top_mask,
+                                             straight_through, verified_mask)
 from sparsex.metrics.faithfulness import sufficient
 from sparsex.train.explainer import ExplainerTrainConfig, load_images, train_explainer
 
@@ -48,6 +48,27 @@ def test_nested_top_masks_keep_the_highest_scores():
     assert masks.flatten(2).tolist() == [[[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0]]]
 
 
+def test_ranked_top_mask_keeps_each_images_top_fraction_with_a_centred_sigmoid_gradient():
+    z = torch.tensor([[[[3.0, 2.0], [1.0, -1.0]]], [[[0.0, 4.0], [2.0, 2.0]]]], requires_grad=True)
+    # image 0 keeps floor(0.5 * 4) = 2 pixels (threshold halfway between 2 and 1: 1.5); image 1 keeps
+    # floor(0.3 * 4) = 1 (threshold halfway between 4 and 2: 3)
+    removed = ranked_top_mask(z, torch.tensor([0.5, 0.3]))
+    assert removed.flatten(1).tolist() == [[1, 1, 0, 0], [0, 1, 0, 0]]
+    removed.sum().backward()
+    s = torch.sigmoid(z.detach() - torch.tensor([1.5, 3.0]).view(2, 1, 1, 1))
+    # d/dz_i sum_j sigmoid(z_j - q) = s_i (1 - s_i) - [i at the boundary] / 2 * sum_j s_j (1 - s_j)
+    expected = (s * (1 - s)).flatten(1)
+    share = expected.sum(1) / 2
+    expected[0, 1] -= share[0]  # image 0: q = (z[1] + z[2]) / 2, the 2nd and 3rd highest logits
+    expected[0, 2] -= share[0]
+    expected[1, 1] -= share[1]  # image 1: q = (z[1] + z[2]) / 2 (4 and the first 2; ties to the lower position)
+    expected[1, 2] -= share[1]
+    assert torch.allclose(z.grad.flatten(1), expected, atol=1e-6)
+    assert torch.allclose(z.grad.sum(dim=(1, 2, 3)), torch.zeros(2), atol=1e-6)  # shifting all logits: no gradient
+    # a fraction of 0 still removes one pixel and of 1 keeps one: both ends of the ranking get a gradient
+    assert ranked_top_mask(z.detach(), torch.tensor([0.0, 1.0])).flatten(1).sum(1).tolist() == [1, 3]
+
+
 def test_verified_mask_falls_back_to_the_smallest_sufficient_top_mask():
     # class 0 = 2 p0 + 2 p1, class 1 = 2.5: the image (all ones) is class 0 (4 > 2.5); keeping only
     # p0 gives 2 < 2.5 (label lost), keeping p0 and p1 gives 4 (kept). The fill is zeros.
@@ -79,7 +100,7 @@ def test_per_image_mask_is_registered_on_import():
 
 def test_objective_terms_and_their_weights(digits_classifier, images):
     _, model = digits_classifier
-    weights = MaskObjectiveWeights(match=0.0, label=1.0, area=2.0, tv=0.0, binary=4.0, robust=0.0, area_target=0.0)
+    weights = MaskObjectiveWeights(match=0.0, label=1.0, area=2.0, tv=0.0, binary=4.0, robust=0.0, deletion=0.0, area_target=0.0)
     objective = MaskObjective(model, ["backbone.model.features.0.0"], weights, None)
     x = images[1][:4]
     ref = objective.reference(x)
@@ -89,6 +110,19 @@ def test_objective_terms_and_their_weights(digits_classifier, images):
     half = objective(ref, torch.full((4, 1, 8, 8), 0.5))
     assert half["area"].item() == pytest.approx(0.5) and half["binary"].item() == pytest.approx(0.25)
     assert half["total"].item() == pytest.approx(half["label"].item() + 2 * 0.5 + 4 * 0.25, rel=1e-5)
+    # the deletion term: the label's probability once the top-ranked pixels are blurred away
+    deleting = MaskObjective(model, ["backbone.model.features.0.0"], MaskObjectiveWeights(
+        match=0.0, label=0.0, area=0.0, tv=0.0, binary=0.0, robust=0.0, deletion=3.0, deletion_area_max=1.0), None)
+    z = torch.randn(4, 1, 8, 8)
+    generator = torch.Generator().manual_seed(0)
+    terms = deleting(ref, torch.ones(4, 1, 8, 8), torch.Generator().manual_seed(0), mask_logits=z)
+    removed = ranked_top_mask(z, torch.rand(4, generator=generator))
+    with torch.no_grad():
+        expected = model(removed * ref["fill"] + (1 - removed) * x).softmax(1).gather(1, ref["labels"][:, None]).mean()
+    assert terms["deletion"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert terms["total"].item() == pytest.approx(3 * expected.item(), rel=1e-5)
+    with pytest.raises(SparsexError, match="pass mask_logits"):
+        deleting(ref, torch.ones(4, 1, 8, 8))
 
 
 def test_fit_shrinks_the_mask_and_gives_binary_masks(digits_classifier, images):
@@ -103,6 +137,7 @@ def test_fit_shrinks_the_mask_and_gives_binary_masks(digits_classifier, images):
     assert masks.shape == (32, 1, 8, 8) and set(masks.unique().tolist()) <= {0.0, 1.0}
     soft = explainer.attribute(test, binary=False)
     assert torch.equal((soft > 0.5).float(), masks)
+    assert torch.equal((explainer.mask_logits(test) > 0).float(), masks)  # the ranking the mask thresholds
     # the verified readout changes only masks that lost the label, and keeps it at least as often
     explainer.config.readout = "verified"
     verified = explainer.attribute(test)

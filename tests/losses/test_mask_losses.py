@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from sparsex.errors import InputError
-from sparsex.losses.mask import activation_matching_loss, binarisation_loss, mask_area_loss, total_variation_loss
+from sparsex.losses.mask import (activation_matching_loss, binarisation_loss, deletion_loss, mask_area_loss,
+                                total_variation_loss)
 
 
 def test_mask_area_hand_computed():
@@ -47,6 +48,14 @@ def test_activation_matching_is_zero_for_equal_activations_and_only_moves_the_ex
     assert loss.item() == pytest.approx(0.0, abs=1e-6)
     (activation_matching_loss(a, b + 1.0)).backward()
     assert a.grad is None  # the reference is a constant target
+
+
+def test_deletion_loss_hand_computed():
+    # image 0: logits [0, ln 3] -> softmax [1/4, 3/4], label 1 -> 3/4; image 1: [0, 0], label 0 -> 1/2
+    logits = torch.tensor([[0.0, math.log(3.0)], [0.0, 0.0]])
+    assert deletion_loss(logits, torch.tensor([1, 0])).item() == pytest.approx((0.75 + 0.5) / 2)
+    with pytest.raises(InputError, match="labels must be an int64 tensor of shape"):
+        deletion_loss(logits, torch.tensor([1.0, 0.0]))
 
 
 def test_mask_losses_reject_bad_input():

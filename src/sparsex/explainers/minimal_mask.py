@@ -9,10 +9,15 @@ image, DESIGN.md's baseline). The objective (:class:`MaskObjective`) is::
       + w_label  CE(f(e), y)                                label consistency
       + w_area   relu(mean(m) - area_target) + w_tv TV(m) + w_binary mean(m (1 - m))
       + w_robust CE(f(m * x + (1 - m) * other_fill), y)     robustness to the fill
+      + w_deletion softmax(f((1 - S_a) x + S_a fill))[y]    the ranking: deleting the top pixels
 
-with ``A`` :func:`~sparsex.losses.mask.activation_matching_loss` and ``other_fill`` uniform noise
+with ``A`` :func:`~sparsex.losses.mask.activation_matching_loss`, ``other_fill`` uniform noise
 or another image of the batch (drawn per batch), so that the explanation cannot rely on what
-fills the masked-out region. Masks are binarised with a straight-through estimator (forward: the
+fills the masked-out region, and ``S_a`` the top fraction ``a ~ U(0, deletion_area_max)`` (drawn
+per image) of the pixels ranked by the mask logits ``z`` (:func:`ranked_top_mask`): the destroyer
+term of amortised saliency (Dabkowski & Gal 2017, :func:`~sparsex.losses.mask.deletion_loss`).
+It orders the pixels outside the mask too, so that ``z`` serves as the attribution map of a
+deletion curve. Masks are binarised with a straight-through estimator (forward: the
 0/1 mask ``sigmoid(z) > 0.5``; backward: the gradient of ``sigmoid(z)``) after ``soft_epochs``
 epochs of soft masks. At inference the mask is the hard threshold ``z > threshold`` of the mask
 logits ``z``, checked (``readout="verified"``, the default): where it loses the label, the
@@ -46,7 +51,8 @@ from .. import distributed
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..checks import check_images, check_number, check_tensor, from_settings
 from ..errors import CheckpointError, InputError, SparsexError
-from ..losses.mask import activation_matching_loss, binarisation_loss, mask_area_loss, total_variation_loss
+from ..losses.mask import (activation_matching_loss, binarisation_loss, deletion_loss, mask_area_loss,
+                           total_variation_loss)
 from ..inference import check_model_dtype, class_names, positive_int, resolve_targets
 from ..metrics.faithfulness import pixel_ranks
 from ..perturb import blur, composite
@@ -60,11 +66,16 @@ READOUTS = ("verified", "threshold")
 
 @dataclass
 class MaskObjectiveWeights:
-    """The weights of :class:`MaskObjective`'s terms (see the module docstring), and
-    ``area_target``: the mask area (fraction of pixels) below which the area term is zero. The
-    defaults are those tuned on Fashion-MNIST (a hinge at 8% of the pixels, pushed hard, with the
-    label weighted 4x: masks of ~10% that keep the label on ~89% of images by threshold alone; an
-    L1 area of weight 2 gave masks of ~64%)."""
+    """The weights of :class:`MaskObjective`'s terms (see the module docstring),
+    ``area_target``: the mask area (fraction of pixels) below which the area term is zero, and
+    ``deletion_area_max``: the largest fraction of pixels the deletion term removes (1: the
+    fraction is uniform on ``[0, 1]``, so the term is an unbiased one-sample estimate of the
+    deletion curve's AUC). The defaults are those tuned on Fashion-MNIST: a hinge at 8% of the
+    pixels, pushed hard, with the label weighted 4x (masks of ~10% that keep the label on ~89% of
+    images by threshold alone; an L1 area of weight 2 gave masks of ~64%), and deletion 30
+    (10k images x 2 epochs, 200 test images: deletion AUC of the logit ranking 0.425 without the
+    term, 0.371 at weight 10, 0.351 at 30; a range of only ``[0, 0.5]`` or 4 stratified samples
+    per image did no better)."""
 
     match: float = 1.0
     match_kl: float = 1.0
@@ -74,11 +85,14 @@ class MaskObjectiveWeights:
     tv: float = 0.5
     binary: float = 0.2
     robust: float = 0.5
+    deletion: float = 30.0
     area_target: float = 0.08
+    deletion_area_max: float = 1.0
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
             check_number(value, f"mask objective weight {name}", 0)
+        check_number(self.deletion_area_max, "mask objective deletion_area_max", 0, 1, low_open=True)
 
 
 def hard_mask(logits: torch.Tensor, area_budget: float | None = None) -> torch.Tensor:
@@ -133,6 +147,24 @@ def verified_mask(model: nn.Module, x: torch.Tensor, logits: torch.Tensor, fill:
     return mask
 
 
+def ranked_top_mask(logits: torch.Tensor, fractions: torch.Tensor) -> torch.Tensor:
+    """The top ``fractions[b]`` of the pixels of image ``b``, ranked by mask ``logits z (B, 1, H, W)``,
+    straight-through: forward the 0/1 mask of the ``k_b = floor(fractions[b] H W)`` highest
+    logits (clamped to ``1..HW-1``; ties to the lower position, :func:`pixel_ranks`), backward the
+    gradient of ``sigmoid(z - q_b)`` with ``q_b`` halfway between the ``k_b``-th and
+    ``(k_b+1)``-th highest logit, so that a pixel's gradient says whether it should rank higher.
+    ``q_b`` moves with the logits (it is not detached): adding a constant to every logit of an
+    image changes nothing, so this ranking never pushes the mask ``z > 0`` to grow or shrink."""
+    flat = logits.flatten(1)
+    n = flat.shape[1]
+    k = (fractions.to(flat.device) * n).long().clamp(1, max(1, n - 1))[:, None]  # (B, 1)
+    ordered = flat.sort(dim=1, descending=True, stable=True).values
+    q = (ordered.gather(1, k - 1) + ordered.gather(1, k.clamp(max=n - 1))) / 2
+    soft = torch.sigmoid(flat - q)
+    hard = (pixel_ranks(flat) < k).to(flat.dtype)
+    return (hard + soft - soft.detach()).view_as(logits)
+
+
 def straight_through(logits: torch.Tensor, hard: bool, area_budget: float | None = None) -> torch.Tensor:
     """``sigmoid(logits)``, or (``hard``) :func:`hard_mask` with the sigmoid's gradient."""
     soft = torch.sigmoid(logits)
@@ -160,7 +192,10 @@ class MaskObjective:
             return {"x": x, "labels": logits.argmax(dim=1) if labels is None else labels,
                     "acts": {k: v.detach() for k, v in acts.items()}, "fill": blur(x, self.blur_sigma)}
 
-    def __call__(self, ref: dict[str, Any], mask: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def __call__(self, ref: dict[str, Any], mask: torch.Tensor, generator: torch.Generator | None = None,
+                 mask_logits: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The terms for ``mask (B, 1, H, W)``; ``mask_logits`` are the logits it came from, which
+        the deletion term ranks pixels by (needed when its weight is not 0)."""
         w, x, y = self.weights, ref["x"], ref["labels"]
         explanation = composite(x, mask, ref["fill"])
         with record_activations(self.model, self.layers) as acts:
@@ -179,6 +214,11 @@ class MaskObjective:
             else:
                 other = x.roll(1, dims=0)
             terms["robust"] = F.cross_entropy(self.model(mask * x + (1 - mask) * other), y)
+        if w.deletion > 0:
+            if mask_logits is None:
+                raise SparsexError("the deletion term ranks pixels by the mask logits: pass mask_logits=")
+            removed = ranked_top_mask(mask_logits, torch.rand(len(x), generator=generator) * w.deletion_area_max)
+            terms["deletion"] = deletion_loss(self.model(composite(x, 1 - removed, ref["fill"])), y)
         terms["total"] = sum(getattr(w, k) * v for k, v in terms.items())
         terms["mask_area"] = mask.mean().detach()
         terms["kept"] = (logits.argmax(dim=1) == y).float().mean().detach()
@@ -316,7 +356,14 @@ class MinimalMask:
         self.epochs_done = 0
         self.image_size: tuple[int, int] | None = None  # set by the first fit (or a loaded checkpoint)
 
-    def mask_logits(self, x: torch.Tensor) -> torch.Tensor:
+    @torch.no_grad()
+    def mask_logits(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The mask logits ``z (B, 1, H, W)`` of ``inputs``: the explainer's ranking of the pixels
+        (the attribution map of a deletion or insertion curve; unlike ``sigmoid(z)`` it never ties
+        in float32), of which the binary mask keeps those above ``config.threshold``."""
+        x = _prepare(inputs, self.image_size, self.in_chans)
+        check_model_dtype(self.net, x)
+        self.net.eval()
         return self.net(x)
 
     def fit_epoch(self, images: torch.Tensor, progress: bool = True, desc: str = "mask explainer") -> dict[str, float]:
@@ -341,8 +388,9 @@ class MinimalMask:
         for part in tqdm(batches, desc=f"{desc} epoch {epoch + 1}", unit="batch", leave=False,
                          disable=not (progress and distributed.is_main())):
             ref = self.objective.reference(images[part.indices])
-            mask = straight_through(net(ref["x"]), hard=epoch >= cfg.soft_epochs, area_budget=cfg.area_budget)
-            terms = self.objective(ref, mask, generator)
+            logits = net(ref["x"])
+            mask = straight_through(logits, hard=epoch >= cfg.soft_epochs, area_budget=cfg.area_budget)
+            terms = self.objective(ref, mask, generator, logits)
             optimiser.zero_grad(set_to_none=True)
             (terms["total"] if part.weight == 1.0 else terms["total"] * part.weight).backward()
             optimiser.step()
@@ -360,7 +408,8 @@ class MinimalMask:
     def attribute(self, inputs: torch.Tensor, target: Any = None, binary: bool = True) -> torch.Tensor:
         """Masks ``(B, 1, H, W)`` for ``inputs``: 0/1 (``binary``, read out as ``config.readout``
         says: one forward of the mask net, plus the classifier's check when ``"verified"``) or the
-        mask probabilities ``sigmoid(z)`` (to rank pixels, e.g. for deletion curves)."""
+        mask probabilities ``sigmoid(z)`` (to rank pixels, prefer :meth:`mask_logits`, which never
+        ties)."""
         x = _prepare(inputs, self.image_size, self.in_chans)
         check_model_dtype(self.net, x)
         if target is not None:
@@ -448,7 +497,7 @@ class PerImageMask(Explainer):
         for step in range(self.steps):
             up = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
             terms = self.objective(ref, straight_through(up, hard=step >= self.steps // 2, area_budget=self.area_budget),
-                                   generator)
+                                   generator, up)
             optimiser.zero_grad(set_to_none=True)
             terms["total"].backward()
             optimiser.step()

@@ -3,7 +3,9 @@ Discovery", arXiv 2509.25686): the explanation ``e = m * x + (1 - m) * fill`` mu
 classifier's internal activations (:func:`activation_matching_loss`) while the mask ``m`` stays
 small (:func:`mask_area_loss`), compact (:func:`total_variation_loss`) and binary
 (:func:`binarisation_loss`). Label consistency is plain cross-entropy towards the classifier's
-top-1 label on ``x``. Masks are ``(B, 1, H, W)`` in ``[0, 1]``.
+top-1 label on ``x``; :func:`deletion_loss` is the destroyer term of amortised saliency (Dabkowski
+& Gal 2017): removing the most important pixels must take the label away. Masks are
+``(B, 1, H, W)`` in ``[0, 1]``.
 """
 
 from __future__ import annotations
@@ -66,3 +68,19 @@ def binarisation_loss(mask: torch.Tensor) -> torch.Tensor:
     per pixel) at ``m = 0.5``."""
     check_tensor(mask, "mask", "(B, 1, H, W)", nonempty=True)
     return (mask * (1 - mask)).mean()
+
+
+def deletion_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The destroyer term: ``1/B sum_b softmax(f(x_del))_b[y_b]``, the probability the classifier
+    still gives the label ``y`` once the explanation's most important pixels are removed from the
+    image (``x_del = (1 - S) x + S fill``): the ``lambda_3 f_c(Phi(x, 1 - m))^lambda_4`` term of
+    Dabkowski & Gal 2017 ("Real Time Image Saliency for Black Box Classifiers") with
+    ``lambda_4 = 1``, i.e. one point of the RISE deletion curve.
+
+    ``logits (B, K)`` of the deleted images, ``labels (B,)`` int64. Returns a scalar in ``[0, 1]``.
+    """
+    check_tensor(logits, "logits", "(B, K)", nonempty=True)
+    if not isinstance(labels, torch.Tensor) or labels.shape != logits.shape[:1] or labels.dtype != torch.long:
+        raise InputError(f"labels must be an int64 tensor of shape ({logits.shape[0]},), got "
+                         f"{getattr(labels, 'dtype', type(labels).__name__)} {tuple(getattr(labels, 'shape', ()))}")
+    return logits.softmax(dim=1).gather(1, labels[:, None]).mean()
