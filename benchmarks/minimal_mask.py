@@ -5,7 +5,7 @@ on frozen Lite0 features of the part world (128 px). Plus one circuit readout pe
     python benchmarks/minimal_mask.py --out RESULT.json [--quick] [--resume] [--only fmnist|parts] [--train-only]
 
 Everything is measured on the same test images in one run: mask area, sufficiency (top-1 kept on
-``m x + (1 - m) blur(x)``), deletion AUC (pixels ranked by the attribution; the mask explainer ranks
+``m x + (1 - m) blur(x)``; also for every method's top 10% of the pixels), deletion AUC (pixels ranked by the attribution; the mask explainer ranks
 by its mask logits), images/s of each method at the same batch size, and the speed-ups.
 The per-image baseline is slow, so it runs on the first ``PERIMAGE_N`` evaluation images; the
 mask explainer's deletion AUC on that subset is reported beside it. Run folders (classifiers,
@@ -21,7 +21,7 @@ import torch
 from _common import parse_run_args, run_folders, write_result
 from sparsex.explainers import create_explainer
 from sparsex.explainers.circuit import readout
-from sparsex.explainers.minimal_mask import MinimalMask, PerImageMask
+from sparsex.explainers.minimal_mask import MinimalMask, PerImageMask, nested_top_masks
 from sparsex.metrics.faithfulness import deletion_auc, mask_area, sufficiency
 from sparsex.models.classifier import load_classifier
 from sparsex.train.classifier import ClassifierTrainConfig, train_classifier
@@ -29,6 +29,13 @@ from sparsex.train.explainer import ExplainerTrainConfig, load_images, train_exp
 from sparsex.viz.circuit import circuit_figure
 
 BATCH = 32  # images per attribute() call, the same for every method
+SAME_AREA = 0.1  # every ranking's top 10% of the pixels, kept on the blurred image: sufficiency at the issue's area
+
+
+def sufficiency_at_same_area(model, x: torch.Tensor, ranking: torch.Tensor) -> float:
+    """Sufficiency of the mask "top ``SAME_AREA`` of the pixels by ``ranking``": how well a method's
+    ranking finds a small region that keeps the label, at the same area for every method."""
+    return sufficiency(model, x, nested_top_masks(ranking, [SAME_AREA])[:, 0])
 
 
 def timed(fn, x: torch.Tensor, warm_up: bool = True) -> tuple[torch.Tensor, float]:
@@ -44,7 +51,11 @@ def timed(fn, x: torch.Tensor, warm_up: bool = True) -> tuple[torch.Tensor, floa
 
 
 def measure(name: str, classifier_cfg: dict, explainer_cfg: dict, eval_n: int, perimage_n: int, perimage_steps: int,
-            occlusion: dict, runs, results_dir, figures: dict, train_only: bool = False) -> None:
+            occlusion: dict, runs, results_dir, figures: dict, train_only: bool = False,
+            ablations: dict[str, dict] | None = None) -> None:
+    """Train (or resume) the classifier and the mask explainer ``name``, then measure everything;
+    ``ablations`` maps a name to explainer settings that replace the main run's (an explainer
+    trained for each, measured beside the main one: area, sufficiency, deletion AUC, images/s)."""
     clf_dir, mm_dir = runs / f"{name}_classifier", runs / f"{name}_explainer"
     start = time.perf_counter()
     clf_metrics = train_classifier(ClassifierTrainConfig(**classifier_cfg), clf_dir)
@@ -53,6 +64,13 @@ def measure(name: str, classifier_cfg: dict, explainer_cfg: dict, eval_n: int, p
     start = time.perf_counter()
     train_explainer(ExplainerTrainConfig(classifier=str(clf_dir), **explainer_cfg), mm_dir)
     figures[f"time_s.{name}.explainer"] = round(time.perf_counter() - start, 1)
+    ablation_dirs = {}
+    for ablation, settings in (ablations or {}).items():
+        ablation_dirs[ablation] = runs / f"{name}_explainer_{ablation}"
+        start = time.perf_counter()
+        train_explainer(ExplainerTrainConfig(classifier=str(clf_dir), **{
+            **explainer_cfg, "explainer": {**explainer_cfg["explainer"], **settings}}), ablation_dirs[ablation])
+        figures[f"time_s.{name}.explainer_{ablation}"] = round(time.perf_counter() - start, 1)
     if train_only:
         return
 
@@ -76,7 +94,19 @@ def measure(name: str, classifier_cfg: dict, explainer_cfg: dict, eval_n: int, p
     figures[f"{name}.mask.threshold_readout.sufficiency"] = sufficiency(model, x, plain)
     figures[f"{name}.mask.threshold_readout.images_per_s"] = round(plain_rate, 2)
     figures[f"{name}.mask.deletion_auc"] = float(deletion_auc(model, x, ranking).mean())
+    figures[f"{name}.mask.sufficiency_at_10pct"] = sufficiency_at_same_area(model, x, ranking)
     figures[f"{name}.mask.images_per_s"] = round(mask_rate, 2)
+
+    for ablation, folder in ablation_dirs.items():
+        other = MinimalMask.load(folder, model)
+        other_masks, other_rate = timed(other.attribute, x)
+        other_ranking = torch.cat([other.mask_logits(chunk) for chunk in x.split(BATCH)])
+        prefix = f"{name}.ablation.{ablation}"
+        figures[f"{prefix}.area"] = float(mask_area(other_masks).mean())
+        figures[f"{prefix}.sufficiency"] = sufficiency(model, x, other_masks)
+        figures[f"{prefix}.deletion_auc"] = float(deletion_auc(model, x, other_ranking).mean())
+        figures[f"{prefix}.sufficiency_at_10pct"] = sufficiency_at_same_area(model, x, other_ranking)
+        figures[f"{prefix}.images_per_s"] = round(other_rate, 2)
 
     rates = {}
     for method, key, settings in (("integrated-gradients", "ig", {"n_steps": 50}), ("gradcam", "gradcam", {}),
@@ -84,6 +114,7 @@ def measure(name: str, classifier_cfg: dict, explainer_cfg: dict, eval_n: int, p
         attributor = create_explainer(method, model, **settings)
         maps, rates[key] = timed(attributor.attribute, x)
         figures[f"{name}.{key}.deletion_auc"] = float(deletion_auc(model, x, maps).mean())
+        figures[f"{name}.{key}.sufficiency_at_10pct"] = sufficiency_at_same_area(model, x, maps)
         figures[f"{name}.{key}.images_per_s"] = round(rates[key], 2)
 
     subset = x[:perimage_n]
@@ -141,7 +172,9 @@ def main() -> None:
     for name, clf, mm in (("fmnist", fmnist, fmnist_mm), ("parts", parts, parts_mm)):
         if args.only not in (None, name):
             continue
-        measure(name, clf, mm, eval_n, perimage_n, steps, occlusion, runs, results_dir, figures, args.train_only)
+        # the deletion term's trade-off, on the classifier where an explainer trains in minutes
+        ablations = {"no_deletion": {"weights": {"deletion": 0.0}}} if name == "fmnist" else None
+        measure(name, clf, mm, eval_n, perimage_n, steps, occlusion, runs, results_dir, figures, args.train_only, ablations)
     write_result(args.out, args.quick, figures)
 
 
