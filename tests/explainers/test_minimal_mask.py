@@ -145,6 +145,15 @@ def test_fit_shrinks_the_mask_and_gives_binary_masks(digits_classifier, images):
     assert torch.equal(verified[kept["threshold"]], masks[kept["threshold"]])
     assert (kept["verified"] | ~kept["threshold"]).all() and kept["verified"].sum() >= kept["threshold"].sum()
     assert explainer.attribute(test, target=model(test).argmax(1)).shape == masks.shape
+    # threshold calibration: the smallest masks among the thresholds within the tolerance of the best sufficiency
+    chosen = explainer.calibrate_threshold(train[:32], thresholds=(-1.0, 0.0, 1.0), tolerance=0.0)
+    table = chosen["table"]
+    assert [row["threshold"] for row in table] == [-1.0, 0.0, 1.0] and explainer.config.threshold == chosen["threshold"]
+    best = max(row["sufficiency"] for row in table)
+    assert chosen["threshold"] == min((r for r in table if r["sufficiency"] >= best), key=lambda r: r["area"])["threshold"]
+    assert all(0 <= r["area"] <= 1 and 0 <= r["sufficiency"] <= 1 for r in table)
+    with pytest.raises(InputError, match="tolerance must be a finite number in"):
+        explainer.calibrate_threshold(train[:4], tolerance=2)
 
 
 def test_save_load_round_trip_and_classifier_pairing(digits_classifier, images, tmp_path):

@@ -424,6 +424,30 @@ class MinimalMask:
         return verified_mask(self.model, x, logits, blur(x, cfg.blur_sigma), cfg.threshold, cfg.fallback_areas,
                              cfg.area_budget)
 
+    @torch.no_grad()
+    def calibrate_threshold(self, images: torch.Tensor, thresholds: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0),
+                            tolerance: float = 0.01, batch_size: int = 32) -> dict[str, Any]:
+        """Choose ``config.threshold`` on ``images (N, C, H, W)`` (training or held-out images, never
+        the test split): with the current readout, the threshold of the smallest mean mask area
+        among those whose sufficiency is within ``tolerance`` of the best one. Sets it and returns
+        ``{"threshold": t, "table": [{"threshold", "area", "sufficiency"}, ...]}``."""
+        from ..metrics.faithfulness import sufficiency
+
+        _prepare(images, self.image_size, self.in_chans)
+        check_number(tolerance, "tolerance", 0, 1)
+        if not thresholds:
+            raise InputError("thresholds must name at least one mask-logit threshold")
+        table = []
+        for threshold in thresholds:
+            self.config.threshold = check_number(threshold, "threshold (a mask logit)")
+            masks = torch.cat([self.attribute(chunk) for chunk in images.split(batch_size)])
+            table.append({"threshold": self.config.threshold, "area": float(masks.mean()),
+                          "sufficiency": sufficiency(self.model, images, masks, internal_batch_size=batch_size)})
+        best = max(row["sufficiency"] for row in table)
+        chosen = min((row for row in table if row["sufficiency"] >= best - tolerance), key=lambda row: row["area"])
+        self.config.threshold = chosen["threshold"]
+        return {"threshold": chosen["threshold"], "table": table}
+
     def explain(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Binary masks ``m`` and explanations ``e = m x + (1 - m) blur(x)`` for ``inputs``."""
         mask = self.attribute(inputs)
