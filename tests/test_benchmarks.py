@@ -16,7 +16,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
     ("side_parts.py", ["side.global_size", "dense.global_size", "time_s.side"], ["--cache", "{tmp}/cache"]),
     ("protosvit_parts.py", ["protosvit.global_size", "ablation.hs0.global_size", "time_s.protosvit"],
      ["--cache", "{tmp}/cache"]),
-    ("minimal_mask.py", ["fmnist.mask.area", "parts.speedup.vs_ig", "parts.circuit.edges", "fmnist.perimage.deletion_auc"],
+    ("minimal_mask.py", ["fmnist.mask.images_per_s", "parts.speedup.vs_ig", "parts.circuit.edges", "fmnist.perimage.deletion_auc"],
      ["--cache", "{tmp}/cache"]),
     ("eval_parts.py", ["protocol.forward_passes", "protocol.overhead_ratio", "lite0.ig.bi", "side.prototypes.consistency"],
      ["--cache", "{tmp}/cache"]),
@@ -51,6 +51,12 @@ def test_benchmark_quick_run(tmp_path, script, keys, extra):
         assert len(result["aligned.correlation_matrix"]) == 10 and isinstance(result["check.jsd_at_most_half"], bool)
         for figure in ["figure.traversals", "figure.correlation", "figure.gamma_heatmap"]:
             assert Path(result[figure]).is_file(), figure
+    if script == "minimal_mask.py":  # an area of 0 is a real outcome (the blurred image alone keeps the label)
+        for clf in ("fmnist", "parts"):
+            for key in ("mask.area", "mask.sufficiency", "mask.sufficiency_at_10pct", "ig.sufficiency_at_10pct", "mask.deletion_auc"):
+                assert 0 <= result[f"{clf}.{key}"] <= 1, (clf, key)
+        for key in ("area", "sufficiency", "deletion_auc", "images_per_s"):
+            assert result[f"fmnist.ablation.no_deletion.{key}"] >= 0, key
     if script == "eval_parts.py":  # every key the issue and the README quote, per row
         for row in ("lite0.ig", "lite0.gradcam", "side.prototypes", "protosvit.prototypes"):
             for key in ("accuracy", "bi", "completeness", "correctness", "contrastivity", "deletion_auc", "insertion_auc"):
