@@ -22,8 +22,7 @@ deletion curve. Masks are binarised with a straight-through estimator (forward: 
 epochs of soft masks. At inference the mask is the hard threshold ``z > threshold`` of the mask
 logits ``z``, checked (``readout="verified"``, the default): where it loses the label, the
 smallest of the nested masks "top ``a`` of the pixels by ``z``" (``a`` in ``fallback_areas``)
-that keeps it replaces it (:func:`verified_mask`: one batched classifier forward of ``x`` and ``e``,
-then a binary search over the areas for the images that lost the label).
+that keeps it replaces it (:func:`verified_mask`; two batched classifier forwards).
 
 - :class:`MinimalMask` learns a small U-Net that maps ``x`` to mask logits: one forward pass
   explains a new image. ``fit`` trains it against the frozen classifier; ``save``/``load`` use the
@@ -126,13 +125,10 @@ def verified_mask(model: nn.Module, x: torch.Tensor, logits: torch.Tensor, fill:
 
     With ``y = argmax f(x)``, an image whose explanation ``m x + (1 - m) fill`` is classified
     ``y`` keeps its mask. Any other gets the smallest of :func:`nested_top_masks` ``(z,
-    fallback_areas)`` that keeps ``y``, found by binary search over the (increasing) areas: a
-    nested family keeps the label from some area on, so ``ceil(log2(K + 1))`` batched forwards
-    of the images that lost it decide among ``K`` areas (where keeping is not monotone in the
-    area, the mask found still keeps ``y``). An image that no area keeps keeps its mask. The
-    explainer's ranking of pixels is unchanged; only how many of them are kept varies per image,
-    the smallest sufficient choice of a minimal explanation. Costs one forward of ``2B`` images,
-    plus about ``log2(K + 1)`` images per image that lost its label.
+    fallback_areas)`` that keeps ``y`` (areas tried at once, in one batched forward), or keeps its
+    mask when none does. The explainer's ranking of pixels is unchanged; only how many of them
+    are kept varies per image, the smallest sufficient choice of a minimal explanation. Costs one
+    forward of ``2B`` images, plus ``K`` images per image that lost its label.
     """
     mask = hard_mask(logits - threshold, area_budget)
     n = len(x)
@@ -141,18 +137,13 @@ def verified_mask(model: nn.Module, x: torch.Tensor, logits: torch.Tensor, fill:
     lost = (out[n:].argmax(dim=1) != labels).nonzero().flatten()
     areas = [a for a in fallback_areas if area_budget is None or a <= area_budget]
     if len(lost) and areas:
+        k = len(areas)
         candidates = nested_top_masks(logits[lost], areas)  # (L, K, 1, H, W)
-        low = torch.zeros(len(lost), dtype=torch.long, device=x.device)  # the first keeping area is in [low, high)
-        high = torch.full_like(low, len(areas))  # high == K: none seen to keep yet
-        while (searching := (low < high).nonzero().flatten()).numel():
-            middle = (low[searching] + high[searching]) // 2
-            images = lost[searching]
-            explained = composite(x[images], candidates[searching, middle], fill[images])
-            kept = model(explained).argmax(dim=1) == labels[images]
-            high[searching[kept]] = middle[kept]
-            low[searching[~kept]] = middle[~kept] + 1
-        found = (high < len(areas)).nonzero().flatten()
-        mask[lost[found]] = candidates[found, high[found]]
+        explained = composite(x[lost].repeat_interleave(k, 0), candidates.flatten(0, 1), fill[lost].repeat_interleave(k, 0))
+        kept = (model(explained).argmax(dim=1) == labels[lost].repeat_interleave(k)).view(-1, k)
+        found = kept.any(dim=1)
+        smallest = kept.to(torch.uint8).argmax(dim=1)  # first True: areas are sorted ascending
+        mask[lost[found]] = candidates[found, smallest[found]]
     return mask
 
 
