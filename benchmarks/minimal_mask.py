@@ -52,6 +52,23 @@ def timed(fn, x: torch.Tensor, warm_up: bool = True) -> tuple[torch.Tensor, floa
     return out, len(x) / (time.perf_counter() - start)
 
 
+def score_explainer(explainer: MinimalMask, model, x: torch.Tensor, calibration: torch.Tensor, prefix: str,
+                    figures: dict) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Calibrate ``explainer``'s threshold on the ``calibration`` (training) images, then score it
+    on ``x``: ``<prefix>.threshold``, ``.area``, ``.sufficiency``, ``.deletion_auc`` (pixels ranked
+    by the mask logits), ``.sufficiency_at_10pct`` and ``.images_per_s`` go to ``figures``.
+    Returns the masks, the ranking and the images/s."""
+    figures[f"{prefix}.threshold"] = explainer.calibrate_threshold(calibration)["threshold"]
+    masks, rate = timed(explainer.attribute, x)
+    ranking = torch.cat([explainer.mask_logits(chunk) for chunk in x.split(BATCH)])  # z ranks the pixels
+    figures[f"{prefix}.area"] = float(mask_area(masks).mean())
+    figures[f"{prefix}.sufficiency"] = sufficiency(model, x, masks)
+    figures[f"{prefix}.deletion_auc"] = float(deletion_auc(model, x, ranking).mean())
+    figures[f"{prefix}.sufficiency_at_10pct"] = sufficiency_at_same_area(model, x, ranking)
+    figures[f"{prefix}.images_per_s"] = round(rate, 2)
+    return masks, ranking, rate
+
+
 def measure(name: str, classifier_cfg: dict, explainer_cfg: dict, eval_n: int, perimage_n: int, perimage_steps: int,
             occlusion: dict, runs, results_dir, figures: dict, train_only: bool = False,
             ablations: dict[str, dict] | None = None) -> None:
@@ -81,37 +98,19 @@ def measure(name: str, classifier_cfg: dict, explainer_cfg: dict, eval_n: int, p
     x = load_images(data["name"], "test", data["root"], data["options"] or {}, eval_n)
     explainer = MinimalMask.load(mm_dir, model)
     calibration = load_images(data["name"], "train", data["root"], data["options"] or {}, eval_n)
-    figures[f"{name}.mask.threshold"] = explainer.calibrate_threshold(calibration)["threshold"]
-
-    masks, mask_rate = timed(explainer.attribute, x)
-    ranking = torch.cat([explainer.mask_logits(chunk) for chunk in x.split(BATCH)])  # z ranks the pixels
-    areas = mask_area(masks)
     figures[f"{name}.eval_images"] = len(x)
+    masks, ranking, mask_rate = score_explainer(explainer, model, x, calibration, f"{name}.mask", figures)
+    areas = mask_area(masks)
     figures[f"{name}.mask.readout"] = explainer.config.readout
-    figures[f"{name}.mask.area"] = float(areas.mean())
     figures[f"{name}.mask.area_at_most_10pct"] = float((areas <= 0.1).double().mean())
-    figures[f"{name}.mask.sufficiency"] = sufficiency(model, x, masks)
     explainer.config.readout = "threshold"  # the mask net's hard threshold alone, for comparison
     plain, plain_rate = timed(explainer.attribute, x)
     explainer.config.readout = figures[f"{name}.mask.readout"]
     figures[f"{name}.mask.threshold_readout.area"] = float(mask_area(plain).mean())
     figures[f"{name}.mask.threshold_readout.sufficiency"] = sufficiency(model, x, plain)
     figures[f"{name}.mask.threshold_readout.images_per_s"] = round(plain_rate, 2)
-    figures[f"{name}.mask.deletion_auc"] = float(deletion_auc(model, x, ranking).mean())
-    figures[f"{name}.mask.sufficiency_at_10pct"] = sufficiency_at_same_area(model, x, ranking)
-    figures[f"{name}.mask.images_per_s"] = round(mask_rate, 2)
-
     for ablation, folder in ablation_dirs.items():
-        other = MinimalMask.load(folder, model)
-        figures[f"{name}.ablation.{ablation}.threshold"] = other.calibrate_threshold(calibration)["threshold"]
-        other_masks, other_rate = timed(other.attribute, x)
-        other_ranking = torch.cat([other.mask_logits(chunk) for chunk in x.split(BATCH)])
-        prefix = f"{name}.ablation.{ablation}"
-        figures[f"{prefix}.area"] = float(mask_area(other_masks).mean())
-        figures[f"{prefix}.sufficiency"] = sufficiency(model, x, other_masks)
-        figures[f"{prefix}.deletion_auc"] = float(deletion_auc(model, x, other_ranking).mean())
-        figures[f"{prefix}.sufficiency_at_10pct"] = sufficiency_at_same_area(model, x, other_ranking)
-        figures[f"{prefix}.images_per_s"] = round(other_rate, 2)
+        score_explainer(MinimalMask.load(folder, model), model, x, calibration, f"{name}.ablation.{ablation}", figures)
 
     rates = {}
     for method, key, settings in (("integrated-gradients", "ig", {"n_steps": 50}), ("gradcam", "gradcam", {}),

@@ -54,8 +54,12 @@ def test_deletion_loss_hand_computed():
     # image 0: logits [0, ln 3] -> softmax [1/4, 3/4], label 1 -> 3/4; image 1: [0, 0], label 0 -> 1/2
     logits = torch.tensor([[0.0, math.log(3.0)], [0.0, 0.0]])
     assert deletion_loss(logits, torch.tensor([1, 0])).item() == pytest.approx((0.75 + 0.5) / 2)
-    with pytest.raises(InputError, match="labels must be an int64 tensor of shape"):
+    with pytest.raises(InputError, match="class-index targets must have an integer dtype"):
         deletion_loss(logits, torch.tensor([1.0, 0.0]))
+    with pytest.raises(InputError, match=r"targets must be class indices of shape \(2,\)"):
+        deletion_loss(logits, torch.tensor([1]))
+    with pytest.raises(InputError, match="target index 2 is out of range for 2 classes"):
+        deletion_loss(logits, torch.tensor([2, 0]))
 
 
 def test_mask_losses_reject_bad_input():

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from ..checks import check_number, check_tensor
 from ..errors import InputError
+from .asl import check_class_indices, check_logits
 
 
 def activation_matching_loss(reference: torch.Tensor, explained: torch.Tensor, kl_weight: float = 1.0,
@@ -77,10 +78,8 @@ def deletion_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     Dabkowski & Gal 2017 ("Real Time Image Saliency for Black Box Classifiers") with
     ``lambda_4 = 1``, i.e. one point of the RISE deletion curve.
 
-    ``logits (B, K)`` of the deleted images, ``labels (B,)`` int64. Returns a scalar in ``[0, 1]``.
+    ``logits (B, K)`` of the deleted images, ``labels (B,)`` class indices in ``[0, K)``. Returns a
+    scalar in ``[0, 1]``.
     """
-    check_tensor(logits, "logits", "(B, K)", nonempty=True)
-    if not isinstance(labels, torch.Tensor) or labels.shape != logits.shape[:1] or labels.dtype != torch.long:
-        raise InputError(f"labels must be an int64 tensor of shape ({logits.shape[0]},), got "
-                         f"{getattr(labels, 'dtype', type(labels).__name__)} {tuple(getattr(labels, 'shape', ()))}")
-    return logits.softmax(dim=1).gather(1, labels[:, None]).mean()
+    labels = check_class_indices(check_logits(logits), labels)
+    return logits.softmax(dim=1).gather(1, labels.long()[:, None]).mean()
