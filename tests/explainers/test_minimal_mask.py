@@ -86,6 +86,12 @@ def test_verified_mask_falls_back_to_the_smallest_sufficient_top_mask():
     xs, fills, zs = x.repeat(2, 1, 1, 1), fill.repeat(2, 1, 1, 1), torch.cat([z, z.flip(-1)])
     assert verified_mask(model, xs, zs, fills, 2.5, [0.5]).flatten(1).tolist() == [[1, 1, 0, 0], [1, 1, 0, 0]]
     assert verified_mask(model, xs, zs, fills, 2.5, [0.5], area_budget=0.25).flatten(1).tolist() == [[1, 0, 0, 0], [0, 1, 0, 0]]
+    # areas are tried in order and an image stops at its first success: a 2nd image that needs
+    # only 0.5 costs one forward of it, and the areas after 0.5 are never tried
+    seen = []
+    model.register_forward_pre_hook(lambda module, inputs: seen.append(len(inputs[0])))
+    assert verified_mask(model, xs, zs, fills, 2.5, [0.25, 0.5, 0.75, 1.0]).flatten(1).tolist() == [[1, 1, 0, 0], [1, 1, 0, 0]]
+    assert seen == [4, 2, 2]  # x and e together, then the two lost images at 0.25 and at 0.5
     for bad in ({"readout": "best"}, {"threshold": float("nan")}, {"fallback_areas": [0.2, 0.1]}, {"fallback_areas": [0]}):
         with pytest.raises(SparsexError, match=next(iter(bad))):
             MinimalMaskConfig(**bad)

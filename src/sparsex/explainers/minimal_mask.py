@@ -125,25 +125,25 @@ def verified_mask(model: nn.Module, x: torch.Tensor, logits: torch.Tensor, fill:
 
     With ``y = argmax f(x)``, an image whose explanation ``m x + (1 - m) fill`` is classified
     ``y`` keeps its mask. Any other gets the smallest of :func:`nested_top_masks` ``(z,
-    fallback_areas)`` that keeps ``y`` (areas tried at once, in one batched forward), or keeps its
-    mask when none does. The explainer's ranking of pixels is unchanged; only how many of them
+    fallback_areas)`` that keeps ``y``, or keeps its mask when none does. The areas are tried in
+    increasing order, each in one batched forward of the images still without a sufficient mask,
+    so an image stops at its first success (the same choice as trying every area, at the cost of
+    the areas it needed). The explainer's ranking of pixels is unchanged; only how many of them
     are kept varies per image, the smallest sufficient choice of a minimal explanation. Costs one
-    forward of ``2B`` images, plus ``K`` images per image that lost its label.
+    forward of ``2B`` images, plus one image per area tried for each image that lost its label.
     """
     mask = hard_mask(logits - threshold, area_budget)
     n = len(x)
     out = model(torch.cat([x, composite(x, mask, fill)]))
     labels = out[:n].argmax(dim=1)
-    lost = (out[n:].argmax(dim=1) != labels).nonzero().flatten()
-    areas = [a for a in fallback_areas if area_budget is None or a <= area_budget]
-    if len(lost) and areas:
-        k = len(areas)
-        candidates = nested_top_masks(logits[lost], areas)  # (L, K, 1, H, W)
-        explained = composite(x[lost].repeat_interleave(k, 0), candidates.flatten(0, 1), fill[lost].repeat_interleave(k, 0))
-        kept = (model(explained).argmax(dim=1) == labels[lost].repeat_interleave(k)).view(-1, k)
-        found = kept.any(dim=1)
-        smallest = kept.to(torch.uint8).argmax(dim=1)  # first True: areas are sorted ascending
-        mask[lost[found]] = candidates[found, smallest[found]]
+    pending = (out[n:].argmax(dim=1) != labels).nonzero().flatten()
+    for area in fallback_areas:
+        if not len(pending) or (area_budget is not None and area > area_budget):
+            break
+        candidate = nested_top_masks(logits[pending], [area])[:, 0]
+        kept = model(composite(x[pending], candidate, fill[pending])).argmax(dim=1) == labels[pending]
+        mask[pending[kept]] = candidate[kept]
+        pending = pending[~kept]
     return mask
 
 
