@@ -22,6 +22,17 @@ def test_train_classifier_explainer_and_explain_mask(tmp_path, capsys):
     assert code == 0, err
     config = json.loads((explainer / "config.json").read_text())
     assert config["explainer"]["weights"] == {"area": 3} and config["train_limit"] == 64
+    # the last stage calibrates the threshold on training images; the final checkpoint carries it
+    metrics = json.loads((explainer / "metrics.json").read_text())
+    assert [s["stage"] for s in metrics["stages"]] == ["epoch-1", "calibrate"]
+    table = metrics["final"]["calibration"]
+    assert [row["threshold"] for row in table] == [0.0, 0.5, 1.0, 1.5, 2.0, 3.0]
+    chosen = metrics["final"]["threshold"]
+    best = max(row["sufficiency"] for row in table)
+    assert min(row["area"] for row in table if row["sufficiency"] >= best - 0.01) == next(
+        row["area"] for row in table if row["threshold"] == chosen)
+    final = json.loads((explainer / "checkpoint" / "config.json").read_text())["config"]
+    assert final["explainer"]["threshold"] == chosen
     Image.fromarray((torch.rand(8, 8) * 255).byte().numpy()).save(tmp_path / "digit.png")
     code, out, err = run(capsys, "explain", "mask", "--explainer", str(explainer), "--image", str(tmp_path / "digit.png"),
                          "--out", str(tmp_path / "explained"))

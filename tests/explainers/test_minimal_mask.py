@@ -1,14 +1,15 @@
 """The amortised minimal-mask explainer and the per-image baseline on a tiny digits classifier."""
 
 import json
+import shutil
 
 import pytest
 import torch
 
 from sparsex.errors import CheckpointError, InputError, SparsexError
 from sparsex.explainers.minimal_mask import (MaskObjective, MaskObjectiveWeights, MinimalMask, MinimalMaskConfig,
-                                             PerImageMask, explain_file, hard_mask, nested_top_masks, ranked_top_mask,
-                                             straight_through, verified_mask)
+                                             PerImageMask, explain_file, hard_mask, load_explainer_classifier, nested_top_masks,
+                                             ranked_top_mask, straight_through, verified_mask)
 from sparsex.metrics.faithfulness import sufficient
 from sparsex.train.explainer import ExplainerTrainConfig, load_images, train_explainer
 
@@ -213,9 +214,19 @@ def test_train_explainer_run_resumes_and_explains_a_file(digits_classifier, tmp_
     config = ExplainerTrainConfig(classifier=str(classifier), train_limit=128, test_limit=32,
                                   explainer={"epochs": 2, "width": 4})
     final = train_explainer(config, tmp_path / "explainer", progress=False)
-    assert final["stage"] == "epoch-2" and 0 <= final["mask_area"] <= 1 and 0 <= final["sufficiency"] <= 1
+    assert final["stage"] == "calibrate" and 0 <= final["mask_area"] <= 1 and 0 <= final["sufficiency"] <= 1
     again = train_explainer(config, tmp_path / "explainer", progress=False)  # finished: nothing is retrained
     assert again == final
+    # killed before the calibrate stage: the restart calibrates the last epoch's explainer the same way
+    shutil.rmtree(tmp_path / "explainer" / "stages" / "3-calibrate")
+    assert train_explainer(config, tmp_path / "explainer", progress=False) == final
+    loaded, _ = load_explainer_classifier(tmp_path / "explainer")
+    assert loaded.config.threshold == final["threshold"]
+    # calibrate=0: the epochs alone, the given threshold kept
+    plain = ExplainerTrainConfig(classifier=str(classifier), train_limit=128, test_limit=32,
+                                 explainer={"epochs": 1, "width": 4, "calibrate": 0, "threshold": 0.5})
+    assert train_explainer(plain, tmp_path / "plain", progress=False)["stage"] == "epoch-1"
+    assert load_explainer_classifier(tmp_path / "plain")[0].config.threshold == 0.5
     Image.fromarray((torch.rand(20, 20) * 255).byte().numpy()).save(tmp_path / "digit.png")
     out = explain_file(tmp_path / "explainer", tmp_path / "digit.png", tmp_path / "explained")
     result = json.loads((out / "explanation.json").read_text())

@@ -266,7 +266,9 @@ class MinimalMaskConfig:
     fixed-area masks of extremal perturbations, Fong et al. 2019).
 
     Inference: ``threshold`` is the mask-logit threshold of the hard mask (0: ``sigmoid > 0.5``;
-    higher gives smaller masks); ``readout`` is ``"threshold"`` (the hard mask as is) or
+    higher gives smaller masks), chosen after training on the first ``calibrate`` training images
+    by :meth:`MinimalMask.calibrate_threshold` (``sparsex train explainer``'s last stage; 0 keeps
+    the given threshold); ``readout`` is ``"threshold"`` (the hard mask as is) or
     ``"verified"`` (:func:`verified_mask`: the hard mask where it keeps the label, else the
     smallest of the top-``a`` masks, ``a`` in ``fallback_areas``, that does)."""
 
@@ -280,6 +282,7 @@ class MinimalMaskConfig:
     seed: int = 0
     area_budget: float | None = None
     threshold: float = 0.0
+    calibrate: int = 200
     readout: str = "verified"
     fallback_areas: list[float] = field(default_factory=lambda: [0.02, 0.05, 0.1, 0.15, 0.2, 0.3])
     weights: MaskObjectiveWeights = field(default_factory=MaskObjectiveWeights)
@@ -292,8 +295,10 @@ class MinimalMaskConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise SparsexError(f"minimal mask setting {name} must be a positive integer, got {value!r}")
-        if isinstance(self.soft_epochs, bool) or not isinstance(self.soft_epochs, int) or self.soft_epochs < 0:
-            raise SparsexError(f"soft_epochs must be an integer >= 0, got {self.soft_epochs!r}")
+        for name in ("soft_epochs", "calibrate"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise SparsexError(f"{name} must be an integer >= 0, got {value!r}")
         check_number(self.lr, "lr", 0, 10, low_open=True, high_open=True)
         check_number(self.threshold, "threshold (a mask logit)")
         if self.readout not in READOUTS:

@@ -2,9 +2,12 @@
 against a classifier checkpointed by ``sparsex train classifier``.
 
 The run folder has one stage per epoch (``epoch-1``, ...), each an explainer checkpoint, so a
-killed run restarts at the epoch it was in; ``<out>/checkpoint`` is the final explainer, which
-names its classifier folder and records its weight hash. After every epoch the test split's mask
-area and sufficiency (top-1 kept on ``m * x + (1 - m) * blur(x)``) go to ``metrics.json``.
+killed run restarts at the epoch it was in, then (unless the explainer setting ``calibrate`` is 0)
+a ``calibrate`` stage that chooses the mask-logit threshold on the first ``calibrate`` training
+images (:meth:`~sparsex.explainers.minimal_mask.MinimalMask.calibrate_threshold`; its table goes
+to the stage's metrics); ``<out>/checkpoint`` is the final explainer, which names its classifier
+folder and records its weight hash and threshold. After every stage the test split's mask area
+and sufficiency (top-1 kept on ``m * x + (1 - m) * blur(x)``) go to ``metrics.json``.
 Under torchrun the U-Net trains data-parallel; rank 0 alone measures and writes.
 """
 
@@ -84,7 +87,7 @@ def train_explainer(config: ExplainerTrainConfig, out: str | os.PathLike, overwr
     mask_config = MinimalMaskConfig.from_dict(config.explainer)
     distributed.check_batch_size(mask_config.batch_size)
     progress = progress and distributed.is_main()
-    stages = [f"epoch-{e + 1}" for e in range(mask_config.epochs)]
+    stages = [f"epoch-{e + 1}" for e in range(mask_config.epochs)] + (["calibrate"] if mask_config.calibrate else [])
     run = open_run(out, config.to_dict(), stages, overwrite=overwrite)
     data_cfg = classifier_checkpoint.config["data"]
     data = config.data or data_cfg["name"]
@@ -96,14 +99,23 @@ def train_explainer(config: ExplainerTrainConfig, out: str | os.PathLike, overwr
     classifier_dir = str(Path(classifier_checkpoint.path).resolve())
     start = distributed.from_main(run.last_finished) + 1
     if start > 0:
-        run.load_stage(start - 1, FAMILY).load_into(explainer.net)
-        explainer.epochs_done, explainer.image_size = start, tuple(train.shape[-2:])
+        stage = run.load_stage(start - 1, FAMILY)
+        stage.load_into(explainer.net)
+        explainer.config.threshold = stage.config["explainer"]["threshold"]
+        explainer.epochs_done, explainer.image_size = min(start, mask_config.epochs), tuple(train.shape[-2:])
 
-    def record(index: int, losses: dict[str, float]) -> None:
-        metrics = {**mask_test_metrics(explainer, test), "train_loss": losses["total"], "train_kept": losses["kept"]}
+    def record(index: int, metrics: dict[str, Any]) -> None:
+        metrics = {**mask_test_metrics(explainer, test), **metrics}
         run.finish_stage(index, explainer.net, FAMILY, explainer.checkpoint_config(classifier=classifier_dir), metrics)
 
-    for index in range(start, len(stages)):
-        distributed.main_only(record, index, explainer.fit_epoch(train, progress))
+    for index in range(start, mask_config.epochs):
+        losses = explainer.fit_epoch(train, progress)
+        distributed.main_only(record, index, {"train_loss": losses["total"], "train_kept": losses["kept"]})
+    def calibrate() -> None:
+        calibration = explainer.calibrate_threshold(train[:mask_config.calibrate])
+        record(mask_config.epochs, {"threshold": calibration["threshold"], "calibration": calibration["table"]})
+
+    if mask_config.calibrate and start <= mask_config.epochs:
+        distributed.main_only(calibrate)
     distributed.main_only(run.finish, explainer.net, FAMILY, explainer.checkpoint_config(classifier=classifier_dir))
     return run.metrics()["final"]
