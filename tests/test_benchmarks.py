@@ -57,6 +57,9 @@ def test_benchmark_quick_run(tmp_path, script, keys, extra):
                 assert 0 <= result[f"{clf}.{key}"] <= 1, (clf, key)
         for key in ("area", "sufficiency", "deletion_auc", "images_per_s"):
             assert result[f"fmnist.ablation.no_deletion.{key}"] >= 0, key
+        for key in ("parts.area", "parts.sufficiency", "creature.area", "creature.sufficiency"):
+            assert 0 <= result[f"parts.truth.{key}"] <= 1, key
+        assert result["parts.truth.parts.area"] < result["parts.truth.creature.area"]  # the body is in the creature
     if script == "eval_parts.py":  # every key the issue and the README quote, per row
         for row in ("lite0.ig", "lite0.gradcam", "side.prototypes", "protosvit.prototypes"):
             for key in ("accuracy", "bi", "completeness", "correctness", "contrastivity", "deletion_auc", "insertion_auc"):
