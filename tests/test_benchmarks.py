@@ -60,6 +60,9 @@ def test_benchmark_quick_run(tmp_path, script, keys, extra):
         for key in ("parts.area", "parts.sufficiency", "creature.area", "creature.sufficiency"):
             assert 0 <= result[f"parts.truth.{key}"] <= 1, key
         assert result["parts.truth.parts.area"] < result["parts.truth.creature.area"]  # the body is in the creature
+        for clf in ("fmnist", "parts"):  # the speed-up vs. IG is the median of the back-to-back rounds
+            rounds = result[f"{clf}.speedup.vs_ig_rounds"]
+            assert len(rounds) == 3 and result[f"{clf}.speedup.vs_ig"] == sorted(rounds)[1]
     if script == "eval_parts.py":  # every key the issue and the README quote, per row
         for row in ("lite0.ig", "lite0.gradcam", "side.prototypes", "protosvit.prototypes"):
             for key in ("accuracy", "bi", "completeness", "correctness", "contrastivity", "deletion_auc", "insertion_auc"):
