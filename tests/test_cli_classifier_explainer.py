@@ -20,6 +20,7 @@ def test_train_classifier_explainer_and_explain_mask(tmp_path, capsys):
                          "--set", "width=4", "--set", "weights.area=3", "--set", "train_limit=64", "--set", "test_limit=16",
                          "--quiet")
     assert code == 0, err
+    assert "calibration" in out and "threshold 0.5, area" in out and "{'threshold'" not in out  # one line per row
     config = json.loads((explainer / "config.json").read_text())
     assert config["explainer"]["weights"] == {"area": 3} and config["train_limit"] == 64
     # the last stage calibrates the threshold on training images; the final checkpoint carries it

@@ -196,10 +196,20 @@ def _train_settings(config: Optional[Path], data: Optional[str], backbone: Optio
     return settings
 
 
+def _cell(value: Any) -> str:
+    """A metric as a table cell: floats to 4 significant digits, a list of records (e.g. the
+    explainer's calibration table) one line per record."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list) and value and all(isinstance(row, dict) for row in value):
+        return "\n".join(", ".join(f"{escape(str(k))} {_cell(v)}" for k, v in row.items()) for row in value)
+    return escape(str(value))
+
+
 def _report(title: str, metrics: dict[str, Any], out: Path) -> None:
     table = Table("metric", "value", title=f"{title}: test split, final stage")
     for key, value in metrics.items():
-        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else escape(str(value)))
+        table.add_row(key, _cell(value))
     console.print(table)
     console.print(f"run folder: {out} (checkpoint/, metrics.json, stages.md)")
 
