@@ -20,6 +20,7 @@ explainers) go to ``<cache>/minimal_mask_runs[_quick]``, started afresh unless `
 
 from __future__ import annotations
 
+import statistics
 import time
 
 import torch
@@ -88,7 +89,8 @@ def speedup_rounds(fast, slow, x: torch.Tensor) -> list[float]:
     one run and 48.1 in the next), so the ratio of two rates timed far apart is noisier than
     either; the median of the rounds is the speed-up."""
     x = x[:SPEED_N]
-    fast(x[:BATCH]), slow(x[:BATCH])
+    fast(x[:BATCH])
+    slow(x[:BATCH])
     return [round(rate(fast, x) / rate(slow, x), 1) for _ in range(SPEED_ROUNDS)]
 
 
@@ -155,14 +157,14 @@ def measure(name: str, classifier_cfg: dict, explainer_cfg: dict, eval_n: int, p
     for ablation, folder in ablation_dirs.items():
         score_explainer(MinimalMask.load(folder, model), model, x, f"{name}.ablation.{ablation}", figures)
 
-    rates = {}
+    attributors = {}
     for method, key, settings in (("integrated-gradients", "ig", {"n_steps": 50}), ("gradcam", "gradcam", {}),
                                   ("saliency", "saliency", {}), ("occlusion", "occlusion", occlusion)):
-        attributor = create_explainer(method, model, **settings)
-        maps, rates[key] = timed(attributor.attribute, x)
+        attributors[key] = create_explainer(method, model, **settings)
+        maps, method_rate = timed(attributors[key].attribute, x)
         figures[f"{name}.{key}.deletion_auc"] = float(deletion_auc(model, x, maps).mean())
         figures[f"{name}.{key}.sufficiency_at_10pct"] = sufficiency_at_same_area(model, x, maps)
-        figures[f"{name}.{key}.images_per_s"] = round(rates[key], 2)
+        figures[f"{name}.{key}.images_per_s"] = round(method_rate, 2)
 
     subset = x[:perimage_n]
     perimage = PerImageMask(model, layers=explainer.config.layers, steps=perimage_steps, binary=False,
@@ -175,9 +177,9 @@ def measure(name: str, classifier_cfg: dict, explainer_cfg: dict, eval_n: int, p
     figures[f"{name}.perimage.deletion_auc"] = float(deletion_auc(model, subset, perimage_soft).mean())
     figures[f"{name}.mask.deletion_auc_on_perimage_subset"] = float(deletion_auc(model, subset, ranking[:perimage_n]).mean())
     figures[f"{name}.perimage.images_per_s"] = round(perimage_rate, 4)
-    rounds = speedup_rounds(explainer.attribute, create_explainer("integrated-gradients", model, n_steps=50).attribute, x)
+    rounds = speedup_rounds(explainer.attribute, attributors["ig"].attribute, x)
     figures[f"{name}.speedup.vs_ig_rounds"] = rounds
-    figures[f"{name}.speedup.vs_ig"] = sorted(rounds)[len(rounds) // 2]
+    figures[f"{name}.speedup.vs_ig"] = statistics.median(rounds)
     figures[f"{name}.speedup.vs_perimage"] = round(mask_rate / perimage_rate, 1)
     best = min(("ig", "gradcam", "saliency", "occlusion"), key=lambda k: figures[f"{name}.{k}.deletion_auc"])
     figures[f"{name}.best_captum"] = best

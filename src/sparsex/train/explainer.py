@@ -111,6 +111,7 @@ def train_explainer(config: ExplainerTrainConfig, out: str | os.PathLike, overwr
     for index in range(start, mask_config.epochs):
         losses = explainer.fit_epoch(train, progress)
         distributed.main_only(record, index, {"train_loss": losses["total"], "train_kept": losses["kept"]})
+
     def calibrate() -> None:
         calibration = explainer.calibrate_threshold(train[:mask_config.calibrate])
         record(mask_config.epochs, {"threshold": calibration["threshold"], "calibration": calibration["table"]})
