@@ -5,11 +5,12 @@ import shutil
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from sparsex.errors import CheckpointError, InputError, SparsexError
 from sparsex.explainers.minimal_mask import (MaskObjective, MaskObjectiveWeights, MinimalMask, MinimalMaskConfig,
                                              PerImageMask, explain_file, hard_mask, load_explainer_classifier, nested_top_masks,
-                                             ranked_top_mask, straight_through, verified_mask)
+                                             perimage_grid_factor, ranked_top_mask, straight_through, verified_mask)
 from sparsex.metrics.faithfulness import sufficient
 from sparsex.train.explainer import ExplainerTrainConfig, load_images, train_explainer
 
@@ -205,6 +206,19 @@ def test_per_image_baseline(digits_classifier, images):
     assert masks.shape == (3, 1, 8, 8) and set(masks.unique().tolist()) <= {0.0, 1.0}
     with pytest.raises(SparsexError, match="steps must be a positive integer"):
         PerImageMask(model, steps=0)
+    with pytest.raises(SparsexError, match="downsample must be a positive integer or None"):
+        PerImageMask(model, downsample=0)
+
+
+def test_per_image_grid_is_about_32_cells_along_the_shorter_side(digits_classifier, images, monkeypatch):
+    assert [perimage_grid_factor(s, s) for s in (8, 28, 63, 64, 128, 224)] == [1, 1, 1, 2, 4, 7]
+    assert perimage_grid_factor(64, 200) == 2
+    _, model = digits_classifier
+    grids = []
+    real_interpolate = F.interpolate
+    monkeypatch.setattr(F, "interpolate", lambda t, **kw: grids.append(tuple(t.shape[-2:])) or real_interpolate(t, **kw))
+    PerImageMask(model, steps=1, internal_batch_size=2).attribute(images[1][:2])
+    assert grids[0] == (8, 8)  # 8 x 8 digits: the full resolution
 
 
 def test_train_explainer_run_resumes_and_explains_a_file(digits_classifier, tmp_path):

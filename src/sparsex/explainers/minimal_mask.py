@@ -486,22 +486,35 @@ class MinimalMask:
         return explainer
 
 
+def perimage_grid_factor(height: int, width: int, cells: int = 32) -> int:
+    """How many times coarser than a ``height x width`` image :class:`PerImageMask`'s mask grid is by
+    default: ``max(1, min(H, W) // cells)``, so about ``cells`` grid cells along the shorter side
+    (the full resolution below ``2 * cells`` pixels: 1 at 28 px, 2 at 64 px, 4 at 128 px, 7 at
+    224 px). A coarser grid is a smoothness prior, but it also caps how finely the mask logits rank
+    the pixels: on Fashion-MNIST (28 px) a 4x coarser grid (7 x 7 cells) gave a deletion AUC of
+    0.294 against 0.145 at full resolution (32 test images, 150 steps, the benchmark's weights)."""
+    return max(1, min(height, width) // cells)
+
+
 @EXPLAINERS.register("per-image-mask", description="minimal mask optimised per image (activation matching objective)")
 class PerImageMask(Explainer):
     """One mask per image, optimised under :class:`MaskObjective` with Adam for ``steps`` steps
     (straight-through after the first half), keeping ``target`` (default: the top-1 class). The
     mask logits live on a grid ``downsample`` times coarser than the image and are upsampled
-    bilinearly (a smoothness prior, and fewer unknowns). ``internal_batch_size`` images are
+    bilinearly (a smoothness prior, and fewer unknowns); ``None`` (the default) picks
+    :func:`perimage_grid_factor`, about 32 cells along the shorter side. ``internal_batch_size`` images are
     optimised together. ``attribute`` returns 0/1 masks (``binary``; at most ``area_budget`` of the
     pixels when set, see :func:`hard_mask`) or the mask probabilities."""
 
     name = "per-image-mask"
 
     def __init__(self, model: nn.Module, layers: list[str] | None = None, steps: int = 150, lr: float = 0.1,
-                 downsample: int = 4, weights: MaskObjectiveWeights | dict | None = None, blur_sigma: float | None = None,
-                 internal_batch_size: int = 32, seed: int = 0, binary: bool = True, area_budget: float | None = None) -> None:
-        for name, value in (("steps", steps), ("downsample", downsample), ("internal_batch_size", internal_batch_size)):
+                 downsample: int | None = None, weights: MaskObjectiveWeights | dict | None = None,
+                 blur_sigma: float | None = None, internal_batch_size: int = 32, seed: int = 0, binary: bool = True,
+                 area_budget: float | None = None) -> None:
+        for name, value in (("steps", steps), ("internal_batch_size", internal_batch_size)):
             positive_int(value, name)
+        positive_int(downsample, "downsample", none_ok=True)
         check_number(lr, "lr", 0, 10, low_open=True, high_open=True)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise InputError(f"seed must be an integer >= 0, got {seed!r}")
@@ -518,7 +531,8 @@ class PerImageMask(Explainer):
 
     def _optimise(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        logits = torch.full((len(x), 1, max(1, h // self.downsample), max(1, w // self.downsample)), 2.0,
+        factor = self.downsample or perimage_grid_factor(h, w)
+        logits = torch.full((len(x), 1, max(1, h // factor), max(1, w // factor)), 2.0,
                             device=x.device, requires_grad=True)
         optimiser = torch.optim.Adam([logits], lr=self.lr)
         generator = torch.Generator().manual_seed(self.seed)
