@@ -10,10 +10,11 @@ for the true explanations: the parts, the whole creature), deletion AUC (pixels 
 attribution; the mask explainer ranks by its mask logits), images/s of each method at the same
 batch size, and the speed-ups: vs. integrated gradients the median of ``SPEED_ROUNDS`` rounds
 that time the two back to back (:func:`speedup_rounds`), vs. the per-image baseline the ratio
-of the two passes' images/s. The mask explainer's logit threshold is the one its training run
-calibrated on the first 200 training images (its ``calibrate`` stage,
-:meth:`MinimalMask.calibrate_threshold`: the smallest masks within 1 point of the best
-sufficiency). The per-image baseline is slow, so it runs on the first ``PERIMAGE_N`` evaluation images; the
+of the two passes' images/s. The mask explainer's logit threshold and fallback areas are the ones
+its training run calibrated on the first 200 training images (its ``calibrate`` stage:
+:meth:`MinimalMask.calibrate_threshold`, the smallest masks within 1 point of the best
+sufficiency, then :meth:`MinimalMask.prune_fallback_areas`, the areas that rescue at least 1% of
+those images, and the largest). The per-image baseline is slow, so it runs on the first ``PERIMAGE_N`` evaluation images; the
 mask explainer's deletion AUC on that subset is reported beside it. Run folders (classifiers,
 explainers) go to ``<cache>/minimal_mask_runs[_quick]``, started afresh unless ``--resume``.
 """
@@ -96,11 +97,13 @@ def speedup_rounds(fast, slow, x: torch.Tensor) -> list[float]:
 
 def score_explainer(explainer: MinimalMask, model, x: torch.Tensor, prefix: str,
                     figures: dict) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Score ``explainer`` (at the threshold its training calibrated) on ``x``: ``<prefix>.threshold``,
+    """Score ``explainer`` (at the threshold and fallback areas its training calibrated) on ``x``:
+    ``<prefix>.threshold``, ``.fallback_areas``,
     ``.area``, ``.sufficiency``, ``.deletion_auc`` (pixels ranked by the mask logits),
     ``.sufficiency_at_10pct`` and ``.images_per_s`` go to ``figures``. Returns the masks, the
     ranking and the images/s."""
     figures[f"{prefix}.threshold"] = explainer.config.threshold
+    figures[f"{prefix}.fallback_areas"] = explainer.config.fallback_areas
     masks, rate = timed(explainer.attribute, x)
     ranking = torch.cat([explainer.mask_logits(chunk) for chunk in x.split(BATCH)])  # z ranks the pixels
     figures[f"{prefix}.area"] = float(mask_area(masks).mean())

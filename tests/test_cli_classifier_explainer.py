@@ -34,6 +34,8 @@ def test_train_classifier_explainer_and_explain_mask(tmp_path, capsys):
         row["area"] for row in table if row["threshold"] == chosen)
     final = json.loads((explainer / "checkpoint" / "config.json").read_text())["config"]
     assert final["explainer"]["threshold"] == chosen
+    assert final["explainer"]["fallback_areas"] == metrics["final"]["fallback_areas"]  # pruned by the same stage
+    assert "rescued" in out and "area 0.3, images" in out
     Image.fromarray((torch.rand(8, 8) * 255).byte().numpy()).save(tmp_path / "digit.png")
     code, out, err = run(capsys, "explain", "mask", "--explainer", str(explainer), "--image", str(tmp_path / "digit.png"),
                          "--out", str(tmp_path / "explained"))

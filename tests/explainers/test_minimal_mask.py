@@ -12,6 +12,7 @@ from sparsex.explainers.minimal_mask import (MaskObjective, MaskObjectiveWeights
                                              PerImageMask, explain_file, hard_mask, load_explainer_classifier, nested_top_masks,
                                              perimage_grid_factor, ranked_top_mask, straight_through, verified_mask)
 from sparsex.metrics.faithfulness import sufficient
+from sparsex.perturb import blur
 from sparsex.train.explainer import ExplainerTrainConfig, load_images, train_explainer
 
 
@@ -80,19 +81,23 @@ def test_verified_mask_falls_back_to_the_smallest_sufficient_top_mask():
         model[1].bias.copy_(torch.tensor([0.0, 2.5]))
     x, fill = torch.ones(1, 1, 2, 2), torch.zeros(1, 1, 2, 2)
     z = torch.tensor([[[[3.0, 2.0], [1.0, -1.0]]]])
-    assert verified_mask(model, x, z, fill, threshold=2.5).flatten().tolist() == [1, 0, 0, 0]  # no fallback: as is
-    assert verified_mask(model, x, z, fill, 2.5, [0.25, 0.5, 1.0]).flatten().tolist() == [1, 1, 0, 0]
-    assert verified_mask(model, x, z, fill, 2.5, [0.25]).flatten().tolist() == [1, 0, 0, 0]  # none keeps: as is
-    assert verified_mask(model, x, z, fill, 1.5, [0.25]).flatten().tolist() == [1, 1, 0, 0]  # kept: unchanged
+    def masks_and_choices(*args, **kwargs):
+        mask, choice = verified_mask(model, *args, **kwargs)
+        return mask.flatten().tolist(), choice.tolist()
+
+    assert masks_and_choices(x, z, fill, threshold=2.5) == ([1, 0, 0, 0], [0])  # no fallback: as is (choice: none of 0)
+    assert masks_and_choices(x, z, fill, 2.5, [0.25, 0.5, 1.0]) == ([1, 1, 0, 0], [1])  # the 2nd area, 0.5
+    assert masks_and_choices(x, z, fill, 2.5, [0.25]) == ([1, 0, 0, 0], [1])  # none keeps: as is
+    assert masks_and_choices(x, z, fill, 1.5, [0.25]) == ([1, 1, 0, 0], [-1])  # kept: unchanged
     # a batch mixes kept and fallen-back images; an area budget drops larger fallbacks
     xs, fills, zs = x.repeat(2, 1, 1, 1), fill.repeat(2, 1, 1, 1), torch.cat([z, z.flip(-1)])
-    assert verified_mask(model, xs, zs, fills, 2.5, [0.5]).flatten(1).tolist() == [[1, 1, 0, 0], [1, 1, 0, 0]]
-    assert verified_mask(model, xs, zs, fills, 2.5, [0.5], area_budget=0.25).flatten(1).tolist() == [[1, 0, 0, 0], [0, 1, 0, 0]]
+    assert verified_mask(model, xs, zs, fills, 2.5, [0.5])[0].flatten(1).tolist() == [[1, 1, 0, 0], [1, 1, 0, 0]]
+    assert verified_mask(model, xs, zs, fills, 2.5, [0.5], area_budget=0.25)[0].flatten(1).tolist() == [[1, 0, 0, 0], [0, 1, 0, 0]]
     # areas are tried in order and an image stops at its first success: a 2nd image that needs
     # only 0.5 costs one forward of it, and the areas after 0.5 are never tried
     seen = []
     model.register_forward_pre_hook(lambda module, inputs: seen.append(len(inputs[0])))
-    assert verified_mask(model, xs, zs, fills, 2.5, [0.25, 0.5, 0.75, 1.0]).flatten(1).tolist() == [[1, 1, 0, 0], [1, 1, 0, 0]]
+    assert verified_mask(model, xs, zs, fills, 2.5, [0.25, 0.5, 0.75, 1.0])[0].flatten(1).tolist() == [[1, 1, 0, 0], [1, 1, 0, 0]]
     assert seen == [4, 2, 2]  # x and e together, then the two lost images at 0.25 and at 0.5
     for bad in ({"readout": "best"}, {"threshold": float("nan")}, {"fallback_areas": [0.2, 0.1]}, {"fallback_areas": [0]}):
         with pytest.raises(SparsexError, match=next(iter(bad))):
@@ -162,6 +167,34 @@ def test_fit_shrinks_the_mask_and_gives_binary_masks(digits_classifier, images):
     assert all(0 <= r["area"] <= 1 and 0 <= r["sufficiency"] <= 1 for r in table)
     with pytest.raises(InputError, match="tolerance must be a finite number in"):
         explainer.calibrate_threshold(train[:4], tolerance=2)
+
+
+def test_pruning_the_fallback_areas_changes_only_the_masks_the_dropped_areas_rescued(digits_classifier, images):
+    _, model = digits_classifier
+    train, test = images
+    areas = [0.02, 0.05, 0.1, 0.2, 0.4, 0.6]
+    explainer = MinimalMask(model, MinimalMaskConfig(epochs=1, width=4, threshold=2.0, fallback_areas=areas), in_chans=1)
+    explainer.fit(train[:64], progress=False)
+    with torch.no_grad():
+        logits = explainer.net(test)
+    before, choice = verified_mask(model, test, logits, blur(test), 2.0, areas)
+    assert torch.equal(before, explainer.attribute(test))
+    counts = [int((choice == i).sum()) for i in range(len(areas))]
+    assert explainer.prune_fallback_areas(test, min_rescue=0.0) == {
+        "fallback_areas": areas, "rescued": [{"area": a, "images": n} for a, n in zip(areas, counts)],
+        "unrescued": int((choice == len(areas)).sum())}
+    bar = 0.1
+    pruned = explainer.prune_fallback_areas(test, min_rescue=bar)
+    kept = [a for a, n in zip(areas, counts) if n >= bar * len(test)]
+    assert pruned["fallback_areas"] == kept + ([areas[-1]] if areas[-1] not in kept else [])  # the largest always stays
+    assert explainer.config.fallback_areas == pruned["fallback_areas"] and kept != areas  # something was dropped
+    after = explainer.attribute(test)
+    unchanged = (choice == -1) | (choice == len(areas)) | torch.isin(choice, torch.tensor(
+        [i for i, a in enumerate(areas) if a in pruned["fallback_areas"]]))
+    assert torch.equal(after[unchanged], before[unchanged])
+    assert explainer.prune_fallback_areas(test, min_rescue=1.0)["fallback_areas"] == [areas[-1]]
+    with pytest.raises(InputError, match="min_rescue must be a finite number in"):
+        explainer.prune_fallback_areas(test, min_rescue=2)
 
 
 def test_save_load_round_trip_and_classifier_pairing(digits_classifier, images, tmp_path):
@@ -235,7 +268,11 @@ def test_train_explainer_run_resumes_and_explains_a_file(digits_classifier, tmp_
     shutil.rmtree(tmp_path / "explainer" / "stages" / "3-calibrate")
     assert train_explainer(config, tmp_path / "explainer", progress=False) == final
     loaded, _ = load_explainer_classifier(tmp_path / "explainer")
-    assert loaded.config.threshold == final["threshold"]
+    assert loaded.config.threshold == final["threshold"] and loaded.config.fallback_areas == final["fallback_areas"]
+    # the pruned areas: those that rescued at least 1% of the 128 calibration images (2 images), and the largest
+    areas = MinimalMaskConfig().fallback_areas
+    assert [row["area"] for row in final["rescued"]] == areas
+    assert final["fallback_areas"] == [row["area"] for row in final["rescued"] if row["images"] >= 1.28 or row["area"] == areas[-1]]
     # calibrate=0: the epochs alone, the given threshold kept
     plain = ExplainerTrainConfig(classifier=str(classifier), train_limit=128, test_limit=32,
                                  explainer={"epochs": 1, "width": 4, "calibrate": 0, "threshold": 0.5})

@@ -120,7 +120,8 @@ def nested_top_masks(scores: torch.Tensor, areas: list[float] | tuple[float, ...
 
 @torch.no_grad()
 def verified_mask(model: nn.Module, x: torch.Tensor, logits: torch.Tensor, fill: torch.Tensor, threshold: float = 0.0,
-                  fallback_areas: list[float] | tuple[float, ...] = (), area_budget: float | None = None) -> torch.Tensor:
+                  fallback_areas: list[float] | tuple[float, ...] = (),
+                  area_budget: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The hard mask ``z > threshold`` of mask ``logits z (B, 1, H, W)``, checked against ``model``.
 
     With ``y = argmax f(x)``, an image whose explanation ``m x + (1 - m) fill`` is classified
@@ -131,20 +132,27 @@ def verified_mask(model: nn.Module, x: torch.Tensor, logits: torch.Tensor, fill:
     the areas it needed). The explainer's ranking of pixels is unchanged; only how many of them
     are kept varies per image, the smallest sufficient choice of a minimal explanation. Costs one
     forward of ``2B`` images, plus one image per area tried for each image that lost its label.
+
+    Returns the masks ``(B, 1, H, W)`` and which one each image kept ``(B,)``: -1 the thresholded
+    mask (it keeps the label), ``i`` the fallback area ``fallback_areas[i]``, and
+    ``len(fallback_areas)`` none (the thresholded mask stays although it loses the label).
     """
     mask = hard_mask(logits - threshold, area_budget)
     n = len(x)
     out = model(torch.cat([x, composite(x, mask, fill)]))
     labels = out[:n].argmax(dim=1)
     pending = (out[n:].argmax(dim=1) != labels).nonzero().flatten()
-    for area in fallback_areas:
+    choice = torch.full((n,), -1, dtype=torch.long, device=x.device)
+    choice[pending] = len(fallback_areas)
+    for index, area in enumerate(fallback_areas):
         if not len(pending) or (area_budget is not None and area > area_budget):
             break
         candidate = nested_top_masks(logits[pending], [area])[:, 0]
         kept = model(composite(x[pending], candidate, fill[pending])).argmax(dim=1) == labels[pending]
         mask[pending[kept]] = candidate[kept]
+        choice[pending[kept]] = index
         pending = pending[~kept]
-    return mask
+    return mask, choice
 
 
 def ranked_top_mask(logits: torch.Tensor, fractions: torch.Tensor) -> torch.Tensor:
@@ -270,7 +278,9 @@ class MinimalMaskConfig:
     by :meth:`MinimalMask.calibrate_threshold` (``sparsex train explainer``'s last stage; 0 keeps
     the given threshold); ``readout`` is ``"threshold"`` (the hard mask as is) or
     ``"verified"`` (:func:`verified_mask`: the hard mask where it keeps the label, else the
-    smallest of the top-``a`` masks, ``a`` in ``fallback_areas``, that does)."""
+    smallest of the top-``a`` masks, ``a`` in ``fallback_areas``, that does). The same stage then
+    keeps only the fallback areas that rescue at least ``fallback_min_rescue`` of the calibration
+    images, and the largest (:meth:`MinimalMask.prune_fallback_areas`; 0 keeps them all)."""
 
     layers: list[str] | None = None
     width: int = 16
@@ -285,6 +295,7 @@ class MinimalMaskConfig:
     calibrate: int = 200
     readout: str = "verified"
     fallback_areas: list[float] = field(default_factory=lambda: [0.02, 0.05, 0.1, 0.15, 0.2, 0.3])
+    fallback_min_rescue: float = 0.01
     weights: MaskObjectiveWeights = field(default_factory=MaskObjectiveWeights)
 
     def __post_init__(self) -> None:
@@ -308,6 +319,7 @@ class MinimalMaskConfig:
                 isinstance(a, (int, float)) and not isinstance(a, bool) and 0 < a <= 1 for a in areas) or list(areas) != sorted(areas):
             raise SparsexError(f"fallback_areas must be a list of increasing numbers in (0, 1], got {areas!r}")
         self.fallback_areas = [float(a) for a in areas]
+        check_number(self.fallback_min_rescue, "fallback_min_rescue", 0, 1)
 
     @classmethod
     def from_dict(cls, settings: dict[str, Any]) -> "MinimalMaskConfig":
@@ -426,6 +438,11 @@ class MinimalMask:
             return torch.sigmoid(logits)
         if cfg.readout == "threshold":
             return hard_mask(logits - cfg.threshold, cfg.area_budget)
+        return self._verified(x, logits)[0]
+
+    def _verified(self, x: torch.Tensor, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`verified_mask` with this explainer's settings."""
+        cfg = self.config
         return verified_mask(self.model, x, logits, blur(x, cfg.blur_sigma), cfg.threshold, cfg.fallback_areas,
                              cfg.area_budget)
 
@@ -452,6 +469,33 @@ class MinimalMask:
         chosen = min((row for row in table if row["sufficiency"] >= best - tolerance), key=lambda row: row["area"])
         self.config.threshold = chosen["threshold"]
         return {"threshold": chosen["threshold"], "table": table}
+
+    @torch.no_grad()
+    def prune_fallback_areas(self, images: torch.Tensor, min_rescue: float | None = None,
+                             batch_size: int = 32) -> dict[str, Any]:
+        """Keep the fallback areas worth their forward, judged on ``images (N, C, H, W)`` (training or
+        held-out images, never the test split) at the current threshold. Each image that loses its
+        label pays one classifier forward per area tried, smallest first, until one keeps it; an
+        area that rescues almost no image costs every such image a forward and only spares the few
+        it rescues the next larger mask. Keeps the areas that are the first to keep the label for
+        at least ``min_rescue`` (default ``config.fallback_min_rescue``) of the images, and always
+        the largest (the last resort). Sets ``config.fallback_areas`` and returns
+        ``{"fallback_areas": kept, "rescued": [{"area", "images"}, ...], "unrescued": n}``
+        (``images``: how many of the images each area rescued; ``n``: how many lose the label with
+        every area)."""
+        x = _prepare(images, self.image_size, self.in_chans)
+        positive_int(batch_size, "batch_size")
+        min_rescue = self.config.fallback_min_rescue if min_rescue is None else check_number(min_rescue, "min_rescue", 0, 1)
+        areas = self.config.fallback_areas
+        rescued = torch.zeros(len(areas) + 1, dtype=torch.long)
+        self.net.eval()
+        for chunk in x.split(batch_size):
+            choice = self._verified(chunk, self.net(chunk))[1]
+            rescued += torch.bincount(choice[choice >= 0].cpu(), minlength=len(areas) + 1)
+        kept = [a for a, n in zip(areas, rescued.tolist()) if n >= min_rescue * len(x) or a == areas[-1]]
+        self.config.fallback_areas = kept
+        return {"fallback_areas": kept, "rescued": [{"area": a, "images": n} for a, n in zip(areas, rescued.tolist())],
+                "unrescued": int(rescued[-1])}
 
     def explain(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Binary masks ``m`` and explanations ``e = m x + (1 - m) blur(x)`` for ``inputs``."""

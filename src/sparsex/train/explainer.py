@@ -4,10 +4,13 @@ against a classifier checkpointed by ``sparsex train classifier``.
 The run folder has one stage per epoch (``epoch-1``, ...), each an explainer checkpoint, so a
 killed run restarts at the epoch it was in, then (unless the explainer setting ``calibrate`` is 0)
 a ``calibrate`` stage that chooses the mask-logit threshold on the first ``calibrate`` training
-images (:meth:`~sparsex.explainers.minimal_mask.MinimalMask.calibrate_threshold`; its table goes
-to the stage's metrics); ``<out>/checkpoint`` is the final explainer, which names its classifier
-folder and records its weight hash and threshold. After every stage the test split's mask area
-and sufficiency (top-1 kept on ``m * x + (1 - m) * blur(x)``) go to ``metrics.json``.
+images (:meth:`~sparsex.explainers.minimal_mask.MinimalMask.calibrate_threshold`), then the
+fallback areas of the verified readout worth trying
+(:meth:`~sparsex.explainers.minimal_mask.MinimalMask.prune_fallback_areas`); both tables go to
+the stage's metrics. ``<out>/checkpoint`` is the final explainer, which names its classifier
+folder and records its weight hash, threshold and fallback areas. After every stage the test
+split's mask area and sufficiency (top-1 kept on ``m * x + (1 - m) * blur(x)``) go to
+``metrics.json``.
 Under torchrun the U-Net trains data-parallel; rank 0 alone measures and writes.
 """
 
@@ -102,6 +105,7 @@ def train_explainer(config: ExplainerTrainConfig, out: str | os.PathLike, overwr
         stage = run.load_stage(start - 1, FAMILY)
         stage.load_into(explainer.net)
         explainer.config.threshold = stage.config["explainer"]["threshold"]
+        explainer.config.fallback_areas = stage.config["explainer"]["fallback_areas"]
         explainer.epochs_done, explainer.image_size = min(start, mask_config.epochs), tuple(train.shape[-2:])
 
     def record(index: int, metrics: dict[str, Any]) -> None:
@@ -114,7 +118,9 @@ def train_explainer(config: ExplainerTrainConfig, out: str | os.PathLike, overwr
 
     def calibrate() -> None:
         calibration = explainer.calibrate_threshold(train[:mask_config.calibrate])
-        record(mask_config.epochs, {"threshold": calibration["threshold"], "calibration": calibration["table"]})
+        pruning = explainer.prune_fallback_areas(train[:mask_config.calibrate])
+        record(mask_config.epochs, {"threshold": calibration["threshold"], "calibration": calibration["table"],
+                                    **pruning})
 
     if mask_config.calibrate and start <= mask_config.epochs:
         distributed.main_only(calibrate)
