@@ -14,8 +14,9 @@ of the two passes' images/s. The mask explainer's logit threshold and fallback a
 its training run calibrated on the first 200 training images (its ``calibrate`` stage:
 :meth:`MinimalMask.calibrate_threshold`, the smallest masks within 1 point of the best
 sufficiency, then :meth:`MinimalMask.prune_fallback_areas`, the areas that rescue at least 1% of
-those images, and the largest). The per-image baseline is slow, so it runs on the first ``PERIMAGE_N`` evaluation images; the
-mask explainer's deletion AUC on that subset is reported beside it. Run folders (classifiers,
+those images, and the largest). The per-image baseline is slow, so it runs on the first
+``perimage_n`` evaluation images (32); the mask explainer's deletion AUC on that subset is
+reported beside it. Run folders (classifiers,
 explainers) go to ``<cache>/minimal_mask_runs[_quick]``, started afresh unless ``--resume``.
 """
 
@@ -98,10 +99,9 @@ def speedup_rounds(fast, slow, x: torch.Tensor) -> list[float]:
 def score_explainer(explainer: MinimalMask, model, x: torch.Tensor, prefix: str,
                     figures: dict) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Score ``explainer`` (at the threshold and fallback areas its training calibrated) on ``x``:
-    ``<prefix>.threshold``, ``.fallback_areas``,
-    ``.area``, ``.sufficiency``, ``.deletion_auc`` (pixels ranked by the mask logits),
-    ``.sufficiency_at_10pct`` and ``.images_per_s`` go to ``figures``. Returns the masks, the
-    ranking and the images/s."""
+    ``<prefix>.threshold``, ``.fallback_areas``, ``.area``, ``.sufficiency``, ``.deletion_auc``
+    (pixels ranked by the mask logits), ``.sufficiency_at_10pct`` and ``.images_per_s`` go to
+    ``figures``. Returns the masks, the ranking and the images/s."""
     figures[f"{prefix}.threshold"] = explainer.config.threshold
     figures[f"{prefix}.fallback_areas"] = explainer.config.fallback_areas
     masks, rate = timed(explainer.attribute, x)

@@ -546,9 +546,9 @@ class PerImageMask(Explainer):
     (straight-through after the first half), keeping ``target`` (default: the top-1 class). The
     mask logits live on a grid ``downsample`` times coarser than the image and are upsampled
     bilinearly (a smoothness prior, and fewer unknowns); ``None`` (the default) picks
-    :func:`perimage_grid_factor`, about 32 cells along the shorter side. ``internal_batch_size`` images are
-    optimised together. ``attribute`` returns 0/1 masks (``binary``; at most ``area_budget`` of the
-    pixels when set, see :func:`hard_mask`) or the mask probabilities."""
+    :func:`perimage_grid_factor`, about 32 cells along the shorter side. ``internal_batch_size``
+    images are optimised together. ``attribute`` returns 0/1 masks (``binary``; at most
+    ``area_budget`` of the pixels when set, see :func:`hard_mask`) or the mask probabilities."""
 
     name = "per-image-mask"
 
