@@ -297,7 +297,7 @@ class CachedItems(torch.utils.data.Dataset):
 
 @pytest.fixture(scope="module")
 def world() -> CachedItems:
-    from sparsex.data.parts import PartWorld, PartWorldConfig
+    from sparsex.partworld import PartWorld, PartWorldConfig
 
     data = PartWorld("test", PartWorldConfig(image_size=48, train_size=0, val_size=0, test_size=24))
     return CachedItems([data[i] for i in range(len(data))])  # labels 0..23, one image per class

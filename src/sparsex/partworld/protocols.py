@@ -3,9 +3,8 @@ forwarded once.
 
 Reference: R. Hesse, S. Schaub-Meyer, S. Roth, "FunnyBirds: A Synthetic Vision Dataset for a
 Part-Based Analysis of Explainable AI Methods", ICCV 2023 (protocols as in its code release,
-``evaluation_protocols.py``), on the part world of :mod:`sparsex.data.parts` (DESIGN.md,
-"Metric definitions", part-world benchmark). Interventions are rendered, not pasted
-(:meth:`PartWorld.render`).
+``evaluation_protocols.py``), on the part world of :mod:`sparsex.partworld`. Interventions are
+rendered, not pasted (:meth:`PartWorld.render <sparsex.partworld.PartWorld.render>`).
 
 Notation: an image ``x_i`` of class ``y_i`` with ``K = 6`` part slots and up to ``M`` clutter
 objects; ``f_c(x)`` the model's logit of class ``c``; ``x_i \\ R`` the image re-rendered without the
@@ -51,9 +50,8 @@ train-time part dropout), which is the item itself on the val and test splits.
 
 Every score is higher-is-better and lies in ``[0, 1]``; a score with nothing to average is NaN
 (and its count says so). :func:`evaluate_parts` collects every intervention all protocols need,
-forwards each once through an :class:`InterventionCache` (shared between explainers of one
-model), then scores. :class:`PartOracle` is a classifier whose decision rule is known, for sanity
-checks of the protocols and of explainers.
+forwards each once through an :class:`~sparsex.partworld.interventions.InterventionCache`
+(shared between explainers of one model), then scores.
 """
 
 from __future__ import annotations
@@ -61,8 +59,6 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-import numbers
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
@@ -72,26 +68,15 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..checks import check_tensor
-from ..data.parts import (
-    _VARIANTS,
-    BODY_COLOUR,
-    CLASS_NAMES,
-    CLASS_TABLE,
-    NUM_CLASSES,
-    PART_NAMES,
-    Background,
-    PartWorld,
-    Pose,
-    Scene,
-    render_scene,
-)
+from ..checks import check_int, check_tensor
 from ..errors import InputError
-from ..inference import check_model, frozen, positive_int, predict_logits
-from .prototype import Metric
+from ..inference import frozen, positive_int
+from ..metrics.prototype import Metric
+from .classes import CLASS_TABLE, NUM_CLASSES
+from .dataset import PartWorld
+from .interventions import InterventionCache, Key, intervention_key, resolve_cache
+from .shapes import NUM_PARTS
 
-#: An intervention: (image index, removed part slots, removed clutter objects).
-Key = tuple[int, frozenset[int], frozenset[int]]
 #: ``explain(images (B, 3, H, W), targets (B,) int64) -> maps (B, 1, H, W)``.
 Explain = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -99,23 +84,11 @@ Explain = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 THRESHOLDS = torch.linspace(0.01, 0.50, 80, dtype=torch.float64)
 #: FunnyBirds' relative logit change below which an item counts as irrelevant (BI and D).
 RELEVANCE = 0.05
-NUM_PARTS = len(PART_NAMES)
 
 
 # ----------------------------------------------------------------------------------------------
 # Checks.
 # ----------------------------------------------------------------------------------------------
-
-
-def _check_part_world(dataset: Any) -> PartWorld:
-    if not isinstance(dataset, PartWorld):
-        raise InputError("the part protocols need the part world (a sparsex.data.parts.PartWorld) for its part masks "
-                         f"and its renderer of interventions, got {type(dataset).__name__}")
-    return dataset
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _check_indices(indices: Sequence[int] | None, n: int) -> list[int]:
@@ -126,10 +99,7 @@ def _check_indices(indices: Sequence[int] | None, n: int) -> list[int]:
     out = list(indices)
     if not out:
         raise InputError("indices must name at least one image")
-    for i in out:
-        if not _is_int(i) or not 0 <= i < n:
-            raise InputError(f"index {i!r} is out of range: the dataset has {n} images (valid 0..{n - 1})")
-    return [int(i) for i in out]
+    return [check_int(i, f"image index (the dataset has {n} images)", 0, n - 1) for i in out]
 
 
 def _check_thresholds(thresholds: Sequence[float] | torch.Tensor | None) -> torch.Tensor:
@@ -147,15 +117,14 @@ def _check_thresholds(thresholds: Sequence[float] | torch.Tensor | None) -> torc
 
 
 def _check_dilation(dilation: int) -> int:
-    if not _is_int(dilation) or dilation < 1 or dilation % 2 == 0:
-        raise InputError(f"dilation must be an odd positive integer (1: no dilation), got {dilation!r}")
-    return int(dilation)
+    dilation = positive_int(dilation, "dilation")
+    if dilation % 2 == 0:
+        raise InputError(f"dilation must be odd (1: no dilation), got {dilation}")
+    return dilation
 
 
 def _check_label(label: Any) -> int:
-    if not _is_int(label) or not 0 <= label < NUM_CLASSES:
-        raise InputError(f"label must be a class of the part world, an integer in [0, {NUM_CLASSES}), got {label!r}")
-    return int(label)
+    return check_int(label, "label (a class of the part world)", 0, NUM_CLASSES - 1)
 
 
 def _as_maps(maps: Any, name: str = "maps") -> torch.Tensor:
@@ -305,163 +274,6 @@ def _shape(x: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------------------------
-# The intervention cache.
-# ----------------------------------------------------------------------------------------------
-
-
-def intervention_key(index: int, parts: Iterable[int] = (), clutter: Iterable[int] = ()) -> Key:
-    """The key of image ``index`` re-rendered without the part slots ``parts`` and the clutter
-    objects ``clutter`` (indices): ``(index, frozenset(parts), frozenset(clutter))``."""
-    return (int(index), frozenset(int(k) for k in parts), frozenset(int(j) for j in clutter))
-
-
-def _model_device(model: nn.Module, device: str | torch.device | None) -> torch.device:
-    """``device`` (default: where the model's parameters or buffers are, else the CPU), which
-    must be the model's."""
-    tensor = next(model.parameters(), None)
-    if tensor is None:
-        tensor = next(model.buffers(), None)
-    if device is None:
-        return tensor.device if tensor is not None else torch.device("cpu")
-    try:
-        device = torch.device(device)
-    except (TypeError, RuntimeError):
-        raise InputError(f"device must name a torch device, got {device!r}") from None
-    own = tensor.device if tensor is not None else device
-    if own.type != device.type or None not in (own.index, device.index) and own.index != device.index:
-        raise InputError(f"device is {device} but the model is on {own}; move one to the other")
-    return device
-
-
-class InterventionCache:
-    """The model's logits on interventions of a part world, each forwarded once.
-
-    A key is ``(index, removed part slots, removed clutter objects)`` (:func:`intervention_key`);
-    ``(i, {}, {})`` is image ``i`` itself (``render(i)``). :meth:`request` queues keys,
-    :meth:`compute` renders the queued ones with ``dataset.render`` and forwards them
-    ``internal_batch_size`` at a time (model frozen: eval mode, no gradients), :meth:`fetch`
-    returns logits (computing what is missing first). One cache serves every protocol and every
-    explainer of one model on one dataset.
-
-    Counters: ``forward_passes`` (images forwarded), ``forward_seconds`` (time in the model's
-    forward, logits copied back included), ``render_seconds`` (time in ``dataset.render``, also
-    for the images :meth:`originals` renders for explanations).
-    """
-
-    def __init__(self, model: nn.Module, dataset: PartWorld, internal_batch_size: int = 64,
-                 device: str | torch.device | None = None, progress: bool = False) -> None:
-        self.model = check_model(model)
-        self.dataset = _check_part_world(dataset)
-        self.internal_batch_size = positive_int(internal_batch_size, "internal_batch_size")
-        self.device = _model_device(model, device)
-        self.progress = progress
-        self.forward_passes = 0
-        self.forward_seconds = 0.0
-        self.render_seconds = 0.0
-        self._logits: dict[Key, torch.Tensor] = {}
-        self._pending: dict[Key, None] = {}
-
-    def __len__(self) -> int:
-        return len(self._logits)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._logits
-
-    def _check_key(self, key: Any) -> Key:
-        n, m = len(self.dataset), self.dataset.config.max_clutter
-        if not (isinstance(key, tuple) and len(key) == 3 and isinstance(key[1], frozenset) and isinstance(key[2], frozenset)):
-            raise InputError(f"an intervention key is (index, frozenset of parts, frozenset of clutter objects), got {key!r}")
-        index, parts, clutter = key
-        if not _is_int(index) or not 0 <= index < n:
-            raise InputError(f"intervention index {index!r} is out of range: the dataset has {n} images")
-        if any(not _is_int(k) or not 0 <= k < NUM_PARTS for k in parts):
-            raise InputError(f"intervention parts {sorted(parts)} must be slot indices in [0, {NUM_PARTS})")
-        if any(not _is_int(j) or not 0 <= j < m for j in clutter):
-            raise InputError(f"intervention clutter objects {sorted(clutter)} must be indices in [0, {m})")
-        return key
-
-    def request(self, keys: Iterable[Key]) -> None:
-        """Queue the keys that are not cached yet (nothing is rendered until :meth:`compute`)."""
-        for key in keys:
-            if self._check_key(key) not in self._logits:
-                self._pending[key] = None
-
-    def _render(self, key: Key) -> dict[str, Any]:
-        start = time.perf_counter()
-        index, parts, clutter = key
-        item = self.dataset.render(index, remove_parts=sorted(parts), remove_background=sorted(clutter))
-        self.render_seconds += time.perf_counter() - start
-        return item
-
-    def _forward(self, keys: list[Key], images: list[torch.Tensor]) -> None:
-        batch = torch.stack(images).to(self.device)
-        start = time.perf_counter()
-        with frozen(self.model):
-            logits = predict_logits(self.model, batch).float().cpu()
-        self.forward_seconds += time.perf_counter() - start
-        if logits.shape[1] != NUM_CLASSES:
-            raise InputError(f"the part protocols need a model with the part world's {NUM_CLASSES} classes, "
-                             f"got logits with {logits.shape[1]}")
-        self.forward_passes += len(keys)
-        for key, row in zip(keys, logits):
-            self._logits[key] = row
-            self._pending.pop(key, None)
-
-    def compute(self) -> None:
-        """Render and forward every queued key, ``internal_batch_size`` at a time."""
-        pending = list(self._pending)
-        step = self.internal_batch_size
-        with tqdm(total=len(pending), desc="interventions", unit="img", disable=not self.progress or not pending) as bar:
-            for start in range(0, len(pending), step):
-                chunk = pending[start:start + step]
-                self._forward(chunk, [self._render(key)["image"] for key in chunk])
-                bar.update(len(chunk))
-
-    def fetch(self, keys: Iterable[Key]) -> torch.Tensor:
-        """Logits ``(N, 24)`` (float32, CPU) of the keys, in order; missing ones are computed
-        (with everything else queued)."""
-        keys = list(keys)
-        self.request(keys)
-        if self._pending:
-            self.compute()
-        if not keys:
-            return torch.empty(0, NUM_CLASSES)
-        return torch.stack([self._logits[key] for key in keys])
-
-    def logits(self, key: Key) -> torch.Tensor:
-        """Logits ``(24,)`` of one key."""
-        return self.fetch([key])[0]
-
-    def originals(self, indices: Sequence[int]) -> tuple[list[dict[str, Any]], torch.Tensor]:
-        """The items ``render(i)`` (image, label, masks, ...) of ``indices`` and their logits
-        ``(N, 24)``; each item's image is forwarded only if its key ``(i, {}, {})`` is not cached
-        yet, so that explaining an image and intervening on it share one forward pass."""
-        keys = [intervention_key(i) for i in indices]
-        for key in keys:
-            self._check_key(key)
-        items = [self._render(key) for key in keys]
-        missing = {key: item["image"] for key, item in zip(keys, items) if key not in self._logits}
-        todo = list(missing)
-        for start in range(0, len(todo), self.internal_batch_size):
-            chunk = todo[start:start + self.internal_batch_size]
-            self._forward(chunk, [missing[key] for key in chunk])
-        return items, torch.stack([self._logits[key] for key in keys])
-
-
-def _resolve_cache(model: nn.Module, dataset: Any, cache: InterventionCache | None, internal_batch_size: int,
-                   progress: bool) -> InterventionCache:
-    check_model(model)
-    _check_part_world(dataset)
-    if cache is None:
-        return InterventionCache(model, dataset, internal_batch_size, progress=progress)
-    if not isinstance(cache, InterventionCache):
-        raise InputError(f"cache must be an InterventionCache, got {type(cache).__name__}")
-    if cache.model is not model or cache.dataset is not dataset:
-        raise InputError("cache was built for another model or dataset; pass the same model and dataset objects")
-    return cache
-
-
-# ----------------------------------------------------------------------------------------------
 # The protocols.
 # ----------------------------------------------------------------------------------------------
 
@@ -605,7 +417,7 @@ def evaluate_parts_model(model: nn.Module, dataset: PartWorld, indices: Sequence
     (background independence) with the counts ``images`` and ``bi_objects`` (see the module
     docstring); ``curves`` is empty. Forwards each image and each single clutter removal once
     (through ``cache`` when given, so that :func:`evaluate_parts` reuses them)."""
-    cache = _resolve_cache(model, dataset, cache, internal_batch_size, progress)
+    cache = resolve_cache(model, dataset, cache, internal_batch_size, progress)
     orig = _load_originals(cache, _check_indices(indices, len(dataset)))
     _, _, clutter_pos, clutter_keys = orig.single_keys()
     return PartsResult(_model_scores(orig, _after_removal(orig, cache, clutter_pos, clutter_keys, orig.clutter.shape[1])))
@@ -632,7 +444,7 @@ def evaluate_parts(model: nn.Module, dataset: PartWorld, explain: Explain, indic
     (distinct sets only) — and forwarded in batches; then everything is scored. The model is
     frozen (eval mode, no parameter gradients) throughout, explanations included.
     """
-    cache = _resolve_cache(model, dataset, cache, internal_batch_size, progress)
+    cache = resolve_cache(model, dataset, cache, internal_batch_size, progress)
     indices = _check_indices(indices, len(dataset))
     taus = _check_thresholds(thresholds)
     dilation = _check_dilation(dilation)
@@ -844,7 +656,6 @@ class PartProtocols(Metric):
     internal_batch_size: int = 64
     progress: bool = False
     name: ClassVar[str] = "parts"
-    higher_is_better: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         _check_thresholds(self.thresholds)
@@ -855,127 +666,3 @@ class PartProtocols(Metric):
                  cache: InterventionCache | None = None) -> PartsResult:
         return evaluate_parts(model, dataset, explain, indices, self.thresholds, self.dilation, self.internal_batch_size,
                               cache, self.progress)
-
-
-# ----------------------------------------------------------------------------------------------
-# An oracle classifier with a known decision rule.
-# ----------------------------------------------------------------------------------------------
-
-#: Variant colours closer than this (RGB distance) are merged into one colour cluster.
-_LINK = 0.25
-#: Clusters whose channels differ by less than this are achromatic (white, grey, black).
-_ACHROMATIC = 0.1
-#: Achromatic clusters lighter than this (every channel) are left out of the oracle.
-_DARK = 0.15
-
-
-@functools.cache
-def _colour_clusters() -> tuple[tuple[tuple[float, ...], ...], tuple[float, ...], dict[tuple[int, int], tuple[int, ...]]]:
-    """Single-linkage clusters (RGB distance < 0.25) of the base colours of every variant layer:
-    centres, spreads (largest member distance from the centre) and the clusters of each variant
-    ``(slot, variant)``. Achromatic clusters other than black are left out: white is the light
-    background's colour and dark grey the colour of the anti-aliased edges of every dark part."""
-    layers = [((k, v), colour) for k, slot in enumerate(PART_NAMES) for v, variant in enumerate(_VARIANTS[slot])
-              for _, colour in variant.layers]
-    group = list(range(len(layers)))
-    for a, b in itertools.combinations(range(len(layers)), 2):
-        if math.dist(layers[a][1], layers[b][1]) < _LINK:
-            old, new = group[b], group[a]
-            group = [new if g == old else g for g in group]
-    centres, spreads = [], []
-    owner: dict[tuple[int, int], tuple[int, ...]] = {variant: () for variant, _ in layers}
-    for g in sorted(set(group)):
-        members = [i for i in range(len(layers)) if group[i] == g]
-        colours = [layers[i][1] for i in members]
-        centre = tuple(sum(c[ch] for c in colours) / len(colours) for ch in range(3))
-        if max(centre) - min(centre) < _ACHROMATIC and min(centre) > _DARK:
-            continue
-        for i in members:
-            owner[layers[i][0]] += (len(centres),)
-        centres.append(centre)
-        spreads.append(max(math.dist(c, centre) for c in colours))
-    return tuple(centres), tuple(spreads), owner
-
-
-@functools.cache
-def _nominal_areas(size: int = 128) -> dict[tuple[int, int], float]:
-    """Visible area (fraction of the image) of every variant ``(slot, variant)`` on a creature
-    of nominal pose (scale 1, upright, centred) without jitter or clutter."""
-    areas = {}
-    flat = Background((0.9, 0.9, 0.9), (0.9, 0.9, 0.9), 0.0, (0.0, 0.0), 0.0)
-    for c, row in enumerate(CLASS_TABLE):
-        variants = {slot: _VARIANTS[slot][v] for slot, v in zip(PART_NAMES, row)}
-        scene = Scene(index=0, split="test", label=c, class_name=CLASS_NAMES[c],
-                      variants={slot: variant.name for slot, variant in variants.items()},
-                      pose=Pose((size / 2, size / 2), 1.0, 0.0, False), body_colour=BODY_COLOUR,
-                      part_colours={slot: tuple(colour for _, colour in variant.layers) for slot, variant in variants.items()},
-                      background=flat, clutter=(), dropped_parts=())
-        masks = render_scene(scene, size, 0)["part_masks"]
-        for k, v in enumerate(row):
-            areas[k, v] = float(masks[k].mean())
-    return areas
-
-
-class PartOracle(nn.Module):
-    """A part-world classifier whose decision rule is known, for sanity checks.
-
-    The variants' base colours are merged into colour clusters ``q`` (single linkage at RGB
-    distance 0.25: e.g. the orange beak and the orange feet share one, so do the black eye,
-    crest and tail; white and dark grey are left out, see :func:`_colour_clusters`). A pixel
-    ``x_p`` matches cluster ``q`` softly, ``m_q(p) = sigmoid((r_q - ||x_p - mu_q||) / s)``, with
-    centre ``mu_q``, radius ``r_q = spread_q + sqrt(3) * jitter`` (the part world's colour
-    jitter) and softness ``s``. A cluster's pixels weigh ``w_q = mean_q' a_q' / a_q``, with ``a_q``
-    the mean visible area of its variants on a nominal creature, so that a part's evidence does
-    not grow with its typical size. With ``Q(c)`` the clusters of class ``c``'s variants,
-
-    ``f_c(x) = sum_{q in Q(c)} w_q sum_p m_q(p) - bias * sum_{q in Q(c)} w_q``:
-
-    the weighted pixel count of the class's colours, less a prior against classes with more
-    colours (it decides between a class and one whose colours are a superset of its own). The
-    logit is linear in the pixels' evidence, so :func:`oracle_explanation` (the summand) is its
-    exact decomposition; it is differentiable (soft matches), so gradient explainers produce maps.
-    """
-
-    def __init__(self, jitter: float = 0.05, softness: float = 0.01, bias: float = 1.0) -> None:
-        super().__init__()
-        centres, spreads, owner = _colour_clusters()
-        areas = _nominal_areas()
-        mean_area = torch.zeros(len(centres), dtype=torch.float64)
-        members = torch.zeros(len(centres), dtype=torch.float64)
-        for variant, clusters in owner.items():
-            for q in clusters:
-                mean_area[q] += areas[variant]
-                members[q] += 1
-        mean_area /= members
-        self.register_buffer("centres", torch.tensor(centres))
-        self.register_buffer("radii", torch.tensor(spreads) + math.sqrt(3) * jitter)
-        self.register_buffer("weights", (mean_area.mean() / mean_area).float())
-        member = torch.zeros(NUM_CLASSES, len(centres))
-        for c, row in enumerate(CLASS_TABLE):
-            for k, v in enumerate(row):
-                member[c, list(owner[k, v])] = 1.0
-        self.register_buffer("member", member)
-        self.softness = softness
-        self.bias = bias
-
-    def evidence(self, x: torch.Tensor) -> torch.Tensor:
-        """Weighted soft matches ``w_q m_q(p)``: ``(B, Q, H, W)`` for images ``(B, 3, H, W)``."""
-        diff = x[:, None, :, :, :] - self.centres[None, :, :, None, None]
-        dist = (diff.square().sum(dim=2) + 1e-8).sqrt()
-        match = torch.sigmoid((self.radii[None, :, None, None] - dist) / self.softness)
-        return match * self.weights[None, :, None, None]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.evidence(x).sum(dim=(2, 3)) @ self.member.T - self.bias * (self.member * self.weights).sum(dim=1)
-
-
-@torch.no_grad()
-def oracle_explanation(oracle: PartOracle, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """The oracle's own evidence for each target class: ``A[p] = sum_{q in Q(t)} w_q m_q(p)``
-    ``(B, 1, H, W)`` — the pixels of the parts that decide for ``t`` (the present parts whose
-    colour cluster belongs to ``t``'s variants; for the label, every part but the white wing,
-    the dark grey beak and the grey feet, which the oracle cannot see), each weighted as in the
-    oracle's logit, plus any clutter pixel of such a colour, which counts for the oracle too.
-    ``images (B, 3, H, W)``, ``targets (B,)`` int64. Computed from the images, not the masks, so
-    that it fits :func:`evaluate_parts`' ``explain(images, targets)``."""
-    return (oracle.evidence(images) * oracle.member[targets][:, :, None, None]).sum(dim=1, keepdim=True)

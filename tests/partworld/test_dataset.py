@@ -1,27 +1,14 @@
-"""The part world: item contract, determinism, class table, rendered interventions, the PNG tree."""
+"""The part world as a dataset: item contract, determinism, scenes, rendered interventions, settings."""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from sparsex import SparsexError, create_dataset, list_datasets
-from sparsex.data.parts import (
-    CLASS_TABLE,
-    GENERATOR_VERSION,
-    PART_NAMES,
-    PART_VARIANTS,
-    PartWorld,
-    PartWorldConfig,
-    decode_masks,
-    nearest_neighbour_distances,
-    write_parts_tree,
-)
-from sparsex.errors import DataError, OutputExistsError
+from sparsex.errors import DataError
+from sparsex.partworld import GENERATOR_VERSION, PART_NAMES, PartWorld, PartWorldConfig
 
 K = len(PART_NAMES)
 
@@ -94,19 +81,6 @@ def test_determinism():
         assert not torch.equal(x["image"], other_split[i]["image"])
     assert a.fingerprint() == b.fingerprint() != other_seed.fingerprint()
     assert a.fingerprint()["generator_version"] == GENERATOR_VERSION and a.fingerprint()["config"]["seed"] == 7
-
-
-def test_class_table():
-    assert len(CLASS_TABLE) == 24 and len(set(CLASS_TABLE)) == 24
-    assert all(len(row) == K and all(0 <= v < 4 for v in row) for row in CLASS_TABLE)
-    nearest = nearest_neighbour_distances(CLASS_TABLE)
-    assert min(nearest) >= 1 and max(nearest) <= 3 and 1 in nearest
-    ds = PartWorld("train", small())
-    assert len(ds.class_parts) == 24
-    assert all(set(parts) == set(PART_NAMES) and all(parts[s] in PART_VARIANTS[s] for s in PART_NAMES) for parts in ds.class_parts)
-    assert all(len(set(PART_VARIANTS[s])) == 4 for s in PART_NAMES)
-    # Derived from a fixed constant: the seed does not change the table.
-    assert PartWorld("train", small(seed=99)).class_parts == ds.class_parts
 
 
 def test_removing_a_part_changes_exactly_its_mask():
@@ -196,61 +170,6 @@ def test_labels_without_rendering():
     assert np.bincount(labels, minlength=24).min() == 2
 
 
-def test_write_tree_round_trip(tmp_path):
-    cfg = small(image_size=48, train_size=5, val_size=3, test_size=2, part_dropout=0.5, max_clutter=3)
-    out = write_parts_tree(tmp_path / "pw", cfg, splits=("train", "val"), progress=False)
-    meta = json.loads((out / "meta.json").read_text())
-    assert meta["generator_version"] == GENERATOR_VERSION and meta["config"]["image_size"] == 48
-    assert meta["counts"] == {"train": 5, "val": 3} and meta["part_names"] == list(PART_NAMES)
-    assert meta["mask_bits"]["parts"]["beak"] == 0 and meta["mask_bits"]["background_objects"] == [6, 7, 8]
-    assert meta["mask_bits"]["body"] == 15 and len(meta["classes"]) == 24
-    assert not (out / "test").exists() and len(list((out / "train").iterdir())) == 24
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
-
-    for split in ("train", "val"):
-        ds = PartWorld(split, cfg)
-        reread = create_dataset("parts", split=split, root=out)
-        assert reread.config == cfg and reread.fingerprint() == ds.fingerprint()
-        for i in range(len(ds)):
-            item = ds[i]
-            name = f"{ds.classes[item['label']]}/{split}_{i:06d}.png"
-            rgb = np.array(Image.open(out / split / name))
-            assert rgb.dtype == np.uint8 and rgb.shape == (48, 48, 3)
-            # items are 8-bit images: the PNG read back as floats is the item, bit for bit
-            assert np.array_equal(rgb.astype(np.float32) / 255.0, item["image"].numpy().transpose(1, 2, 0))
-            bits = np.array(Image.open(out / "masks" / split / name))
-            parts, background, body = decode_masks(bits, cfg.max_clutter)
-            assert np.array_equal(parts, item["part_masks"].numpy())
-            assert np.array_equal(background, item["background_masks"].numpy())
-            assert np.array_equal(body, item["body_mask"].numpy())
-            assert torch.equal(reread[i]["image"], item["image"])
-
-    with pytest.raises(DataError, match="no split 'test'"):
-        create_dataset("parts", split="test", root=out)
-    with pytest.raises(DataError, match="cannot be combined"):
-        create_dataset("parts", root=out, seed=3)
-    with pytest.raises(OutputExistsError):
-        write_parts_tree(out, cfg, splits=("val",), progress=False)
-    write_parts_tree(out, cfg, splits=("val",), overwrite=True, progress=False)
-    assert not (out / "train").exists() and json.loads((out / "meta.json").read_text())["counts"] == {"val": 3}
-
-
-def test_bad_meta(tmp_path):
-    with pytest.raises(DataError, match="missing"):
-        create_dataset("parts", root=tmp_path)
-    (tmp_path / "meta.json").write_text("{not json")
-    with pytest.raises(DataError, match="cannot read"):
-        create_dataset("parts", root=tmp_path)
-    out = write_parts_tree(tmp_path / "pw", small(image_size=32, train_size=1, val_size=0, test_size=0), progress=False)
-    meta = json.loads((out / "meta.json").read_text())
-    (out / "meta.json").write_text(json.dumps({**meta, "generator_version": "parts-0"}))
-    with pytest.raises(DataError, match="generator"):
-        create_dataset("parts", root=out)
-    (out / "meta.json").write_text(json.dumps({**meta, "config": {**meta["config"], "image_size": 4}}))
-    with pytest.raises(DataError, match="corrupt"):
-        create_dataset("parts", root=out)
-
-
 @pytest.mark.parametrize(
     "bad",
     [
@@ -276,3 +195,10 @@ def test_bad_settings(bad):
 def test_bad_split():
     with pytest.raises(DataError, match="no split"):
         PartWorld("validation")
+
+
+def test_items_and_renders_agree_on_the_test_split():
+    world = PartWorld("test", PartWorldConfig(image_size=48, test_size=6, max_clutter=2))
+    for i in range(len(world)):
+        assert torch.equal(world[i]["image"], world.render(i)["image"])
+        assert torch.equal(world[i]["part_masks"], world.render(i)["part_masks"])

@@ -1,3 +1,5 @@
+"""The FunnyBirds protocols by hand on a stub world and model, their pieces, and bad inputs."""
+
 import itertools
 import math
 
@@ -5,20 +7,21 @@ import pytest
 import torch
 from torch import nn
 
-from sparsex.data.parts import CLASS_TABLE, NUM_CLASSES, PartWorld, PartWorldConfig
 from sparsex.errors import InputError
-from sparsex.metrics import (
+from sparsex.partworld import (
+    CLASS_TABLE,
+    NUM_CLASSES,
     THRESHOLDS,
     InterventionCache,
-    PartOracle,
     PartProtocols,
+    PartWorld,
+    PartWorldConfig,
     contrast_pair,
     evaluate_parts,
     evaluate_parts_model,
     important_parts,
     intervention_key,
     minimal_sufficient_part_sets,
-    oracle_explanation,
     part_importances,
     spearman,
 )
@@ -256,60 +259,6 @@ def test_contrast_pairs_follow_the_rule():
             assert o == {k for k in range(6) if CLASS_TABLE[c][k] == CLASS_TABLE[label][k]}
         assert c1 < c2 and o1 and o2 and not o1 & o2 and label not in (c1, c2)
     assert contrast_pair(0) == (2, 3, frozenset({4, 5}), frozenset({0, 1, 2}))
-
-
-def test_items_and_renders_agree_on_the_test_split():
-    world = PartWorld("test", PartWorldConfig(image_size=48, test_size=6, max_clutter=2))
-    for i in range(len(world)):
-        assert torch.equal(world[i]["image"], world.render(i)["image"])
-        assert torch.equal(world[i]["part_masks"], world.render(i)["part_masks"])
-
-
-# ---------------------------------------------------------------------------------------------
-# The oracle on a tiny part world: its own evidence scores near 1, uniform and random maps do
-# not. At 64 pixels the 5 x 5 dilation (FunnyBirds', at 256 pixels) is wider than an eye, so
-# importances are taken without dilation.
-# ---------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def oracle_results():
-    world = PartWorld("test", PartWorldConfig(image_size=64, test_size=48, max_clutter=2))
-    oracle = PartOracle()
-    cache = InterventionCache(oracle, world)
-    generator = torch.Generator().manual_seed(0)
-
-    def gradient_times_input(x, t):
-        x = x.clone().requires_grad_(True)
-        (grad,) = torch.autograd.grad(oracle(x).gather(1, t[:, None]).sum(), x)
-        return (grad * x).sum(dim=1, keepdim=True)
-
-    explainers = {
-        "oracle": lambda x, t: oracle_explanation(oracle, x, t),
-        "uniform": lambda x, t: torch.ones(x.shape[0], 1, *x.shape[2:]),
-        "random": lambda x, t: torch.rand(x.shape[0], 1, *x.shape[2:], generator=generator),
-        "gradient": gradient_times_input,
-    }
-    results = {name: evaluate_parts(oracle, world, e, dilation=1, cache=cache).metrics for name, e in explainers.items()}
-    return results, cache
-
-
-def test_the_oracle_classifies_the_part_world(oracle_results):
-    results, cache = oracle_results
-    assert results["oracle"]["accuracy"] >= 0.85
-    assert cache.forward_passes == len(cache)
-
-
-def test_the_oracle_explanation_scores_near_one_and_trivial_maps_do_not(oracle_results):
-    results, _ = oracle_results
-    oracle = results["oracle"]
-    assert oracle["completeness"] >= 0.9 and oracle["correctness"] >= 0.9 and oracle["contrastivity"] >= 0.9
-    for name in ("uniform", "random"):
-        assert results[name]["completeness"] <= oracle["completeness"] - 0.2, name
-        assert results[name]["correctness"] <= oracle["correctness"] - 0.1, name
-    assert results["uniform"]["contrastivity"] == 0.0  # one map for both targets never wins
-    gradient = results["gradient"]
-    assert all(0.0 <= gradient[k] <= 1.0 for k in ("completeness", "correctness", "contrastivity"))
 
 
 def test_the_threshold_grid_is_funnybirds():
