@@ -120,7 +120,8 @@ def main() -> None:
     figures["protocol.forward_s_expected"] = expected_s
     figures["protocol.overhead_ratio"] = protocol_s / expected_s
     figures["evaluate.wall_s"] = wall_s
-    report = write_combined_report(args.out.with_name(args.out.stem + "_report.html"), [(None, r) for r in results],
+    report = write_combined_report(args.out.with_name(args.out.stem + "_report.html"),
+                                   [runs / f"eval-{name}" for name, *_ in models],
                                    "eval_parts benchmark: part-world test split")
     figures["report"] = str(report)
     write_result(args.out, args.quick, figures)

@@ -1,8 +1,12 @@
 """`sparsex evaluate` and `sparsex demo --quick` end to end on a tiny part world."""
 
+import base64
+import io
 import json
+import re
 
 import pytest
+from PIL import Image
 
 import sparsex.evaluate as evaluate_module
 from test_cli import assert_one_line_error, run
@@ -101,9 +105,14 @@ def test_demo_quick_and_rerun(tmp_path, capsys, monkeypatch):
     page = (out / "report.html").read_text()
     for name in rows:
         assert name in page, name
-    assert page.count("data:image/png;base64,") >= 1
+    # the page opens on ONE grid of explanations, drawn from every evaluation folder's figure images
+    first = page.split('<section id="section-2">')[0]
+    assert "<h2>Explanations of the predicted class</h2>" in first and first.count("<img") == 1
+    grid = Image.open(io.BytesIO(base64.b64decode(re.search(r'base64,([^"]+)"', first).group(1))))
+    assert grid.height > (2 + len(rows)) * 100  # the images, their parts, then a row per model and explainer
     for model in ("classifier", "side", "protosvit"):
         assert f'href="eval-{model}/report.html"' in page
+        assert (out / f"eval-{model}" / "explanations.safetensors").is_file()
         assert (out / model / "checkpoint").is_dir()
         metrics = json.loads((out / f"eval-{model}" / "metrics.json").read_text())
         assert metrics["images"] == 8 and metrics["data"] == "parts"

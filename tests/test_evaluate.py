@@ -2,6 +2,8 @@
 (a small CNN classifier and a tiny SIDE run) and on the 8x8 digits (no part masks)."""
 
 import json
+import re
+import shutil
 import warnings
 
 import pytest
@@ -9,15 +11,25 @@ import torch
 from PIL import Image
 
 import sparsex.evaluate as evaluate_module
-from sparsex.errors import InputError, OutputExistsError, SparsexError, UnknownNameError
-from sparsex.evaluate import PART_PROTOCOLS, EvaluateConfig, ExplanationMemo, evaluate, resolve_data, write_combined_report
+from sparsex.errors import DataError, InputError, OutputExistsError, SparsexError, UnknownNameError
+from sparsex.evaluate import (
+    EXPLANATIONS_FILE,
+    PART_PROTOCOLS,
+    EvaluateConfig,
+    ExplanationMemo,
+    FigureExplanations,
+    evaluate,
+    resolve_data,
+    write_combined_report,
+)
 from sparsex.viz.report import RADAR_AXES
 
 #: the TINY SIDE settings of tests/train/test_side_training.py
 TINY_SIDE = dict(data="parts", data_options={"image_size": 48, "train_size": 48, "test_size": 24}, backbone="small-cnn",
-                 expanded_channels=6, pretrain_epochs=3, finetune_epochs=2, calibrate_epochs=2, dense_epochs=3,
+                 expanded_channels=6, pretrain_epochs=3, finetune_epochs=2, calibrate_epochs=2,
                  prune_k=2, batch_size=16, gallery_k=2)
-OUTPUT_FILES = {"config.json", "metrics.json", "radar.png", "explanations.png", "tables.md", "report.html"}
+OUTPUT_FILES = {"config.json", "metrics.json", "radar.png", "explanations.png", "explanations.safetensors", "tables.md",
+                "report.html"}
 
 
 @pytest.fixture(scope="module")
@@ -88,12 +100,49 @@ def test_output_folder_of_an_evaluation(evaluated):
     assert page.count("data:image/png;base64,") >= 2  # radar and explanations, embedded
     assert "small-cnn.saliency" in page and "small-cnn.gradcam" in page
     assert 'src="http' not in page and "radar.png" not in page  # self-contained
+    # the explanations first, then the scores table, the radar and the cost
+    assert re.findall(r"<h2>(.*?)</h2>", page)[:4] == ["Explanations of the predicted class", "Scores",
+                                                       "Summary scores (radar)", "Cost (seconds, forward passes)"]
+
+
+def test_the_figure_images_are_kept_for_the_reports(parts_classifier, evaluated):
+    from sparsex.data import create_dataset
+    from sparsex.models.classifier import load_image_classifier
+
+    out, result = evaluated
+    explained = FigureExplanations.load(out / EXPLANATIONS_FILE)
+    assert explained.indices.tolist() == list(range(6))  # figure_images of the first test images
+    dataset = create_dataset("parts", split="test", image_size=48, train_size=96, test_size=24)
+    images = torch.stack([dataset[i]["image"] for i in range(6)])
+    assert explained.images.dtype == torch.uint8 and torch.allclose(explained.images.float() / 255, images, atol=0.5 / 255)
+    assert explained.labels.tolist() == [dataset[i]["label"] for i in range(6)]
+    model, _ = load_image_classifier(parts_classifier)
+    with torch.no_grad():
+        assert torch.equal(explained.predicted, model(images).argmax(dim=1))
+    assert list(explained.maps) == ["saliency", "gradcam"]
+    assert all(m.shape == (6, 1, 48, 48) and m.dtype == torch.float32 for m in explained.maps.values())
+    assert explained.part_masks.shape == (6, 6, 48, 48) and explained.part_masks.dtype == torch.bool
+    assert explained.classes == list(dataset.classes) and explained.part_names == list(dataset.part_names)
+    assert (out / EXPLANATIONS_FILE).read_bytes()[8:9] == b"{"  # a safetensors header, not a pickle
+
+
+def test_figure_images_file_errors(tmp_path):
+    bad = tmp_path / EXPLANATIONS_FILE
+    bad.write_bytes(b"not safetensors")
+    with pytest.raises(DataError, match="cannot read evaluation figure images") as caught:
+        FigureExplanations.load(bad)
+    assert "\n" not in str(caught.value)
+    from safetensors.torch import save_file
+
+    save_file({"indices": torch.arange(2)}, str(bad))
+    with pytest.raises(DataError, match="lack 'explainers'; evaluate the model again"):
+        FigureExplanations.load(bad)
 
 
 def test_forward_passes_are_those_of_one_shared_intervention_cache(parts_classifier, evaluated):
     from sparsex.data import create_dataset
     from sparsex.explainers.base import create_explainer
-    from sparsex.metrics.parts import InterventionCache, evaluate_parts, evaluate_parts_model
+    from sparsex.partworld import InterventionCache, evaluate_parts, evaluate_parts_model
     from sparsex.models.classifier import load_image_classifier
 
     _, both = evaluated
@@ -248,7 +297,7 @@ def test_existing_output_folder(parts_classifier, tmp_path):
         evaluate(config, out, progress=False)
     assert _entries(out) == ["old.txt"]
     evaluate(config, out, overwrite=True, progress=False)
-    assert set(_entries(out)) == OUTPUT_FILES - {"explanations.png"}  # figure_images=0: no figure
+    assert set(_entries(out)) == OUTPUT_FILES - {"explanations.png", EXPLANATIONS_FILE}  # figure_images=0: no figure
     assert _entries(tmp_path) == ["out"]
 
 
@@ -304,15 +353,18 @@ def test_dataset_without_part_masks(digits_classifier, tmp_path):
 
 
 def test_combined_report_of_two_evaluations(evaluated, digits_classifier, tmp_path):
-    _, parts_result = evaluated
+    parts_folder, _ = evaluated
+    shutil.copytree(parts_folder, tmp_path / "all" / "eval-parts")
+    digits_folder = tmp_path / "all" / "eval-digits"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        digits_result = evaluate(EvaluateConfig(model=str(digits_classifier[0]), explainers=["saliency"], limit=8),
-                                 progress=False)
+        evaluate(EvaluateConfig(model=str(digits_classifier[0]), explainers=["saliency"], limit=8), digits_folder,
+                 progress=False)
+    digits_result = json.loads((digits_folder / "metrics.json").read_text())  # another name for the second small CNN
     digits_result = {**digits_result, "model_name": "digits-cnn",
                      "rows": {"digits-cnn.saliency": digits_result["rows"]["small-cnn.saliency"]}}
-    path = write_combined_report(tmp_path / "all" / "report.html",
-                                 [("eval-parts/report.html", parts_result), ("eval-digits/report.html", digits_result)],
+    (digits_folder / "metrics.json").write_text(json.dumps(digits_result))
+    path = write_combined_report(tmp_path / "all" / "report.html", [tmp_path / "all" / "eval-parts", digits_folder],
                                  title="two models")
     assert path == tmp_path / "all" / "report.html"
     page = path.read_text()
@@ -320,9 +372,20 @@ def test_combined_report_of_two_evaluations(evaluated, digits_classifier, tmp_pa
     for name in ("small-cnn.saliency", "small-cnn.gradcam", "digits-cnn.saliency"):
         assert name in page, name
     assert 'href="eval-parts/report.html"' in page and 'href="eval-digits/report.html"' in page
-    assert page.count("data:image/png;base64,") >= 1  # the radar of every row
+    explanations = page.split('<section id="section-2">')[0]
+    assert "<h2>Explanations of the predicted class</h2>" in explanations
+    assert explanations.count("<img") == 2  # one grid per dataset: the part world's and the digits'
+    assert page.count("data:image/png;base64,") == 3  # and the radar of every row
     assert "no part masks" in page  # the skipped protocols of the digits model
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]
+
+    (digits_folder / EXPLANATIONS_FILE).unlink()  # an evaluation without figure images: no rows in the grid
+    page = write_combined_report(path, [digits_folder, tmp_path / "all" / "eval-parts"], title="two models").read_text()
+    assert page.split('<section id="section-2">')[0].count("<img") == 1 and "digits-cnn.saliency" in page
+    with pytest.raises(DataError, match="evaluation metrics.json .*nowhere.*metrics.json is missing"):
+        write_combined_report(path, [tmp_path / "nowhere"], title="none")
+    with pytest.raises(InputError, match="needs at least one evaluation folder"):
+        write_combined_report(path, [], title="none")
 
 
 def test_auc_limit_measures_the_curves_on_the_first_images(digits_classifier):

@@ -96,7 +96,8 @@ def run_demo(out: str | os.PathLike, config: DemoConfig | None = None, progress:
             evaluate(EvaluateConfig(model=str(out / name), explainers=list(settings) + (["gradcam"] if settings else []),
                                     explainer_settings=settings, limit=config.eval_images),
                      evaluated, overwrite=True, progress=progress)
-        results.append((f"eval-{name}/report.html", read_json(evaluated / "metrics.json", "evaluation")))
-    report = write_combined_report(out / "report.html", results, title="sparsex demo: the part world")
-    rows = {name: row for _, result in results for name, row in result["rows"].items()}
+        results.append(read_json(evaluated / "metrics.json", "evaluation"))
+    report = write_combined_report(out / "report.html", [out / f"eval-{name}" for name in MODELS],
+                                   title="sparsex demo: the part world")
+    rows = {name: row for result in results for name, row in result["rows"].items()}
     return {"rows": rows, "report": str(report), "seconds": time.perf_counter() - began}

@@ -5,14 +5,19 @@ InfoDisent / ProtoS-ViT run) and any registered explainers of it on one dataset 
 one output folder:
 
 - ``metrics.json``: the model's scores (accuracy, background independence) and one row per
-  explainer (the part-world protocols of :mod:`sparsex.metrics.parts`, deletion / insertion AUC,
+  explainer (the part-world protocols of :mod:`sparsex.partworld.protocols`, deletion / insertion AUC,
   mask area for binary explainers; consistency / stability / local size for a prototype model's
   own ``prototypes`` explainer), the skipped protocols with the reason, and the protocol's cost
   (forward passes, time);
-- ``radar.png`` (accuracy, BI, completeness, correctness, contrastivity per row),
-  ``explanations.png`` (a few test images with every explainer's map), ``tables.md``;
-- ``report.html``: a self-contained page with all of the above;
+- ``explanations.safetensors`` (:class:`FigureExplanations`: the first ``figure_images`` test
+  images, their labels, predictions, part masks and every explainer's map of the predicted
+  class) and ``explanations.png`` (their grid), ``radar.png`` (accuracy, BI, completeness,
+  correctness, contrastivity per row), ``tables.md``;
+- ``report.html``: a self-contained page with all of the above, the explanations first;
 - ``config.json``: the resolved settings.
+
+:func:`write_combined_report` puts several such folders on one page (``sparsex demo``): one grid
+of the same images with a row per model and explainer, one table of every row.
 
 The folder is written atomically: an interrupted or failing evaluation leaves nothing behind.
 On a dataset without part masks (anything but the part world) the part protocols are skipped with
@@ -24,13 +29,14 @@ from __future__ import annotations
 
 import hashlib
 import html
+import json
 import math
 import os
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -38,11 +44,11 @@ from tqdm.auto import tqdm
 
 from .checks import from_settings
 from .data import create_dataset
-from .data.parts import PartWorld
-from .errors import InputError, SparsexError
+from .partworld import PartWorld
+from .errors import DataError, InputError, SparsexError
 from .explainers.base import EXPLAINERS, create_explainer
 from .inference import positive_int
-from .io import atomic_dir, check_output_dir, write_json
+from .io import atomic_dir, check_output_dir, read_json, write_json
 from .metrics.faithfulness import deletion_auc, insertion_auc
 from .models.classifier import PrototypeClassifier, load_image_classifier
 
@@ -51,8 +57,8 @@ from .models.classifier import PrototypeClassifier, load_image_classifier
 DEFAULT_EXPLAINERS = {"classifier": ("integrated-gradients", "gradcam"), "prototype": ("prototypes",)}
 #: what the part protocols need, for the message when a dataset lacks it
 PART_PROTOCOLS = ("bi", "completeness", "correctness", "contrastivity", "consistency", "stability")
-#: higher is better for every reported score except these
-LOWER_IS_BETTER = {"deletion_auc", "mask_area", "local_size"}
+#: the figure images of an evaluation folder (:class:`FigureExplanations`)
+EXPLANATIONS_FILE = "explanations.safetensors"
 
 
 @dataclass
@@ -80,7 +86,7 @@ class EvaluateConfig:
     internal_batch_size: int = 64
     auc_steps: int = 20
     auc_limit: int | None = None
-    figure_images: int = 4
+    figure_images: int = 6
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -167,6 +173,75 @@ class ExplanationMemo:
         return torch.stack([self.maps[key] for key in keys]).to(images.device)
 
 
+@dataclass(frozen=True)
+class FigureExplanations:
+    """What an evaluation keeps of its figure images, for the reports' explanation grid
+    (:data:`EXPLANATIONS_FILE` in its folder, safetensors): ``indices (N,)`` of the images in the
+    split, ``images (N, C, H, W)`` uint8, ``labels`` and ``predicted`` ``(N,)`` class indices,
+    ``maps``: explainer name -> its map of the predicted class ``(N, 1, h, w)`` float32,
+    ``part_masks (N, K, H, W)`` bool where the dataset has them (else None), and the names of
+    the ``classes`` (empty where the dataset has none) and of the ``part_names``."""
+
+    indices: torch.Tensor
+    images: torch.Tensor
+    labels: torch.Tensor
+    predicted: torch.Tensor
+    maps: dict[str, torch.Tensor]
+    part_masks: torch.Tensor | None = None
+    classes: list[str] = field(default_factory=list)
+    part_names: list[str] = field(default_factory=list)
+
+    def save(self, path: str | os.PathLike) -> None:
+        from safetensors.torch import save_file
+
+        tensors = {"indices": self.indices, "images": self.images, "labels": self.labels, "predicted": self.predicted,
+                   **{f"map.{name}": m for name, m in self.maps.items()}}
+        if self.part_masks is not None:
+            tensors["part_masks"] = self.part_masks
+        metadata = {"explainers": json.dumps(list(self.maps)), "classes": json.dumps(self.classes),
+                    "part_names": json.dumps(self.part_names)}
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "FigureExplanations":
+        """Read :meth:`save`'s file; a missing, corrupt or incomplete one raises a one-line DataError."""
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                metadata = f.metadata() or {}
+                tensors = {key: f.get_tensor(key) for key in f.keys()}
+            explainers = json.loads(metadata["explainers"])
+            return cls(tensors["indices"], tensors["images"], tensors["labels"], tensors["predicted"],
+                       {name: tensors[f"map.{name}"] for name in explainers}, tensors.get("part_masks"),
+                       json.loads(metadata["classes"]), json.loads(metadata["part_names"]))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise DataError(f"cannot read evaluation figure images {path}: {str(e).splitlines()[0]}") from None
+        except KeyError as e:
+            raise DataError(f"evaluation figure images {path} lack {e.args[0]!r}; evaluate the model again") from None
+
+    def class_name(self, label: int) -> str:
+        """The name of class ``label`` (its index where the dataset names none)."""
+        return self.classes[label] if 0 <= label < len(self.classes) else str(label)
+
+
+def _figure_explanations(model: nn.Module, dataset: Any, images: torch.Tensor, labels: torch.Tensor,
+                         memos: dict[str, ExplanationMemo], n: int) -> FigureExplanations:
+    """The first ``n`` evaluated images (dataset items ``0 .. n-1``) and every explainer's map of
+    their predicted class (from the memos: computed once)."""
+    with torch.no_grad():
+        predicted = model(images[:n]).argmax(dim=1)
+    maps = {}
+    for name, memo in memos.items():
+        attributions = memo(images[:n], predicted).detach().float().cpu()
+        maps[name] = attributions if attributions.dim() == 4 else attributions.unsqueeze(1)
+    part_masks = torch.stack([dataset[i]["part_masks"] for i in range(n)]).bool() if isinstance(dataset, PartWorld) else None
+    return FigureExplanations(torch.arange(n), (images[:n].clamp(0, 1) * 255).round().to(torch.uint8).cpu(),
+                              labels[:n].cpu(), predicted.cpu(), maps, part_masks,
+                              [str(c) for c in getattr(dataset, "classes", []) or []],
+                              [str(p) for p in getattr(dataset, "part_names", []) or []])
+
+
 def _is_mask(maps: torch.Tensor) -> bool:
     """Binary maps with some pixels kept: a mask explainer's output."""
     return bool(((maps == 0) | (maps == 1)).all() and (maps == 1).any())
@@ -232,7 +307,7 @@ def evaluate(config: EvaluateConfig, out: str | os.PathLike | None = None, overw
              progress: bool = True) -> dict[str, Any]:
     """Evaluate ``config.model`` and its explainers (see the module docstring); write the output
     folder ``out`` (when given) and return what ``metrics.json`` holds."""
-    from .metrics.parts import InterventionCache, evaluate_parts, evaluate_parts_model
+    from .partworld import InterventionCache, evaluate_parts, evaluate_parts_model
 
     if out is not None:
         check_output_dir(out, overwrite)
@@ -299,75 +374,121 @@ def evaluate(config: EvaluateConfig, out: str | os.PathLike | None = None, overw
     return result
 
 
-#: the order of a report's columns: the radar's axes, the other scores, then counts (anything else)
-COLUMN_ORDER = ("accuracy", "bi", "completeness", "correctness", "contrastivity", "deletion_auc", "insertion_auc",
-                "mask_area", "local_size", "global_size", "consistency", "stability", "csdc", "pc", "dc",
-                "distractibility", "completeness_tau")
+#: one evaluation as a report shows it: evaluate()'s result and its figure images (None: no figure)
+Evaluation = tuple[dict[str, Any], FigureExplanations | None]
 
 
-def _row_columns(rows: dict[str, dict[str, Any]]) -> list[str]:
-    keys = {k for row in rows.values() for k in row if k != "explain_seconds"}
-    return sorted(keys, key=lambda k: (COLUMN_ORDER.index(k) if k in COLUMN_ORDER else len(COLUMN_ORDER), k))
+def _explanation_figures(evaluations: list[Evaluation]) -> list[Any]:
+    """One grid of explanations per evaluated dataset split (in the demo: one): columns are the
+    split's first figure images (as many as every evaluation of the split kept), rows the image,
+    its parts (part world), then every (model, explainer) map of the predicted class, captioned
+    with the prediction (✓ right, ✗ wrong)."""
+    from .viz.report import MapRow, explanations_figure
+
+    splits: dict[tuple[str, str], list[tuple[dict[str, Any], FigureExplanations]]] = {}
+    for result, explained in evaluations:
+        if explained is not None:
+            splits.setdefault((result["data"], result["split"]), []).append((result, explained))
+    figures = []
+    for members in splits.values():
+        first = members[0][1]
+        n = min(len(explained.indices) for _, explained in members)
+        rows = []
+        for result, explained in members:
+            if not torch.equal(explained.indices[:n], first.indices[:n]):
+                raise DataError(f"evaluations of {result['data']!r} explain different images "
+                                f"({first.indices[:n].tolist()} and {explained.indices[:n].tolist()})")
+            captions = [f"{explained.class_name(int(p))} {'✓' if p == y else '✗'}"
+                        for p, y in zip(explained.predicted[:n], explained.labels[:n])]
+            rows += [MapRow(f"{result['model_name']}\n{explainer}", maps[:n], captions)
+                     for explainer, maps in explained.maps.items()]
+        figures.append(explanations_figure(
+            first.images[:n].float() / 255, rows,
+            captions=[f"#{int(i)}: {first.class_name(int(y))}" for i, y in zip(first.indices[:n], first.labels[:n])],
+            part_masks=None if first.part_masks is None else first.part_masks[:n], part_names=first.part_names or None))
+    return figures
 
 
-def _score_sections(results: list[tuple[str | None, dict[str, Any]]], title: str) -> tuple[list[Any], bytes]:
-    """The report's summary over ``results`` (each ``(link to its own report or None,
-    evaluate()'s result)``): one table of every row, the radar plot, skipped protocols and cost.
-    Returns the sections and the radar plot as PNG bytes (to save it too)."""
+def _report_sections(evaluations: list[Evaluation], title: str,
+                     links: Sequence[tuple[str, str]] = ()) -> tuple[list[Any], bytes, list[bytes]]:
+    """The report's sections over ``evaluations``, in first-screen order: the explanation grid,
+    the scores table (the rows' scores with a direction), the radar plot, the cost, the rows'
+    counts and settings, ``links`` to each model's own report (``(href, name)``) and the skipped
+    protocols. Returns the sections, the radar plot and the grids as PNG bytes (to save them too)."""
+    from .metrics.registry import metric_info
     from .viz.report import RADAR_AXES, ReportSection, figure_to_png_bytes, metrics_table_html, radar_figure
 
-    rows = {name: row for _, result in results for name, row in result["rows"].items()}
+    rows = {name: row for result, _ in evaluations for name, row in result["rows"].items()}
     columns = _row_columns(rows)
+    scores = [c for c in columns if metric_info(c).direction is not None]
+    counts = [c for c in columns if metric_info(c).direction is None]
+    grids = [figure_to_png_bytes(figure) for figure in _explanation_figures(evaluations)]
     radar = figure_to_png_bytes(radar_figure({name: {axis: row.get(axis) for axis in RADAR_AXES} for name, row in rows.items()},
                                              title=title))
-    sections = [ReportSection("Scores", html=metrics_table_html(rows, columns, {k: k not in LOWER_IS_BETTER for k in columns}),
-                              figures=[radar])]
-    links = [(link, result["model_name"]) for link, result in results if link]
+    sections = []
+    if grids:
+        sections.append(ReportSection("Explanations of the predicted class", figures=grids))
+    sections += [ReportSection("Scores", html=metrics_table_html(rows, scores)),
+                 ReportSection("Summary scores (radar)", figures=[radar]),
+                 ReportSection("Cost (seconds, forward passes)",
+                               html=metrics_table_html({result["model_name"]: result["protocol"] for result, _ in evaluations}))]
+    if counts:
+        sections.append(ReportSection("Counts and settings", html=metrics_table_html(rows, counts)))
     if links:
         items = "".join(f'<li><a href="{html.escape(link)}">{html.escape(name)}</a></li>' for link, name in links)
         sections.append(ReportSection("Reports of each model", html=f"<ul>{items}</ul>"))
-    for _, result in results:
+    for result, _ in evaluations:
         if result["skipped"]:
             reasons = "; ".join(sorted(set(result["skipped"].values())))
             sections.append(ReportSection(f"Skipped protocols ({result['model_name']})",
                                           text=f"{', '.join(result['skipped'])}: {reasons}"))
-    sections.append(ReportSection("Cost (seconds, forward passes)",
-                                  html=metrics_table_html({result["model_name"]: result["protocol"] for _, result in results})))
-    return sections, radar
+    return sections, radar, grids
 
 
-def write_combined_report(path: str | os.PathLike, results: list[tuple[str | None, dict[str, Any]]], title: str) -> Path:
-    """One self-contained report page over several evaluations (``(link to the model's own report
-    relative to ``path``, or None; evaluate()'s result)`` pairs), written atomically."""
+def _row_columns(rows: dict[str, dict[str, Any]]) -> list[str]:
+    """Every key of the rows, in the metric registry's order."""
+    from .viz.report import report_order
+
+    return report_order([key for row in rows.values() for key in row])
+
+
+def write_combined_report(path: str | os.PathLike, evaluations: Sequence[str | os.PathLike], title: str) -> Path:
+    """One self-contained report page over several evaluation output folders (each written by
+    :func:`evaluate`), written atomically: one explanation grid of the same images with a row per
+    (model, explainer), one table of every row, links to each folder's own ``report.html``
+    (relative to ``path``). A folder without ``metrics.json`` raises a one-line DataError."""
     from .viz.report import write_report
 
-    sections, _ = _score_sections(results, title)
+    if not evaluations:
+        raise InputError("a combined report needs at least one evaluation folder, got none")
+    path = Path(path)
+    loaded, links = [], []
+    for folder in map(Path, evaluations):
+        result = read_json(folder / "metrics.json", "evaluation metrics.json")
+        explained = FigureExplanations.load(folder / EXPLANATIONS_FILE) if (folder / EXPLANATIONS_FILE).is_file() else None
+        loaded.append((result, explained))
+        if (folder / "report.html").is_file():
+            links.append((Path(os.path.relpath(folder / "report.html", path.parent)).as_posix(), result["model_name"]))
+    sections, _, _ = _report_sections(loaded, title, links)
     return write_report(path, title, sections)
 
 
 def _write_outputs(out: Path, config: EvaluateConfig, result: dict[str, Any], model: nn.Module, dataset: Any,
                    images: torch.Tensor, labels: torch.Tensor, memos: dict[str, ExplanationMemo], overwrite: bool) -> None:
-    from .viz.report import ReportSection, explanations_figure, figure_to_png_bytes, write_report
+    from .viz.report import ReportSection, write_report
 
     title = f"{result['model_name']} on {result['data']} ({result['split']})"
     n = min(config.figure_images, len(images))
     with atomic_dir(out, overwrite=overwrite) as tmp:
         write_json(tmp / "config.json", config.to_dict())
         write_json(tmp / "metrics.json", result)
-        sections, radar = _score_sections([(None, result)], title)
+        explained = _figure_explanations(model, dataset, images, labels, memos, n) if n > 0 else None
+        if explained is not None:
+            explained.save(tmp / EXPLANATIONS_FILE)
+        sections, radar, grids = _report_sections([(result, explained)], title)
         (tmp / "radar.png").write_bytes(radar)
-        if n > 0:
-            with torch.no_grad():
-                predicted = model(images[:n]).argmax(dim=1)
-            maps = {name: memo(images[:n], predicted) for name, memo in memos.items()}
-            classes = list(getattr(dataset, "classes", []) or [])
-            titles = [f"true: {classes[int(y)]} / pred: {classes[int(p)]}" if classes else f"true: {int(y)} / pred: {int(p)}"
-                      for y, p in zip(labels[:n], predicted)]
-            part_masks = torch.stack([dataset[i]["part_masks"] for i in range(n)]) if isinstance(dataset, PartWorld) else None
-            figure = explanations_figure(images[:n], maps, titles, part_masks=part_masks,
-                                         part_names=getattr(dataset, "part_names", None))
-            (tmp / "explanations.png").write_bytes(figure_to_png_bytes(figure))
-            sections.insert(1, ReportSection("Explanations of the predicted class", figures=[tmp / "explanations.png"]))
+        if grids:
+            (tmp / "explanations.png").write_bytes(grids[0])
         sections.append(ReportSection("Settings", pre="\n".join(f"{k}: {v}" for k, v in config.to_dict().items())))
         (tmp / "tables.md").write_text(_markdown_table(result["rows"], _row_columns(result["rows"])))
         write_report(tmp / "report.html", f"sparsex evaluation: {title}", sections)

@@ -27,22 +27,6 @@ from .faithfulness import (
     sufficiency,
     sufficient,
 )
-from .parts import (
-    THRESHOLDS,
-    InterventionCache,
-    PartOracle,
-    PartProtocols,
-    PartsResult,
-    contrast_pair,
-    evaluate_parts,
-    evaluate_parts_model,
-    important_parts,
-    intervention_key,
-    minimal_sufficient_part_sets,
-    oracle_explanation,
-    part_importances,
-    spearman,
-)
 from .prototype import (
     Accuracy,
     GlobalSize,
@@ -60,6 +44,7 @@ from .prototype import (
     prototype_metrics,
     zero_weight_fraction,
 )
+from .registry import CATEGORIES, MetricInfo, list_metrics, metric_info
 
 __all__ = [
     "DEFAULT_REGION",
@@ -75,20 +60,6 @@ __all__ = [
     "prototype_classes",
     "stability",
     "stability_per_prototype",
-    "THRESHOLDS",
-    "InterventionCache",
-    "PartOracle",
-    "PartProtocols",
-    "PartsResult",
-    "contrast_pair",
-    "evaluate_parts",
-    "evaluate_parts_model",
-    "important_parts",
-    "intervention_key",
-    "minimal_sufficient_part_sets",
-    "oracle_explanation",
-    "part_importances",
-    "spearman",
     "DeletionAUC",
     "InsertionAUC",
     "MaskArea",
@@ -114,4 +85,8 @@ __all__ = [
     "ocla_score",
     "prototype_metrics",
     "zero_weight_fraction",
+    "CATEGORIES",
+    "MetricInfo",
+    "list_metrics",
+    "metric_info",
 ]

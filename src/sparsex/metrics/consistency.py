@@ -324,7 +324,6 @@ class Consistency(Metric):
 
     mu: float = 0.8
     name: ClassVar[str] = "consistency"
-    higher_is_better: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         _check_mu(self.mu)
@@ -339,7 +338,6 @@ class Stability(Metric):
     """:func:`stability` as a metric: ``Stability()(part_vecs, noisy_part_vecs, labels, prototype_classes)``."""
 
     name: ClassVar[str] = "stability"
-    higher_is_better: ClassVar[bool] = True
 
     def __call__(self, part_vecs: torch.Tensor, noisy_part_vecs: torch.Tensor, labels: torch.Tensor,
                  prototype_classes: torch.Tensor) -> float:

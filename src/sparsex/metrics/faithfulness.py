@@ -222,7 +222,6 @@ class MaskArea(Metric):
     """Mean :func:`mask_area`: ``MaskArea()(masks) -> float`` (smaller masks are sparser)."""
 
     name: ClassVar[str] = "mask_area"
-    higher_is_better: ClassVar[bool] = False
 
     def __call__(self, masks: torch.Tensor) -> float:
         return mask_area(masks).double().mean().item()
@@ -235,7 +234,6 @@ class Sufficiency(Metric):
     baseline: str | float | None = None
     internal_batch_size: int | None = 64
     name: ClassVar[str] = "sufficiency"
-    higher_is_better: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         _check_setting_baseline(self.baseline)
@@ -253,7 +251,6 @@ class DeletionAUC(Metric):
     baseline: str | float | None = None
     internal_batch_size: int | None = 64
     name: ClassVar[str] = "deletion_auc"
-    higher_is_better: ClassVar[bool] = False
     mode: ClassVar[str] = "deletion"
 
     def __post_init__(self) -> None:
@@ -271,5 +268,4 @@ class InsertionAUC(DeletionAUC):
     """Mean :func:`insertion_auc`: ``InsertionAUC(steps, baseline)(model, x, attributions, target=None) -> float``."""
 
     name: ClassVar[str] = "insertion_auc"
-    higher_is_better: ClassVar[bool] = True
     mode: ClassVar[str] = "insertion"

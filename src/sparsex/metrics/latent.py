@@ -205,7 +205,6 @@ class ActiveDims(Metric):
 
     threshold: float = ACTIVE_THRESHOLD
     name: ClassVar[str] = "active_dims"
-    higher_is_better: ClassVar[bool] = False
 
     def __call__(self, gamma: torch.Tensor) -> float:
         return active_dims(gamma, self.threshold)
@@ -216,7 +215,6 @@ class WithinClassJSD(Metric):
     """:func:`within_class_jsd` as a metric (lower is better aligned)."""
 
     name: ClassVar[str] = "jsd_within"
-    higher_is_better: ClassVar[bool] = False
 
     def __call__(self, gamma: torch.Tensor, labels: torch.Tensor) -> float:
         return within_class_jsd(gamma, labels)
@@ -229,7 +227,6 @@ class ProbeAccuracy(Metric):
     max_iter: int = 500
     l2: float = 1.0
     name: ClassVar[str] = "probe_accuracy"
-    higher_is_better: ClassVar[bool] = True
 
     def __call__(self, train_gamma: torch.Tensor, train_labels: torch.Tensor, test_gamma: torch.Tensor,
                  test_labels: torch.Tensor) -> float:

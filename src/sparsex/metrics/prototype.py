@@ -8,19 +8,20 @@ literally), logits or probabilities ``(N, K)``, true labels ``(N,)``, and a thre
 (default 1e-3). Thresholds are applied when measuring; nothing here mutates its inputs.
 
 Each metric exists as a plain function and as a Quantus-style class (settings at construction,
-data at call, ``higher_is_better`` giving the score direction); :func:`prototype_metrics`
-computes them all for one test set.
+data at call, ``higher_is_better`` giving the score direction as :mod:`sparsex.metrics.registry`
+states it); :func:`prototype_metrics` computes them all for one test set.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
 from ..checks import check_number, check_tensor
 from ..errors import InputError
+from .registry import HIGHER, metric_info
 
 
 def _check_labels(labels: torch.Tensor, name: str, n: int, k: int) -> torch.Tensor:
@@ -184,11 +185,26 @@ def zero_weight_fraction(weights: torch.Tensor, eps: float = 1e-3) -> float:
 
 
 class Metric:
-    """A metric: settings at construction, data at call; ``higher_is_better`` is the score's
-    direction and ``name`` its key in :func:`prototype_metrics`' result."""
+    """A metric: settings at construction, data at call. ``name`` is the score's key (in
+    :func:`prototype_metrics`' result, in metrics.json) and in :mod:`sparsex.metrics.registry`,
+    which states its direction: a subclass gets ``higher_is_better`` from there when it is
+    defined. A subclass whose name the registry does not know, or knows without a direction, or
+    that declares a ``higher_is_better`` of its own that disagrees, is refused (TypeError)."""
 
     name: ClassVar[str]
     higher_is_better: ClassVar[bool]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        info = metric_info(cls.__dict__.get("name", ""))
+        if info.direction is None:
+            raise TypeError(f"metric class {cls.__name__} must set name to a key that sparsex.metrics.registry lists "
+                            f"with a direction, got {info.name!r}")
+        declared = cls.__dict__.get("higher_is_better")
+        if declared is not None and declared != (info.direction == HIGHER):
+            raise TypeError(f"metric class {cls.__name__} declares higher_is_better={declared}, but the registry says "
+                            f"{info.direction} is better for {info.name!r}")
+        cls.higher_is_better = info.direction == HIGHER
 
 
 @dataclass(frozen=True)
@@ -197,7 +213,6 @@ class GlobalSize(Metric):
 
     eps: float = 1e-3
     name: ClassVar[str] = "global_size"
-    higher_is_better: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         _check_eps(self.eps)
@@ -212,7 +227,6 @@ class LocalSize(Metric):
 
     eps: float = 1e-3
     name: ClassVar[str] = "local_size"
-    higher_is_better: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         _check_eps(self.eps)
@@ -227,7 +241,6 @@ class LocalSizeAllClasses(Metric):
 
     eps: float = 1e-3
     name: ClassVar[str] = "local_size_all"
-    higher_is_better: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         _check_eps(self.eps)
@@ -242,7 +255,6 @@ class OCLAScore(Metric):
 
     threshold: float = 0.5
     name: ClassVar[str] = "ocla_score"
-    higher_is_better: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         _check_threshold(self.threshold)
@@ -256,7 +268,6 @@ class Accuracy(Metric):
     """:func:`accuracy` as a metric: ``Accuracy()(logits, targets) -> float``."""
 
     name: ClassVar[str] = "accuracy"
-    higher_is_better: ClassVar[bool] = True
 
     def __call__(self, logits: torch.Tensor, targets: torch.Tensor) -> float:
         return accuracy(logits, targets)
@@ -269,7 +280,6 @@ class ZeroWeightFraction(Metric):
 
     eps: float = 1e-3
     name: ClassVar[str] = "zero_weight_fraction"
-    higher_is_better: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         _check_eps(self.eps)

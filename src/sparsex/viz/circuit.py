@@ -8,15 +8,13 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import matplotlib
+import torch
+from matplotlib import colormaps
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.collections import LineCollection  # noqa: E402
-
-from ..errors import InputError  # noqa: E402
-from ..io import atomic_file  # noqa: E402
+from ..errors import InputError
+from ..io import atomic_file
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -66,7 +64,7 @@ def circuit_figure(graph: "nx.DiGraph", out: str | os.PathLike, image: torch.Ten
 
     width = 1.0 + 2.3 * columns + (1.8 if image is not None else 0.0)
     height = max(3.2, 0.42 * tallest + 1.6)
-    fig = plt.figure(figsize=(width, height))
+    fig = Figure(figsize=(width, height))
     left = 1.8 / width if image is not None else 0.02
     ax = fig.add_axes([left, 0.04, 0.97 - left, 0.84])
     ax.set_axis_off()
@@ -96,7 +94,7 @@ def circuit_figure(graph: "nx.DiGraph", out: str | os.PathLike, image: torch.Ten
         ax.add_collection(LineCollection(segments, linewidths=[0.4 + 5.6 * r for r in rel], colors=colours, zorder=1))
 
     # nodes
-    cmap = plt.get_cmap("viridis")
+    cmap = colormaps["viridis"]
     for node, attrs in graph.nodes(data=True):
         x, y = positions[node]
         if attrs.get("kind") == "class":
@@ -135,5 +133,4 @@ def circuit_figure(graph: "nx.DiGraph", out: str | os.PathLike, image: torch.Ten
     out = Path(out)
     with atomic_file(out, "wb") as f:
         fig.savefig(f, format="png", dpi=dpi)
-    plt.close(fig)
     return out

@@ -7,21 +7,17 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib
+import numpy as np
+import torch
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from ..io import atomic_file  # noqa: E402
+from ..io import atomic_file
 
 
-def _save(fig: plt.Figure, out: str | os.PathLike, dpi: int = 110) -> Path:
+def _save(fig: Figure, out: str | os.PathLike, dpi: int = 110) -> Path:
     out = Path(out)
     with atomic_file(out, "wb") as f:
         fig.savefig(f, format="png", dpi=dpi)
-    plt.close(fig)
     return out
 
 
@@ -41,7 +37,8 @@ def image_grid_figure(blocks: Sequence[tuple[str, Sequence[str], torch.Tensor]],
     """
     steps = blocks[0][2].shape[1]
     rows = sum(len(block[2]) for block in blocks)
-    fig, axes = plt.subplots(rows, steps, figsize=(0.9 * steps + 1.6, 0.95 * rows + 0.7), squeeze=False)
+    fig = Figure(figsize=(0.9 * steps + 1.6, 0.95 * rows + 0.7))
+    axes = fig.subplots(rows, steps, squeeze=False)
     row = 0
     for block_title, labels, images in blocks:
         for r in range(len(images)):
@@ -69,7 +66,8 @@ def heatmap_figure(matrix: torch.Tensor | np.ndarray, out: str | os.PathLike, ro
     writes each value (two decimals) into its cell."""
     data = np.asarray(matrix.detach().cpu() if isinstance(matrix, torch.Tensor) else matrix, dtype=float)
     r, s = data.shape
-    fig, ax = plt.subplots(figsize=(min(16.0, 2.5 + 0.22 * s + (0.45 * s if annotate else 0)), 1.2 + 0.38 * r))
+    fig = Figure(figsize=(min(16.0, 2.5 + 0.22 * s + (0.45 * s if annotate else 0)), 1.2 + 0.38 * r))
+    ax = fig.subplots()
     im = ax.imshow(data, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
     ax.set_yticks(range(r), labels=list(row_labels), fontsize=8)
     if column_labels is not None:

@@ -5,16 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-
-from ..data.base import ImageDataset  # noqa: E402
-from ..errors import SparsexError  # noqa: E402
-from ..io import atomic_file  # noqa: E402
+from ..data.base import ImageDataset
+from ..errors import SparsexError
+from ..io import atomic_file
 
 
 def _overlay(image: np.ndarray, masks: np.ndarray, colours: np.ndarray, alpha: float = 0.45) -> np.ndarray:
@@ -52,8 +50,9 @@ def preview_grid(dataset: ImageDataset, out: str | os.PathLike, n: int = 16, see
     panels = 2 if with_masks else 1
     per_row = min(len(items), 4 if with_masks else 8)  # samples per row (each sample: 1 or 2 panels)
     cols, rows = per_row * panels, int(np.ceil(len(items) / per_row))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 2.2 * rows + (0.6 if with_masks else 0)), squeeze=False)
-    part_colours = plt.get_cmap("tab10")(np.arange(10))[:, :3]
+    fig = Figure(figsize=(2.0 * cols, 2.2 * rows + (0.6 if with_masks else 0)))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    part_colours = colormaps["tab10"](np.arange(10))[:, :3]
     for ax in axes.flat:
         ax.axis("off")
     for k, item in enumerate(items):
@@ -83,5 +82,4 @@ def preview_grid(dataset: ImageDataset, out: str | os.PathLike, n: int = 16, see
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(out, "wb") as f:
         fig.savefig(f, format="png", dpi=110)
-    plt.close(fig)
     return out

@@ -7,17 +7,14 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-import matplotlib
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from ..data.base import ImageDataset  # noqa: E402
-from ..errors import DataError, InputError  # noqa: E402
-from ..io import atomic_file  # noqa: E402
+from ..data.base import ImageDataset
+from ..errors import DataError, InputError
+from ..io import atomic_file
 
 if TYPE_CHECKING:
     from ..explainers.prototypes import Gallery, PrototypeExplanation
@@ -113,7 +110,7 @@ def explanation_figure(explanation: "PrototypeExplanation", image: torch.Tensor,
         return _short(class_names[label]) if class_names is not None and 0 <= label < len(class_names) else f"class {label}"
 
     cols = 1 + max(k, 3)
-    fig = plt.figure(figsize=(1.75 * cols, 2.1 * (1 + len(rows)) + 0.5))
+    fig = Figure(figsize=(1.75 * cols, 2.1 * (1 + len(rows)) + 0.5))
     grid = fig.add_gridspec(1 + len(rows), cols, height_ratios=[1.15] + [1.0] * len(rows))
     picture = _rgb(image)
 
@@ -166,5 +163,4 @@ def explanation_figure(explanation: "PrototypeExplanation", image: torch.Tensor,
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(out, "wb") as f:
         fig.savefig(f, format="png", dpi=110)
-    plt.close(fig)
     return out
