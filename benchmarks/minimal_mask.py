@@ -35,7 +35,7 @@ from sparsex.explainers.minimal_mask import MinimalMask, PerImageMask, nested_to
 from sparsex.metrics.faithfulness import deletion_auc, mask_area, sufficiency
 from sparsex.models.classifier import load_classifier
 from sparsex.train.classifier import ClassifierTrainConfig, train_classifier
-from sparsex.train.explainer import ExplainerTrainConfig, load_images, train_explainer
+from sparsex.train.minimal_mask import MinimalMaskTrainConfig, load_images, train_minimal_mask
 from sparsex.viz.circuit import circuit_figure
 
 BATCH = 32  # images per attribute() call, the same for every method
@@ -126,14 +126,15 @@ def measure(name: str, classifier_cfg: dict, explainer_cfg: dict, eval_n: int, p
     figures[f"{name}.classifier.test_accuracy"] = clf_metrics["test_accuracy"]
     figures[f"time_s.{name}.classifier"] = round(time.perf_counter() - start, 1)
     start = time.perf_counter()
-    train_explainer(ExplainerTrainConfig(classifier=str(clf_dir), **explainer_cfg), mm_dir)
+    train_minimal_mask(MinimalMaskTrainConfig.from_dict({"classifier": str(clf_dir), **explainer_cfg}), mm_dir)
     figures[f"time_s.{name}.explainer"] = round(time.perf_counter() - start, 1)
     ablation_dirs = {}
     for ablation, settings in (ablations or {}).items():
         ablation_dirs[ablation] = runs / f"{name}_explainer_{ablation}"
         start = time.perf_counter()
-        train_explainer(ExplainerTrainConfig(classifier=str(clf_dir), **{
-            **explainer_cfg, "explainer": {**explainer_cfg["explainer"], **settings}}), ablation_dirs[ablation])
+        train_minimal_mask(MinimalMaskTrainConfig.from_dict({
+            "classifier": str(clf_dir), **explainer_cfg, "explainer": {**explainer_cfg["explainer"], **settings}}),
+            ablation_dirs[ablation])
         figures[f"time_s.{name}.explainer_{ablation}"] = round(time.perf_counter() - start, 1)
     if train_only:
         return

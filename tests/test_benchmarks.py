@@ -13,7 +13,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 @pytest.mark.parametrize("script, keys, extra", [
     ("parts_generation.py", ["parts.images_per_s", "parts.images_per_s_with_masks_written"], []),
     ("feature_cache.py", ["cache.epoch_s_cached", "cache.epoch_s_recomputed", "cache.speedup"], []),
-    ("side_parts.py", ["side.global_size", "dense.global_size", "time_s.side"], ["--cache", "{tmp}/cache"]),
+    ("side_parts.py", ["side.global_size", "infodisent.global_size", "time_s.side"], ["--cache", "{tmp}/cache"]),
     ("protosvit_parts.py", ["protosvit.global_size", "ablation.hs0.global_size", "time_s.protosvit"],
      ["--cache", "{tmp}/cache"]),
     ("minimal_mask.py", ["fmnist.mask.images_per_s", "parts.speedup.vs_ig", "parts.circuit.edges", "fmnist.perimage.deletion_auc"],
@@ -40,8 +40,8 @@ def test_benchmark_quick_run(tmp_path, script, keys, extra):
     for key in keys:
         assert result[key] > 0
     if script == "side_parts.py":  # every key the README and the issue quote is there
-        for key in ["side.accuracy", "side.local_size", "side.local_size_all", "side.ocla_score", "dense.accuracy",
-                    "dense.local_size", "ablation.asl.zero_weight_fraction", "ablation.bce.zero_weight_fraction",
+        for key in ["side.accuracy", "side.local_size", "side.local_size_all", "side.ocla_score", "infodisent.accuracy",
+                    "infodisent.local_size", "ablation.asl.zero_weight_fraction", "ablation.bce.zero_weight_fraction",
                     "ablation.ocla0.ocla_score", "ablation.ocla200.ocla_score"]:
             assert 0 <= result[key] <= (1 if "size" not in key else 10_000), key
     if script == "vsc_fashion.py":  # every key the issue and the README quote is there

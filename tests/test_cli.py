@@ -90,7 +90,7 @@ def test_data_make_bad_values(capsys, tmp_path):
 
 def test_data_preview_with_and_without_masks(capsys, tmp_path):
     code, out, _ = run(capsys, "data", "preview", "parts", "--out", str(tmp_path / "p.png"), "--n", "4",
-                       "--data-opt", "image_size=64", "--data-opt", "train_size=8")
+                       "--data-options", "image_size=64", "--data-options", "train_size=8")
     assert code == 0 and Image.open(tmp_path / "p.png").size[0] > 200
     code, _, _ = run(capsys, "data", "preview", "digits", "--out", str(tmp_path / "d.png"), "--n", "9")
     assert code == 0 and (tmp_path / "d.png").is_file()
@@ -108,8 +108,8 @@ def test_features_extract_twice_is_a_cache_hit(capsys, tmp_path):
 
 
 def test_features_extract_on_parts_with_a_vit(capsys, tmp_path):
-    code, out, _ = run(capsys, "features", "extract", "--data", "parts", "--backbone", "vit_tiny_patch16_224", "--random-weights",
-                       "--image-size", "64", "--split", "val", "--data-opt", "image_size=64", "--data-opt", "val_size=3",
+    code, out, _ = run(capsys, "features", "extract", "--data", "parts", "--backbone", "vit_tiny_patch16_224", "--no-pretrained",
+                       "--image-size", "64", "--split", "val", "--data-options", "image_size=64", "--data-options", "val_size=3",
                        "--out", str(tmp_path), "--quiet")
     assert code == 0 and "(3, 192, 4, 4)" in out
 
@@ -119,7 +119,7 @@ def test_features_extract_on_parts_with_a_vit(capsys, tmp_path):
     (["features", "extract", "--data", "digits", "--backbone", "lite9", "--out", "c"], "unknown backbone 'lite9'"),
     (["features", "extract", "--data", "digits", "--backbone", "small-cnn", "--out", "c", "--dtype", "int8"],
      "unknown feature dtype 'int8'"),
-    (["features", "extract", "--data", "digits", "--backbone", "small-cnn", "--out", "c", "--data-opt", "size"],
+    (["features", "extract", "--data", "digits", "--backbone", "small-cnn", "--out", "c", "--data-options", "size"],
      "KEY=VALUE"),
     (["features", "extract", "--data", "fashion-mnist", "--root", "{tmp}", "--backbone", "small-cnn", "--out", "c"],
      "apt-get install dataset-fashion-mnist"),

@@ -1,4 +1,4 @@
-"""`sparsex train classifier`, `sparsex train explainer` and `sparsex explain mask` end to end on digits."""
+"""`sparsex train classifier`, `sparsex train minimal-mask` and `sparsex explain mask` end to end on digits."""
 
 import json
 
@@ -16,13 +16,13 @@ def test_train_classifier_explainer_and_explain_mask(tmp_path, capsys):
                          "--epochs", "1", "--out", str(classifier), "--quiet")
     assert code == 0, err
     assert "test_accuracy" in out and (classifier / "checkpoint" / "model.safetensors").is_file()
-    code, out, err = run(capsys, "train", "explainer", "--classifier", str(classifier), "--out", str(explainer), "--epochs", "1",
+    code, out, err = run(capsys, "train", "minimal-mask", "--classifier", str(classifier), "--out", str(explainer), "--epochs", "1",
                          "--set", "width=4", "--set", "weights.area=3", "--set", "train_limit=64", "--set", "test_limit=16",
                          "--quiet")
     assert code == 0, err
     assert "calibration" in out and "threshold 0.5, area" in out and "{'threshold'" not in out  # one line per row
     config = json.loads((explainer / "config.json").read_text())
-    assert config["explainer"]["weights"] == {"area": 3} and config["train_limit"] == 64
+    assert config["explainer"]["weights"]["area"] == 3 and config["train_limit"] == 64
     # the last stage calibrates the threshold on training images; the final checkpoint carries it
     metrics = json.loads((explainer / "metrics.json").read_text())
     assert [s["stage"] for s in metrics["stages"]] == ["epoch-1", "calibrate"]
@@ -44,7 +44,7 @@ def test_train_classifier_explainer_and_explain_mask(tmp_path, capsys):
     code, _, err = run(capsys, "explain", "mask", "--explainer", str(explainer), "--image", str(tmp_path / "missing.png"),
                        "--out", str(tmp_path / "explained2"))
     assert_one_line_error(code, err, "image file not found")
-    code, _, err = run(capsys, "train", "explainer", "--classifier", str(tmp_path / "nothing"), "--out", str(tmp_path / "x"))
+    code, _, err = run(capsys, "train", "minimal-mask", "--classifier", str(tmp_path / "nothing"), "--out", str(tmp_path / "x"))
     assert_one_line_error(code, err, "checkpoint folder not found")
 
 

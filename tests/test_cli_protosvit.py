@@ -8,9 +8,9 @@ from PIL import Image
 
 from test_cli import assert_one_line_error, run
 
-TINY = ["--data", "parts", "--backbone", "vit_tiny_patch16_224", "--random-weights", "--set", "image_size=32",
-        "--data-opt", "image_size=32", "--data-opt", "train_size=24", "--data-opt", "test_size=12",
-        "--prototypes", "6", "--set", "embed_dim=8", "--set", "epochs=1", "--set", "gallery_k=2", "--quiet"]
+TINY = ["--data", "parts", "--backbone", "vit_tiny_patch16_224", "--no-pretrained", "--set", "image_size=32",
+        "--data-options", "image_size=32", "--data-options", "train_size=24", "--data-options", "test_size=12",
+        "--num-prototypes", "6", "--set", "embed_dim=8", "--set", "epochs=1", "--set", "gallery_k=2", "--quiet"]
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def test_train_protosvit_writes_the_run_folder(protosvit_run):
 def test_explain_protosvit(capsys, protosvit_run, tmp_path):
     image = tmp_path / "bird.png"
     Image.new("RGB", (64, 48), (200, 180, 160)).save(image)  # resized and centre-cropped to 32x32
-    code, out, _ = run(capsys, "explain", "protosvit", "--checkpoint", str(protosvit_run), "--image", str(image),
+    code, out, _ = run(capsys, "explain", "prototypes", "--model", str(protosvit_run), "--image", str(image),
                        "--out", str(tmp_path / "exp"), "--k", "2", "--quiet")
     assert code == 0 and (tmp_path / "exp" / "explanation.png").is_file()
     explanation = json.loads((tmp_path / "exp" / "explanation.json").read_text())
@@ -48,21 +48,12 @@ def test_explain_protosvit(capsys, protosvit_run, tmp_path):
         assert len(prototype["gallery"]) == 2
 
 
-def test_explain_refuses_a_side_checkpoint_and_vice_versa(capsys, protosvit_run, tmp_path):
-    image = tmp_path / "x.png"
-    Image.new("RGB", (32, 32)).save(image)
-    code, _, err = run(capsys, "explain", "side", "--checkpoint", str(protosvit_run), "--image", str(image),
-                       "--out", str(tmp_path / "e"))
-    assert_one_line_error(code, err, "holds a 'protosvit' model, not a 'side' model")
-    assert not (tmp_path / "e").exists()
-
-
 @pytest.mark.parametrize("args, pattern", [
     (["--stages", "train,polish"], "unknown ProtoS-ViT stage 'polish'"),
-    (["--prototypes", "0"], "num_prototypes must be a positive integer"),
+    (["--num-prototypes", "0"], "num_prototypes must be a positive integer"),
     (["--set", "prune_k=3"], "unknown ProtoS-ViT setting.*prune_k"),
     (["--weights", "{tmp}/missing.safetensors"], "missing.safetensors"),
-    (["--set", "image_size=48", "--data-opt", "image_size=48", "--set", "layer=99"], "layer"),
+    (["--set", "image_size=48", "--data-options", "image_size=48", "--set", "layer=99"], "layer"),
 ])
 def test_train_bad_input(capsys, tmp_path, args, pattern):
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]

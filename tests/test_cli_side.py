@@ -1,4 +1,4 @@
-"""End-to-end: `sparsex train side|infodisent` and `sparsex explain side` on a tiny part world."""
+"""End-to-end: `sparsex train side|infodisent` and `sparsex explain prototypes` on a tiny part world."""
 
 import json
 
@@ -7,9 +7,9 @@ from PIL import Image
 
 from test_cli import assert_one_line_error, run
 
-TINY = ["--data", "parts", "--backbone", "small-cnn", "--data-opt", "image_size=48", "--data-opt", "train_size=48",
-        "--data-opt", "test_size=24", "--set", "expanded_channels=6", "--set", "pretrain_epochs=2",
-        "--set", "finetune_epochs=1", "--set", "calibrate_epochs=1", "--set", "dense_epochs=2", "--set", "gallery_k=2",
+DATA = ["--data", "parts", "--backbone", "small-cnn", "--data-options", "image_size=48", "--data-options", "train_size=48",
+        "--data-options", "test_size=24", "--set", "expanded_channels=6", "--set", "gallery_k=2"]
+TINY = [*DATA, "--set", "pretrain_epochs=2", "--set", "finetune_epochs=1", "--set", "calibrate_epochs=1",
         "--prune-k", "2", "--quiet"]
 
 
@@ -46,7 +46,7 @@ def test_rerun_resumes_and_config_file_is_read(capsys, side_run, tmp_path):
 def test_explain_side(capsys, side_run, tmp_path):
     image = tmp_path / "bird.png"
     Image.new("RGB", (48, 48), (200, 180, 160)).save(image)
-    code, out, _ = run(capsys, "explain", "side", "--checkpoint", str(side_run), "--image", str(image),
+    code, out, _ = run(capsys, "explain", "prototypes", "--model", str(side_run), "--image", str(image),
                        "--out", str(tmp_path / "exp"), "--quiet")
     assert code == 0 and (tmp_path / "exp" / "explanation.png").is_file()
     explanation = json.loads((tmp_path / "exp" / "explanation.json").read_text())
@@ -54,13 +54,14 @@ def test_explain_side(capsys, side_run, tmp_path):
 
 
 def test_train_infodisent(capsys, tmp_path):
-    code, out, _ = run(capsys, "train", "infodisent", "--out", str(tmp_path / "dense"), *TINY[:-3], "--quiet")
-    assert code == 0 and "InfoDisent" in out
+    code, out, _ = run(capsys, "train", "infodisent", "--out", str(tmp_path / "dense"), *DATA, "--epochs", "2", "--quiet")
+    assert code == 0 and "infodisent" in out
     assert [s["stage"] for s in json.loads((tmp_path / "dense" / "metrics.json").read_text())["stages"]] == ["train"]
+    assert json.loads((tmp_path / "dense" / "checkpoint" / "config.json").read_text())["family"] == "infodisent"
 
 
 @pytest.mark.parametrize("args, pattern", [
-    (["--stages", "pretrain,polish"], "unknown stage 'polish'"),
+    (["--stages", "pretrain,polish"], "unknown SIDE stage 'polish'"),
     (["--set", "expanded_channels=2", "--prune-k", "9"], r"prune_k A=9 exceeds the number of prototypes \(4"),
     (["--set", "epochs=3"], "unknown SIDE setting.*epochs"),
     (["--config", "{tmp}/missing.json"], "config file .*missing.json is missing"),
@@ -76,22 +77,22 @@ def test_train_bad_input(capsys, tmp_path, args, pattern):
 def test_explain_bad_input(capsys, side_run, tmp_path):
     (tmp_path / "notes.txt").write_text("not an image")
     for image, pattern in [(tmp_path / "absent.png", "image file not found"), (tmp_path / "notes.txt", "not an image")]:
-        code, _, err = run(capsys, "explain", "side", "--checkpoint", str(side_run), "--image", str(image),
+        code, _, err = run(capsys, "explain", "prototypes", "--model", str(side_run), "--image", str(image),
                            "--out", str(tmp_path / "e"))
         assert_one_line_error(code, err, pattern)
         assert not (tmp_path / "e").exists()
-    code, _, err = run(capsys, "explain", "side", "--checkpoint", str(tmp_path), "--image", str(tmp_path / "notes.txt"),
+    code, _, err = run(capsys, "explain", "prototypes", "--model", str(tmp_path), "--image", str(tmp_path / "notes.txt"),
                        "--out", str(tmp_path / "e"))
     assert_one_line_error(code, err, "checkpoint")
 
 
-def test_explain_refuses_another_family(capsys, tmp_path):
+def test_explain_refuses_a_model_without_prototypes(capsys, tmp_path):
     from torch import nn
 
     from sparsex.checkpoint import save_checkpoint
 
-    save_checkpoint(tmp_path / "ck", nn.Linear(2, 2), "protosvit", {"model": {"name": "protosvit"}})
+    save_checkpoint(tmp_path / "ck", nn.Linear(2, 2), "vsc", {"model": {"name": "vsc"}})
     (tmp_path / "x.png").write_bytes(b"")
-    code, _, err = run(capsys, "explain", "side", "--checkpoint", str(tmp_path / "ck"), "--image",
+    code, _, err = run(capsys, "explain", "prototypes", "--model", str(tmp_path / "ck"), "--image",
                        str(tmp_path / "x.png"), "--out", str(tmp_path / "e"))
-    assert_one_line_error(code, err, "holds a 'protosvit' model, not a 'side' model")
+    assert_one_line_error(code, err, r"holds a 'vsc' model, not a prototype model \(side, infodisent, protosvit\)")

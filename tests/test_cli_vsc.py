@@ -43,7 +43,7 @@ def test_train_vsc_writes_the_run_folder(vsc_run):
 
 def test_rerun_resumes_and_other_settings_are_refused(capsys, vsc_run):
     code, out, _ = run(capsys, "train", "vsc", "--out", str(vsc_run), *TINY)
-    assert code == 0 and "class-aligned VSC" in out and "jsd_within" in out
+    assert code == 0 and "vsc" in out and "jsd_within" in out
     code, _, err = run(capsys, "train", "vsc", "--out", str(vsc_run), *TINY, "--alpha", "0.1")
     assert_one_line_error(code, err, "other settings .*alpha.*--overwrite")
 
@@ -65,12 +65,12 @@ def test_analyze_vsc(capsys, vsc_run, tmp_path):
 
 
 @pytest.mark.parametrize("args, pattern", [
-    (["--lambda-jsd", "-1"], r"lambda_jsd must be a finite number >= 0 \(0 is plain VSC\), got -1"),
+    (["--lambda-jsd", "-1"], r"lambda_jsd \(0 is plain VSC\) must be a finite number >= 0, got -1"),
     (["--set", "batch_size=8"], r"batch size 8 is too small to hold same-class pairs of 10 classes: need at least 20"),
     (["--data", "fashion-mnist", "--root", "{tmp}"], "not found in .*apt-get install dataset-fashion-mnist"),
     (["--data", "mnist", "--root", "{tmp}"], "not found in .*--root"),
     (["--data", "imagefolder", "--root", "{tmp}/folder"], "one fixed size.*image_size"),
-    (["--data", "imagefolder", "--root", "{tmp}/notes", "--data-opt", "image_size=8"], "not an image"),
+    (["--data", "imagefolder", "--root", "{tmp}/notes", "--data-options", "image_size=8"], "not an image"),
     (["--arch", "transformer"], "unknown VSC architecture 'transformer'"),
     (["--set", "lamda=1"], "unknown VSC setting.*lamda"),
 ])

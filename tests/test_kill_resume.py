@@ -40,14 +40,14 @@ from safetensors.torch import load_file
 from sparsex.checkpoint import load_checkpoint
 from sparsex.features import FeatureCache
 
-PARTS = ["--data", "parts", "--backbone", "small-cnn", "--data-opt", "image_size=48", "--data-opt", "train_size=96",
-         "--data-opt", "test_size=24"]
+PARTS = ["--data", "parts", "--backbone", "small-cnn", "--data-options", "image_size=48", "--data-options", "train_size=96",
+         "--data-options", "test_size=24"]
 COMMANDS = {
     "classifier": ["train", "classifier", "--data", "digits", "--backbone", "small-cnn", "--set", "image_size=8",
                    "--epochs", "2"],
     "side": ["train", "side", *PARTS, "--set", "expanded_channels=6", "--set", "pretrain_epochs=8",
              "--set", "finetune_epochs=4", "--set", "calibrate_epochs=4", "--set", "gallery_k=2", "--prune-k", "2"],
-    "protosvit": ["train", "protosvit", *PARTS, "--prototypes", "6", "--set", "embed_dim=8", "--set", "epochs=8",
+    "protosvit": ["train", "protosvit", *PARTS, "--num-prototypes", "6", "--set", "embed_dim=8", "--set", "epochs=8",
                   "--set", "hoyer_warmup_epochs=2", "--set", "gallery_k=2"],
     "vsc": ["train", "vsc", "--data", "digits", "--latent-dim", "8", "--lambda-jsd", "10", "--epochs", "3",
             "--set", "hidden_dim=32", "--set", "batch_size=40", "--set", "probe_max_iter=50"],

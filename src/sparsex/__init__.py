@@ -1,19 +1,22 @@
 """sparsex: sparse, faithful explanations of image classifiers.
 
 Top-level factories in timm's style: ``create_dataset`` / ``list_datasets``, ``create_backbone`` /
-``list_backbones``, ``create_model`` / ``list_models``, ``create_explainer`` / ``list_explainers``
-(all but the first two are imported on first use, so ``import sparsex`` stays light).
+``list_backbones``, ``create_model`` / ``list_models``, ``create_explainer`` / ``list_explainers``,
+``train_model`` / ``list_trainers`` (all but the first two are imported on first use, so
+``import sparsex`` stays light).
 """
 
 from typing import Any
 
+from . import partworld  # registers the dataset "parts"
 from .data import create_dataset, list_datasets
 from .errors import SparsexError
 
 __version__ = "0.1.0"
 
 _LAZY = {"create_backbone": "backbones", "list_backbones": "backbones", "create_model": "models",
-         "list_models": "models", "create_explainer": "explainers", "list_explainers": "explainers"}
+         "list_models": "models", "create_explainer": "explainers", "list_explainers": "explainers",
+         "train_model": "train", "list_trainers": "train"}
 
 __all__ = ["SparsexError", "create_dataset", "list_datasets", *_LAZY, "__version__"]
 

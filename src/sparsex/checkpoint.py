@@ -89,9 +89,21 @@ def _dump_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=2) + "\n")
 
 
-def load_checkpoint(path: str | os.PathLike, family: str | None = None) -> Checkpoint:
-    """Read and verify a checkpoint folder; ``family`` (if given) must match the stored one."""
+def checkpoint_dir(path: str | os.PathLike) -> Path:
+    """The checkpoint folder ``path`` names: ``path`` itself, or for a run folder (one without
+    ``model.safetensors`` that holds a ``checkpoint/`` folder) its final ``<run>/checkpoint``."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise CheckpointError(f"a checkpoint is a folder path, got {type(path).__name__} {path!r}")
     path = Path(path)
+    if not (path / MODEL_FILE).is_file() and (path / "checkpoint").is_dir():
+        return path / "checkpoint"
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, family: str | None = None) -> Checkpoint:
+    """Read and verify a checkpoint folder (or the final checkpoint of a run folder,
+    :func:`checkpoint_dir`); ``family`` (if given) must match the stored one."""
+    path = checkpoint_dir(path)
     if not path.is_dir():
         raise CheckpointError(f"checkpoint folder not found: {path}")
     for name in (CONFIG_FILE, MODEL_FILE):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import fields
+import typing
+from dataclasses import fields, is_dataclass
 from typing import Any, TypeVar
 
 import torch
@@ -15,20 +16,28 @@ T = TypeVar("T")
 
 
 def from_settings(cls: type[T], settings: dict[str, Any], what: str, error: type[Exception] = SparsexError) -> T:
-    """Build the config dataclass ``cls`` from ``settings``; names that are not fields of ``cls``
+    """Build the config dataclass ``cls`` from ``settings`` (a field that holds a dataclass may be
+    given as a dict of its settings, built the same way); names that are not fields of ``cls``
     raise ``error`` with one line listing the valid ones (``what`` names the config, e.g. "SIDE")."""
+    if not isinstance(settings, dict):
+        raise error(f"{what} settings must be a mapping of names to values, got {settings!r}")
     valid = [f.name for f in fields(cls)]
     unknown = sorted(set(settings) - set(valid))
     if unknown:
         raise error(f"unknown {what} setting(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
-    return cls(**settings)
+    hints = typing.get_type_hints(cls)
+    nested = {name: from_settings(hints[name], value, f"{what} {name}", error) for name, value in settings.items()
+              if is_dataclass(hints[name]) and isinstance(value, dict)}
+    return cls(**{**settings, **nested})
 
 
 def check_number(value: Any, name: str, low: float | None = None, high: float | None = None, *,
-                 low_open: bool = False, high_open: bool = False, none_ok: bool = False) -> float | None:
+                 low_open: bool = False, high_open: bool = False, none_ok: bool = False,
+                 error: type[Exception] = InputError) -> float | None:
     """``value`` as a float: a finite real number (not a bool) in ``[low, high]`` (an end is left
     out with ``low_open`` / ``high_open``; ``None`` for no bound), or ``None`` when ``none_ok``.
-    Raises a one-line :class:`InputError` naming ``name`` and the valid range otherwise."""
+    Raises a one-line ``error`` (default :class:`InputError`) naming ``name`` and the valid range
+    otherwise."""
     if value is None and none_ok:
         return None
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
@@ -45,9 +54,30 @@ def check_number(value: Any, name: str, low: float | None = None, high: float | 
             rule = f"{'<' if high_open else '<='} {high:g}"
         else:
             rule = ""
-        raise InputError(f"{name} must be a finite number{' ' + rule if rule else ''}{' or None' if none_ok else ''}, "
-                         f"got {value!r}")
+        raise error(f"{name} must be a finite number{' ' + rule if rule else ''}{' or None' if none_ok else ''}, "
+                    f"got {value!r}")
     return float(value)
+
+
+def check_int(value: Any, name: str, low: int | None = None, high: int | None = None, *,
+              error: type[Exception] = InputError) -> int:
+    """``value`` as an int: an integer (not a bool) in ``[low, high]`` (``None`` for no bound).
+    Raises a one-line ``error`` (default :class:`InputError`) naming ``name`` and the valid range
+    otherwise."""
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if ok and (low is None or value >= low) and (high is None or value <= high):
+        return int(value)
+    if low is not None and high is not None:
+        kind = f"an integer in [{low}, {high}]"
+    elif low in (0, 1):
+        kind = "a positive integer" if low == 1 else "a non-negative integer"
+    elif low is not None:
+        kind = f"an integer >= {low}"
+    elif high is not None:
+        kind = f"an integer <= {high}"
+    else:
+        kind = "an integer"
+    raise error(f"{name} must be {kind}, got {value!r}")
 
 
 def check_tensor(x: torch.Tensor, name: str, shape: str, nonempty: bool = False, allow_nan: bool = False) -> torch.Tensor:

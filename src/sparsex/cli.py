@@ -6,8 +6,10 @@ Errors that are the user's to fix (:class:`~sparsex.errors.SparsexError`) are pr
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -21,6 +23,7 @@ from .checks import check_number
 from .distributed import check_device
 from .errors import SparsexError
 from .io import check_output_dir, read_json
+from .settings import Setting, merge, nest, settings_of
 
 try:  # typer >= 0.20 vendors click
     from typer._click import exceptions as click_exceptions
@@ -41,10 +44,28 @@ app.add_typer(explain_app, name="explain")
 app.add_typer(analyze_app, name="analyze")
 
 console = Console(soft_wrap=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        console.print(f"sparsex {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit.")) -> None:
+    """Sparse, faithful explanations of image classifiers."""
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars.")
+DEVICE = typer.Option("cpu", "--device", help="Torch device: cpu, cuda or cuda:N.")
+OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing output folder.")
+IMAGE = typer.Option(..., "--image", help="Image file to explain.")
+DATA_OPTIONS = typer.Option(None, "--data-options", help="Dataset setting KEY=VALUE (repeatable).", metavar="KEY=VALUE")
 
 
-def parse_options(pairs: list[str] | None, what: str = "--data-opt") -> dict[str, Any]:
+def parse_options(pairs: list[str] | None, what: str = "--data-options") -> dict[str, Any]:
     """``["image_size=64", "limit=10"]`` -> ``{"image_size": 64, "limit": 10}`` (values parsed as JSON if they can be)."""
     options: dict[str, Any] = {}
     for pair in pairs or []:
@@ -72,8 +93,30 @@ def datasets_command() -> None:
     """List the datasets sparsex can load."""
     from .data import DATASETS
 
-    table = Table("name", "description", title="datasets (sparsex.create_dataset)")
-    for entry in DATASETS.entries():
+    _print_registry(DATASETS, "datasets (sparsex.create_dataset)")
+
+
+@app.command("models")
+def models_command() -> None:
+    """List the registered model heads (what sparsex train builds) and the training methods."""
+    from .models import MODELS
+    from .train import TRAINERS
+
+    _print_registry(MODELS, "models (sparsex.create_model)")
+    _print_registry(TRAINERS, "training methods (sparsex train METHOD, sparsex.train_model)")
+
+
+@app.command("explainers")
+def explainers_command() -> None:
+    """List the registered explainers (sparsex evaluate --explainer, sparsex.create_explainer)."""
+    from .explainers import EXPLAINERS
+
+    _print_registry(EXPLAINERS, "explainers (sparsex.create_explainer)")
+
+
+def _print_registry(registry: Any, title: str) -> None:
+    table = Table("name", "description", title=title)
+    for entry in registry.entries():
         table.add_row(escape(entry.name), escape(entry.description))
     console.print(table)
 
@@ -105,7 +148,7 @@ def data_make(
     quiet: bool = QUIET,
 ) -> None:
     """Write a procedural dataset as an image-folder tree with masks and meta.json."""
-    from .data.parts import PartWorldConfig, write_parts_tree
+    from .partworld import PartWorldConfig, write_parts_tree
 
     if name != "parts":
         raise SparsexError(f"only the procedural dataset 'parts' can be made, not {name!r}")
@@ -123,13 +166,13 @@ def data_preview(
     root: Optional[Path] = typer.Option(None, help="Local folder with the dataset's files."),
     n: int = typer.Option(16, help="Number of samples."),
     seed: int = typer.Option(0, min=0, help="Which samples (random, from this seed)."),
-    data_opt: Optional[list[str]] = typer.Option(None, "--data-opt", help="Dataset setting KEY=VALUE (repeatable)."),
+    data_options: Optional[list[str]] = DATA_OPTIONS,
 ) -> None:
     """Draw a grid of samples, with part masks where the dataset has them."""
     from .data import create_dataset
     from .viz import preview_grid
 
-    dataset = create_dataset(name, split=split, root=root, **parse_options(data_opt))
+    dataset = create_dataset(name, split=split, root=root, **parse_options(data_options))
     console.print(f"wrote {preview_grid(dataset, out, n=n, seed=seed)}")
 
 
@@ -140,9 +183,9 @@ def features_extract(
     out: Path = typer.Option(..., "--out", "-o", help="Cache folder (entries are reused across runs)."),
     split: Optional[list[str]] = typer.Option(None, "--split", help="Split(s) to extract (default: train and test)."),
     root: Optional[Path] = typer.Option(None, help="Local folder with the dataset's files."),
-    data_opt: Optional[list[str]] = typer.Option(None, "--data-opt", help="Dataset setting KEY=VALUE (repeatable)."),
+    data_options: Optional[list[str]] = DATA_OPTIONS,
     weights: Optional[Path] = typer.Option(None, help="Local weight file for the backbone."),
-    random_weights: bool = typer.Option(False, "--random-weights", help="Do not load bundled pretrained weights."),
+    pretrained: bool = typer.Option(True, "--pretrained/--no-pretrained", help="Load the backbone's bundled or given weights (--no-pretrained: random)."),
     layer: Optional[int] = typer.Option(None, help="Feature layer index (default: final features)."),
     image_size: Optional[int] = typer.Option(None, min=1, help="Backbone input side (default: the model's own)."),
     batch_size: int = typer.Option(64, help="Images per forward pass."),
@@ -157,8 +200,8 @@ def features_extract(
     from .features import extract_features
 
     check_device(device)
-    model = create_backbone(backbone, pretrained=not random_weights, weights=weights, layer=layer, image_size=image_size)
-    options = parse_options(data_opt)
+    model = create_backbone(backbone, pretrained=pretrained, weights=weights, layer=layer, image_size=image_size)
+    options = parse_options(data_options)
     for name in split or ["train", "test"]:
         dataset = create_dataset(data, split=name, root=root, **options)
         cache, hit = extract_features(dataset, model, out, batch_size=batch_size, dtype=dtype, device=device,
@@ -174,25 +217,6 @@ def read_config_file(path: Path | None) -> dict[str, Any]:
     settings = read_json(path, "config file", SparsexError)
     if not isinstance(settings, dict):
         raise SparsexError(f"config file {path} must hold a JSON object of settings")
-    return settings
-
-
-def _train_settings(config: Optional[Path], data: Optional[str], backbone: Optional[str], root: Optional[Path],
-                    data_opt: Optional[list[str]], weights: Optional[Path], random_weights: bool,
-                    stages: Optional[list[str]], set_: Optional[list[str]], device: Optional[str],
-                    **method: Any) -> dict[str, Any]:
-    """A trainer's settings: the ``--config`` file, then explicit options (``method`` holds the
-    method's own, None when not given), then ``--set`` pairs, later ones winning."""
-    settings = read_config_file(config)
-    explicit = {"data": data, "backbone": backbone, "root": str(root) if root else None,
-                "weights": str(weights) if weights else None, "device": device,
-                "stages": [s for item in stages for s in item.split(",")] if stages else None, **method}
-    settings.update({k: v for k, v in explicit.items() if v is not None})
-    if data_opt:
-        settings["data_options"] = {**settings.get("data_options", {}), **parse_options(data_opt)}
-    if random_weights:
-        settings["pretrained"] = False
-    settings.update(parse_options(set_, "--set"))
     return settings
 
 
@@ -214,179 +238,85 @@ def _report(title: str, metrics: dict[str, Any], out: Path) -> None:
     console.print(f"run folder: {out} (checkpoint/, metrics.json, stages.md)")
 
 
-def _train_side_command(variant: str, out: Path, overwrite: bool, quiet: bool, **options: Any) -> None:
-    from .train.side import SIDETrainConfig, train_side
-
-    settings = {**_train_settings(**options), "variant": variant}
-    metrics = train_side(SIDETrainConfig.from_dict(settings), out, overwrite=overwrite, progress=not quiet)
-    _report("SIDE" if variant == "side" else "InfoDisent (dense)", metrics, out)
-
-
-TRAIN_OPTIONS = dict(
-    data=typer.Option(None, "--data", help="Dataset name (default parts)."),
-    backbone=typer.Option(None, "--backbone", help="Frozen backbone (default lite0)."),
-    out=typer.Option(..., "--out", "-o", help="Run folder; rerunning with the same settings resumes."),
-    root=typer.Option(None, help="Local folder with the dataset's files."),
-    data_opt=typer.Option(None, "--data-opt", help="Dataset setting KEY=VALUE (repeatable)."),
-    weights=typer.Option(None, help="Local weight file for the backbone."),
-    random_weights=typer.Option(False, "--random-weights", help="Do not load bundled pretrained weights."),
-    config=typer.Option(None, "--config", help="JSON file of settings (see --set for names)."),
-    set_=typer.Option(None, "--set", help="Any setting KEY=VALUE, e.g. pretrain_epochs=30 (repeatable)."),
-    device=typer.Option(None, help="Torch device (default cpu)."),
-    overwrite=typer.Option(False, "--overwrite", help="Discard an existing run folder with other settings."),
-    quiet=QUIET,
-)
+def _setting_value(setting: Setting, value: Any) -> Any:
+    """A command-line value of ``setting`` as the config takes it: comma lists split (numbers
+    parsed), ``KEY=VALUE`` pairs as a dict."""
+    if setting.kind is list:
+        items = comma_list(value, f"--{setting.name}")
+        if setting.item in (int, float):
+            try:
+                return [setting.item(item) for item in items]
+            except ValueError:
+                raise SparsexError(f"--{setting.name} takes {setting.item.__name__}s separated by commas, "
+                                   f"got {','.join(value)!r}") from None
+        return items
+    if setting.kind is dict:
+        return parse_options(value, f"--{setting.name.replace('_', '-')}")
+    return value
 
 
-@train_app.command("side")
-def train_side_command(
-    data: Optional[str] = TRAIN_OPTIONS["data"], backbone: Optional[str] = TRAIN_OPTIONS["backbone"],
-    out: Path = TRAIN_OPTIONS["out"], root: Optional[Path] = TRAIN_OPTIONS["root"],
-    data_opt: Optional[list[str]] = TRAIN_OPTIONS["data_opt"], weights: Optional[Path] = TRAIN_OPTIONS["weights"],
-    random_weights: bool = TRAIN_OPTIONS["random_weights"],
-    stages: Optional[list[str]] = typer.Option(None, "--stages", help="Stages to run: pretrain,prune,finetune,calibrate."),
-    prune_k: Optional[int] = typer.Option(None, "--prune-k", help="Weights kept per class by pruning (A, default 7)."),
-    ocla_lambda: Optional[float] = typer.Option(None, "--ocla-lambda", help="Weight of the OCLA loss (default 200)."),
-    hoyer_weight: Optional[float] = typer.Option(
-        None, "--hoyer-weight", help="Presence sparsity in finetune/calibrate (default 0.05; 0: the paper's recipe)."),
-    config: Optional[Path] = TRAIN_OPTIONS["config"], set_: Optional[list[str]] = TRAIN_OPTIONS["set_"],
-    device: Optional[str] = TRAIN_OPTIONS["device"], overwrite: bool = TRAIN_OPTIONS["overwrite"],
-    quiet: bool = TRAIN_OPTIONS["quiet"],
-) -> None:
-    """Train SIDE (ASL pretraining, top-A pruning, fine-tuning, OCLA calibration) on cached features."""
-    _train_side_command("side", out, overwrite, quiet, config=config, data=data, backbone=backbone, root=root,
-                        data_opt=data_opt, weights=weights, random_weights=random_weights, stages=stages,
-                        set_=set_, device=device, prune_k=prune_k, ocla_lambda=ocla_lambda,
-                        hoyer_weight=hoyer_weight)
+def _setting_option(setting: Setting) -> inspect.Parameter:
+    """The typer option of one config setting (default None: a value not given leaves the config's)."""
+    flag = "--" + setting.name.replace("_", "-")
+    default = "none" if setting.default is None else json.dumps(setting.default) if setting.kind in (list, dict) \
+        else str(setting.default).lower() if setting.kind is bool else setting.default
+    text = setting.help or setting.name
+    text = text if "default" in text else f"{text} (default {default})"
+    if setting.kind is bool:
+        option, annotation = typer.Option(None, f"{flag}/--no-{flag[2:]}", help=text), Optional[bool]
+    elif setting.kind in (list, dict):
+        metavar = "KEY=VALUE" if setting.kind is dict else "A,B,..."
+        option = typer.Option(None, flag, help=text + (" (repeatable)" if setting.kind is dict else ""), metavar=metavar)
+        annotation = Optional[list[str]]
+    else:
+        option, annotation = typer.Option(None, flag, help=text), Optional[setting.kind]
+    return inspect.Parameter(setting.name.replace(".", "__"), inspect.Parameter.KEYWORD_ONLY, default=option,
+                             annotation=annotation)
 
 
-@train_app.command("infodisent")
-def train_infodisent_command(
-    data: Optional[str] = TRAIN_OPTIONS["data"], backbone: Optional[str] = TRAIN_OPTIONS["backbone"],
-    out: Path = TRAIN_OPTIONS["out"], root: Optional[Path] = TRAIN_OPTIONS["root"],
-    data_opt: Optional[list[str]] = TRAIN_OPTIONS["data_opt"], weights: Optional[Path] = TRAIN_OPTIONS["weights"],
-    random_weights: bool = TRAIN_OPTIONS["random_weights"],
-    config: Optional[Path] = TRAIN_OPTIONS["config"], set_: Optional[list[str]] = TRAIN_OPTIONS["set_"],
-    device: Optional[str] = TRAIN_OPTIONS["device"], overwrite: bool = TRAIN_OPTIONS["overwrite"],
-    quiet: bool = TRAIN_OPTIONS["quiet"],
-) -> None:
-    """Train the dense InfoDisent baseline (softmax, signed weights, no pruning): SIDE's comparison."""
-    _train_side_command("dense", out, overwrite, quiet, config=config, data=data, backbone=backbone, root=root,
-                        data_opt=data_opt, weights=weights, random_weights=random_weights, stages=None,
-                        set_=set_, device=device)
+def _add_train_command(trainer: Any, name: str | None = None, hidden: bool = False) -> None:
+    """``sparsex train NAME``: one option per setting of the trainer's config dataclass, plus
+    ``--config FILE`` (a JSON object of settings, e.g. a run's ``config.json``) and ``--set
+    KEY=VALUE``; later ones win: config file, options, ``--set``."""
+    settings = settings_of(trainer.config)
+
+    def command(**options: Any) -> None:
+        out, overwrite, quiet = options.pop("out"), options.pop("overwrite"), options.pop("quiet")
+        given = {s.name: _setting_value(s, options[s.name.replace(".", "__")]) for s in settings
+                 if options[s.name.replace(".", "__")] is not None}
+        resolved = merge(merge(read_config_file(options.pop("config")), nest(trainer.config, given)),
+                         nest(trainer.config, parse_options(options.pop("set_"), "--set")))
+        metrics = trainer(out, overwrite=overwrite, progress=not quiet, **resolved)
+        _report(trainer.name, {k: v for k, v in metrics.items() if not isinstance(v, dict)}, out)
+
+    fixed = [
+        inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, annotation=Path, default=typer.Option(
+            ..., "--out", "-o", help="Run folder; rerunning with the same settings resumes.")),
+        inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path], default=typer.Option(
+            None, "--config", help="JSON file of settings (names as below, nested groups as objects; a run's "
+                                   "config.json works).")),
+        inspect.Parameter("set_", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[list[str]], default=typer.Option(
+            None, "--set", help="Any setting KEY=VALUE, e.g. epochs=3 or weights.area=2 (repeatable).",
+            metavar="KEY=VALUE")),
+        inspect.Parameter("overwrite", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=typer.Option(
+            False, "--overwrite", help="Discard an existing run folder with other settings.")),
+        inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=QUIET),
+    ]
+    command.__signature__ = inspect.Signature(fixed + [_setting_option(s) for s in settings])
+    doc = re.sub(r":\w+:`~?([\w.]+)`", lambda m: m.group(1).rsplit(".", 1)[-1], (trainer.config.__doc__ or "").strip())
+    doc = " ".join(doc.split("\n\n")[0].replace("``", "").split())
+    train_app.command(name or trainer.name, help=f"Train {trainer.description}.\n\n{doc}", hidden=hidden)(command)
 
 
-@train_app.command("protosvit")
-def train_protosvit_command(
-    data: Optional[str] = TRAIN_OPTIONS["data"], backbone: Optional[str] = TRAIN_OPTIONS["backbone"],
-    out: Path = TRAIN_OPTIONS["out"], root: Optional[Path] = TRAIN_OPTIONS["root"],
-    data_opt: Optional[list[str]] = TRAIN_OPTIONS["data_opt"], weights: Optional[Path] = TRAIN_OPTIONS["weights"],
-    random_weights: bool = TRAIN_OPTIONS["random_weights"],
-    stages: Optional[list[str]] = typer.Option(None, "--stages", help="Stages to run: train,prune."),
-    prototypes: Optional[int] = typer.Option(None, "--prototypes", help="Number of prototypes P (default 300)."),
-    hoyer_weight: Optional[float] = typer.Option(None, "--hoyer-weight", help="Weight of the Hoyer-Square loss."),
-    config: Optional[Path] = TRAIN_OPTIONS["config"], set_: Optional[list[str]] = TRAIN_OPTIONS["set_"],
-    device: Optional[str] = TRAIN_OPTIONS["device"], overwrite: bool = TRAIN_OPTIONS["overwrite"],
-    quiet: bool = TRAIN_OPTIONS["quiet"],
-) -> None:
-    """Train ProtoS-ViT (shared cosine prototypes; cross-entropy + tanh + Hoyer-Square) on cached features."""
-    from .train.protosvit import ProtoSViTTrainConfig, train_protosvit
+def _add_train_commands() -> None:
+    from .train import TRAINERS
 
-    settings = _train_settings(config=config, data=data, backbone=backbone, root=root, data_opt=data_opt,
-                               weights=weights, random_weights=random_weights, stages=stages, set_=set_,
-                               device=device, num_prototypes=prototypes, hoyer_weight=hoyer_weight)
-    metrics = train_protosvit(ProtoSViTTrainConfig.from_dict(settings), out, overwrite=overwrite, progress=not quiet)
-    _report("ProtoS-ViT", metrics, out)
+    for entry in TRAINERS.entries():
+        _add_train_command(entry.factory)
+    _add_train_command(TRAINERS.get("minimal-mask").factory, name="explainer", hidden=True)  # its name before 0.2
 
 
-@train_app.command("classifier")
-def train_classifier_command(
-    data: Optional[str] = TRAIN_OPTIONS["data"],
-    backbone: Optional[str] = typer.Option(None, "--backbone", help="Backbone (default lite0; small-cnn is trained end to end)."),
-    out: Path = TRAIN_OPTIONS["out"], root: Optional[Path] = TRAIN_OPTIONS["root"],
-    data_opt: Optional[list[str]] = TRAIN_OPTIONS["data_opt"], weights: Optional[Path] = TRAIN_OPTIONS["weights"],
-    random_weights: bool = TRAIN_OPTIONS["random_weights"],
-    mode: Optional[str] = typer.Option(None, "--mode", help="probe (frozen backbone, cached features) or end-to-end."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Training epochs (default 20)."),
-    config: Optional[Path] = TRAIN_OPTIONS["config"], set_: Optional[list[str]] = TRAIN_OPTIONS["set_"],
-    device: Optional[str] = TRAIN_OPTIONS["device"], overwrite: bool = TRAIN_OPTIONS["overwrite"],
-    quiet: bool = TRAIN_OPTIONS["quiet"],
-) -> None:
-    """Train a plain classifier (linear probe on a frozen backbone, or a small CNN end to end): the dense
-    baseline, and the model that mask explainers and circuits explain."""
-    from .train.classifier import ClassifierTrainConfig, train_classifier
-
-    settings = _train_settings(config=config, data=data, backbone=backbone, root=root, data_opt=data_opt,
-                               weights=weights, random_weights=random_weights, stages=None, set_=set_,
-                               device=device, mode=mode, epochs=epochs)
-    metrics = train_classifier(ClassifierTrainConfig.from_dict(settings), out, overwrite=overwrite, progress=not quiet)
-    _report("classifier", metrics, out)
-
-
-@train_app.command("explainer")
-def train_explainer_command(
-    classifier: Path = typer.Option(..., "--classifier", help="Run folder of `sparsex train classifier`."),
-    out: Path = TRAIN_OPTIONS["out"],
-    data: Optional[str] = typer.Option(None, "--data", help="Dataset (default: the classifier's)."),
-    root: Optional[Path] = TRAIN_OPTIONS["root"], data_opt: Optional[list[str]] = TRAIN_OPTIONS["data_opt"],
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs (default 10)."),
-    layers: Optional[list[str]] = typer.Option(None, "--layers", help="Layers to match, comma-separated (default: 3 convolutions)."),
-    config: Optional[Path] = TRAIN_OPTIONS["config"],
-    set_: Optional[list[str]] = typer.Option(None, "--set", help="Explainer setting KEY=VALUE, e.g. width=8 or weights.area=3 (repeatable)."),
-    overwrite: bool = TRAIN_OPTIONS["overwrite"], quiet: bool = TRAIN_OPTIONS["quiet"],
-) -> None:
-    """Train the amortised minimal-mask explainer (activation matching) against a frozen classifier."""
-    from .train.explainer import ExplainerTrainConfig, train_explainer
-
-    settings = read_config_file(config)
-    settings.update({k: v for k, v in {"classifier": str(classifier), "data": data,
-                                        "root": str(root) if root else None}.items() if v is not None})
-    if data_opt:
-        settings["data_options"] = {**(settings.get("data_options") or {}), **parse_options(data_opt)}
-    explainer = dict(settings.get("explainer") or {})
-    if epochs is not None:
-        explainer["epochs"] = epochs
-    if layers:
-        explainer["layers"] = comma_list(layers, "--layers")
-    for key, value in parse_options(set_, "--set").items():
-        if key.startswith("weights."):
-            explainer["weights"] = {**(explainer.get("weights") or {}), key.split(".", 1)[1]: value}
-        elif key in ("train_limit", "test_limit"):
-            settings[key] = value
-        else:
-            explainer[key] = value
-    settings["explainer"] = explainer
-    metrics = train_explainer(ExplainerTrainConfig.from_dict(settings), out, overwrite=overwrite, progress=not quiet)
-    _report("minimal-mask explainer", metrics, out)
-
-
-@train_app.command("vsc")
-def train_vsc_command(
-    data: Optional[str] = typer.Option(
-        None, "--data", help="Dataset (default fashion-mnist; mnist with --root; digits for quick runs)."),
-    out: Path = TRAIN_OPTIONS["out"], root: Optional[Path] = TRAIN_OPTIONS["root"],
-    data_opt: Optional[list[str]] = TRAIN_OPTIONS["data_opt"],
-    latent_dim: Optional[int] = typer.Option(None, "--latent-dim", help="Latent dimensions D (default 64)."),
-    lambda_jsd: Optional[float] = typer.Option(
-        None, "--lambda-jsd", help="Weight of the class-alignment JSD loss; 0 is plain VSC (default 10)."),
-    alpha: Optional[float] = typer.Option(None, "--alpha", help="Prior spike probability (sparsity, default 0.2)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs (default 20)."),
-    arch: Optional[str] = typer.Option(None, "--arch", help="Encoder/decoder: mlp (default) or conv."),
-    config: Optional[Path] = TRAIN_OPTIONS["config"],
-    set_: Optional[list[str]] = typer.Option(None, "--set", help="Any setting KEY=VALUE, e.g. batch_size=200 (repeatable)."),
-    device: Optional[str] = TRAIN_OPTIONS["device"], overwrite: bool = TRAIN_OPTIONS["overwrite"],
-    quiet: bool = TRAIN_OPTIONS["quiet"],
-) -> None:
-    """Train variational sparse coding with the class-alignment JSD loss (--lambda-jsd 0: plain VSC)."""
-    from .train.vsc import VSCTrainConfig, train_vsc
-
-    settings = _train_settings(config=config, data=data, backbone=None, root=root, data_opt=data_opt, weights=None,
-                               random_weights=False, stages=None, set_=set_, device=device, latent_dim=latent_dim,
-                               lambda_jsd=lambda_jsd, alpha=alpha, epochs=epochs, arch=arch)
-    vsc_config = VSCTrainConfig.from_dict(settings)
-    metrics = train_vsc(vsc_config, out, overwrite=overwrite, progress=not quiet)
-    title = "plain VSC" if vsc_config.lambda_jsd == 0 else f"class-aligned VSC (lambda {vsc_config.lambda_jsd:g})"
-    _report(title, {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}, out)
+_add_train_commands()
 
 
 @analyze_app.command("vsc")
@@ -429,55 +359,35 @@ def analyze_vsc_command(
                   f"dimensions.md, analysis.json)")
 
 
-def _explain_prototypes(family: str, checkpoint: Path, image: Path, out: Path, k: int, overwrite: bool,
-                        quiet: bool) -> None:
+@explain_app.command("prototypes")
+def explain_prototypes_command(
+    model: Path = typer.Option(..., "--model", help="Run folder (or its checkpoint/) of sparsex train side, infodisent or "
+                                                     "protosvit: the family is read from the checkpoint."),
+    image: Path = IMAGE,
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (explanation.png, explanation.json)."),
+    k: int = typer.Option(5, "--k", min=1, help="Training patches shown per prototype."),
+    device: str = DEVICE, overwrite: bool = OVERWRITE, quiet: bool = QUIET,
+) -> None:
+    """Explain a prototype model's prediction: its contributing prototypes, their maps, their training patches."""
     from .explainers.prototypes import explain_checkpoint
 
-    path = explain_checkpoint(checkpoint, image, out, k=k, overwrite=overwrite, progress=not quiet, family=family)
+    check_device(device)
+    path = explain_checkpoint(model, image, out, k=k, overwrite=overwrite, progress=not quiet, device=device)
     console.print(f"wrote {path / 'explanation.png'} and explanation.json")
-
-
-EXPLAIN_OPTIONS = dict(
-    checkpoint=typer.Option(..., "--checkpoint", help="Run folder or its checkpoint/ folder."),
-    image=typer.Option(..., "--image", help="Image file to explain."),
-    out=typer.Option(..., "--out", "-o", help="Output folder (explanation.png, explanation.json)."),
-    k=typer.Option(5, "--k", help="Training patches shown per prototype."),
-    overwrite=typer.Option(False, "--overwrite", help="Replace an existing output folder."),
-    quiet=QUIET,
-)
-
-
-@explain_app.command("side")
-def explain_side_command(
-    checkpoint: Path = EXPLAIN_OPTIONS["checkpoint"], image: Path = EXPLAIN_OPTIONS["image"],
-    out: Path = EXPLAIN_OPTIONS["out"], k: int = EXPLAIN_OPTIONS["k"],
-    overwrite: bool = EXPLAIN_OPTIONS["overwrite"], quiet: bool = EXPLAIN_OPTIONS["quiet"],
-) -> None:
-    """Explain a SIDE or InfoDisent prediction: contributing prototypes, heat maps, training patches."""
-    _explain_prototypes("side", checkpoint, image, out, k, overwrite, quiet)
-
-
-@explain_app.command("protosvit")
-def explain_protosvit_command(
-    checkpoint: Path = EXPLAIN_OPTIONS["checkpoint"], image: Path = EXPLAIN_OPTIONS["image"],
-    out: Path = EXPLAIN_OPTIONS["out"], k: int = EXPLAIN_OPTIONS["k"],
-    overwrite: bool = EXPLAIN_OPTIONS["overwrite"], quiet: bool = EXPLAIN_OPTIONS["quiet"],
-) -> None:
-    """Explain a ProtoS-ViT prediction: contributing prototypes, similarity maps, training patches."""
-    _explain_prototypes("protosvit", checkpoint, image, out, k, overwrite, quiet)
 
 
 @explain_app.command("mask")
 def explain_mask_command(
-    explainer: Path = typer.Option(..., "--explainer", help="Run folder of `sparsex train explainer`."),
-    image: Path = EXPLAIN_OPTIONS["image"],
+    explainer: Path = typer.Option(..., "--explainer", help="Run folder of `sparsex train minimal-mask`."),
+    image: Path = IMAGE,
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (image, mask, explanation, explanation.json)."),
-    overwrite: bool = EXPLAIN_OPTIONS["overwrite"],
+    device: str = DEVICE, overwrite: bool = OVERWRITE,
 ) -> None:
     """Explain one image with a trained mask explainer: the mask, e = m * x + (1 - m) * blur(x), predictions on x and e."""
     from .explainers.minimal_mask import explain_file
 
-    path = explain_file(explainer, image, out, overwrite=overwrite)
+    check_device(device)
+    path = explain_file(explainer, image, out, overwrite=overwrite, device=device)
     result = read_json(path / "explanation.json", "explanation")
     on_x, on_e = result["prediction_on_image"][0], result["prediction_on_explanation"][0]
     console.print(f"mask area {result['mask_area']:.1%}; image -> {escape(on_x['name'])} ({on_x['probability']:.2f}), "
@@ -491,22 +401,25 @@ def circuit_command(
     image: Path = typer.Option(..., "--image", help="Image file to read the circuit of."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (circuit.json, circuit.png, image.png)."),
     explainer: Optional[Path] = typer.Option(
-        None, "--explainer", help="Run folder of `sparsex train explainer`: read the circuit of e = m * x + (1 - m) * blur(x)."),
-    target: Optional[int] = typer.Option(None, "--target", help="Class to read the edges of (default: the predicted class)."),
+        None, "--explainer", help="Run folder of `sparsex train minimal-mask`: read the circuit of e = m * x + (1 - m) * blur(x)."),
+    target: Optional[str] = typer.Option(
+        None, "--target", help="Class to read the edges of, an index or a name (default: the predicted class)."),
     layers: Optional[list[str]] = typer.Option(
         None, "--layers", help="Consecutive convolution layers, comma-separated (default: the last 3 that connect directly)."),
     top_k: int = typer.Option(8, "--top-k", help="Channels kept per layer (the most active ones)."),
     threshold: float = typer.Option(0.1, "--threshold", help="A channel is active above this fraction of its layer's largest activation."),
     edge_top_k: Optional[int] = typer.Option(None, "--edge-top-k", help="Edges kept between consecutive layers and into each class (default: all)."),
     other_classes: int = typer.Option(0, "--other-classes", help="Also show the classes with the next highest logits."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
+    device: str = DEVICE, overwrite: bool = OVERWRITE,
 ) -> None:
     """Circuit readout: the active channels per layer and the edges that carry the decision on one image."""
     from .explainers.circuit import circuit_file
 
+    check_device(device)
     layer_list = comma_list(layers, "--layers") if layers else None
     path = circuit_file(classifier, image, out, explainer=explainer, target=target, layers=layer_list, top_k=top_k,
-                        threshold=threshold, edge_top_k=edge_top_k, other_classes=other_classes, overwrite=overwrite)
+                        threshold=threshold, edge_top_k=edge_top_k, other_classes=other_classes, overwrite=overwrite,
+                        device=device)
     circuit = read_json(path / "circuit.json", "circuit")
     name = "" if str(circuit["target_name"]) == str(circuit["target"]) else f" ({escape(str(circuit['target_name']))})"
     console.print(f"circuit for class {circuit['target']}{name} on the {circuit['input']}: "
@@ -523,7 +436,8 @@ def evaluate_command(
                                   "for a plain classifier, prototypes for a prototype model)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (metrics.json, radar.png, explanations.png, report.html)."),
     data: Optional[str] = typer.Option(None, "--data", help="Dataset (default: the model's own; another one is refused)."),
-    root: Optional[Path] = TRAIN_OPTIONS["root"], data_opt: Optional[list[str]] = TRAIN_OPTIONS["data_opt"],
+    root: Optional[Path] = typer.Option(None, "--root", help="Local folder with the dataset's files."),
+    data_options: Optional[list[str]] = DATA_OPTIONS,
     split: str = typer.Option("test", "--split", help="Split to evaluate on."),
     limit: Optional[int] = typer.Option(500, "--limit", help="Evaluate the first N images (0: all)."),
     internal_batch_size: int = typer.Option(64, "--internal-batch-size", help="Images per forward pass."),
@@ -546,7 +460,7 @@ def evaluate_command(
     config = EvaluateConfig(
         model=str(model), explainers=comma_list([explainer], "--explainer") if explainer is not None else [],
         explainer_settings=explainer_settings, data=data,
-        root=str(root) if root else None, data_options=parse_options(data_opt) if data_opt else None, split=split,
+        root=str(root) if root else None, data_options=parse_options(data_options) if data_options else None, split=split,
         limit=limit or None, internal_batch_size=internal_batch_size)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -4,6 +4,7 @@ targets resolved and checked the same way everywhere; and the checks of their se
 
 from __future__ import annotations
 
+import difflib
 import numbers
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional, Sequence, Union
@@ -116,6 +117,28 @@ def class_names(model: nn.Module, count: int) -> list[str]:
     ``count`` of them, else ``"0"``, ``"1"``, ..."""
     names = getattr(model, "classes", None)
     return [str(n) for n in names] if names and len(names) == count else [str(i) for i in range(count)]
+
+
+def class_index(target: int | str, names: list[str]) -> int:
+    """One class given as an index or by name (``"daisy"``, case-insensitive; a string of digits
+    is an index) among ``names``; an unknown name raises a one-line :class:`InputError` that
+    suggests the closest names."""
+    if isinstance(target, str):
+        text = target.strip()
+        if text.isdigit():
+            target = int(text)
+        else:
+            lowered = {name.lower(): i for i, name in enumerate(names)}
+            if text.lower() in lowered:
+                return lowered[text.lower()]
+            close = difflib.get_close_matches(text.lower(), list(lowered), n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(repr(names[lowered[c]]) for c in close)}?" if close else ""
+            raise InputError(f"the model has no class {target!r}{hint} (classes: {len(names)}, e.g. "
+                             f"{', '.join(names[:4])})")
+    if isinstance(target, bool) or not isinstance(target, numbers.Integral) or not 0 <= target < len(names):
+        raise InputError(f"target class {target!r} is out of range: the model has {len(names)} classes "
+                         f"(valid targets 0..{len(names) - 1} or a class name)")
+    return int(target)
 
 
 def positive_int(value: Any, name: str, none_ok: bool = False) -> int | None:

@@ -13,7 +13,7 @@ from sparsex.explainers.minimal_mask import (MaskObjective, MaskObjectiveWeights
                                              perimage_grid_factor, ranked_top_mask, straight_through, verified_mask)
 from sparsex.metrics.faithfulness import sufficient
 from sparsex.perturb import blur
-from sparsex.train.explainer import ExplainerTrainConfig, load_images, train_explainer
+from sparsex.train.minimal_mask import load_images
 
 
 @pytest.fixture(scope="module")
@@ -252,38 +252,3 @@ def test_per_image_grid_is_about_32_cells_along_the_shorter_side(digits_classifi
     monkeypatch.setattr(F, "interpolate", lambda t, **kw: grids.append(tuple(t.shape[-2:])) or real_interpolate(t, **kw))
     PerImageMask(model, steps=1, internal_batch_size=2).attribute(images[1][:2])
     assert grids[0] == (8, 8)  # 8 x 8 digits: the full resolution
-
-
-def test_train_explainer_run_resumes_and_explains_a_file(digits_classifier, tmp_path):
-    from PIL import Image
-
-    classifier, _ = digits_classifier
-    config = ExplainerTrainConfig(classifier=str(classifier), train_limit=128, test_limit=32,
-                                  explainer={"epochs": 2, "width": 4})
-    final = train_explainer(config, tmp_path / "explainer", progress=False)
-    assert final["stage"] == "calibrate" and 0 <= final["mask_area"] <= 1 and 0 <= final["sufficiency"] <= 1
-    again = train_explainer(config, tmp_path / "explainer", progress=False)  # finished: nothing is retrained
-    assert again == final
-    # killed before the calibrate stage: the restart calibrates the last epoch's explainer the same way
-    shutil.rmtree(tmp_path / "explainer" / "stages" / "3-calibrate")
-    assert train_explainer(config, tmp_path / "explainer", progress=False) == final
-    loaded, _ = load_explainer_classifier(tmp_path / "explainer")
-    assert loaded.config.threshold == final["threshold"] and loaded.config.fallback_areas == final["fallback_areas"]
-    # the pruned areas: those that rescued at least 1% of the 128 calibration images (2 images), and the largest
-    areas = MinimalMaskConfig().fallback_areas
-    assert [row["area"] for row in final["rescued"]] == areas
-    assert final["fallback_areas"] == [row["area"] for row in final["rescued"] if row["images"] >= 1.28 or row["area"] == areas[-1]]
-    # calibrate=0: the epochs alone, the given threshold kept
-    plain = ExplainerTrainConfig(classifier=str(classifier), train_limit=128, test_limit=32,
-                                 explainer={"epochs": 1, "width": 4, "calibrate": 0, "threshold": 0.5})
-    assert train_explainer(plain, tmp_path / "plain", progress=False)["stage"] == "epoch-1"
-    assert load_explainer_classifier(tmp_path / "plain")[0].config.threshold == 0.5
-    Image.fromarray((torch.rand(20, 20) * 255).byte().numpy()).save(tmp_path / "digit.png")
-    out = explain_file(tmp_path / "explainer", tmp_path / "digit.png", tmp_path / "explained")
-    result = json.loads((out / "explanation.json").read_text())
-    assert sorted(p.name for p in out.iterdir()) == ["explanation.json", "explanation.png", "image.png", "mask.png"]
-    assert 0 <= result["mask_area"] <= 1 and len(result["prediction_on_image"]) == 3
-    (tmp_path / "bad.png").write_text("not an image")
-    with pytest.raises(SparsexError, match="cannot read image"):
-        explain_file(tmp_path / "explainer", tmp_path / "bad.png", tmp_path / "explained2")
-    assert not (tmp_path / "explained2").exists()

@@ -62,7 +62,7 @@ def test_prune_keeps_the_a_largest_weights_per_class():
     assert kept.sum(1).tolist() == [2, 2, 2] and kept[:, 6:].all()
     with pytest.raises(SparsexError, match="between 1 and the number of prototypes \\(8\\)"):
         head.prune(9)
-    with pytest.raises(SparsexError, match="only the SIDE variant is pruned"):
+    with pytest.raises(SparsexError, match="only SIDE is pruned; InfoDisent keeps all its weights"):
         tiny("infodisent").prune(2)
 
 

@@ -62,7 +62,7 @@ def test_probe_mode_trains_on_cached_features(tmp_path):
 
 @pytest.mark.parametrize("settings, pattern", [
     ({"mode": "finetune"}, "unknown classifier mode 'finetune'; valid: probe, end-to-end"),
-    ({"epochs": -1}, "epochs must be a non-negative integer"),
+    ({"epochs": -1}, "epochs must be a positive integer"),
     ({"lr": 0}, r"lr must be a finite number in \(0, 10\)"),
 ])
 def test_bad_settings(settings, pattern):

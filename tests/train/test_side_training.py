@@ -1,4 +1,4 @@
-"""SIDE and InfoDisent trained end to end on a tiny part world (small-cnn features)."""
+"""SIDE trained end to end on a tiny part world (small-cnn features)."""
 
 import json
 import shutil
@@ -11,7 +11,7 @@ from sparsex.models import load_model
 from sparsex.train.side import SIDETrainConfig, train_side
 
 TINY = dict(data="parts", data_options={"image_size": 48, "train_size": 48, "test_size": 24}, backbone="small-cnn",
-            expanded_channels=6, pretrain_epochs=3, finetune_epochs=2, calibrate_epochs=2, dense_epochs=3,
+            expanded_channels=6, pretrain_epochs=3, finetune_epochs=2, calibrate_epochs=2,
             prune_k=2, batch_size=16, gallery_k=2)
 
 
@@ -64,28 +64,18 @@ def test_other_settings_in_the_same_folder(side_run):
         train_side(SIDETrainConfig(**{**TINY, "prune_k": 3}, cache_dir=config.cache_dir), out, progress=False)
 
 
-def test_dense_baseline_same_module(tmp_path):
-    config = SIDETrainConfig(**{**TINY, "variant": "dense"}, cache_dir=str(tmp_path / "features"))
-    final = train_side(config, tmp_path / "dense", progress=False)
-    assert sorted(p.name for p in (tmp_path / "dense" / "stages").iterdir()) == ["1-train"]
-    head, _ = load_model(tmp_path / "dense" / "checkpoint")
-    assert head.config.variant == "dense" and final["global_size"] == 12  # unpruned: every prototype is used
-    assert final["zero_weight_fraction"] < 0.1
-    assert torch.allclose(head.probabilities(torch.zeros(1, 24)).sum(), torch.tensor(1.0))
-
-
 @pytest.mark.parametrize("settings, pattern", [
-    ({"stages": ("pretrain", "polish")}, "unknown stage 'polish' for variant side; valid stages"),
+    ({"stages": ("pretrain", "polish")}, "unknown SIDE stage 'polish'; valid stages"),
     ({"prune_k": 13}, r"prune_k A=13 exceeds the number of prototypes \(12"),
     ({"ocla_lambda": -1.0}, "ocla_lambda must be a finite number >= 0"),
     ({"hoyer_weight": float("nan")}, "hoyer_weight must be a finite number >= 0, got nan"),
     ({"ocla_threshold": 0.9, "ocla_margin": 0.2}, r"ocla_margin must be between 0 and min\(t, 1 - t\)"),
-    ({"variant": "sparse"}, "unknown SIDE variant 'sparse'"),
+    ({"variant": "infodisent"}, "unknown SIDE setting.*variant"),
     ({"pretrain_loss": "mse"}, "pretrain_loss must be 'asl' or 'bce'"),
 ])
 def test_bad_settings(settings, pattern):
     with pytest.raises(SparsexError, match=pattern):
-        SIDETrainConfig(**{**TINY, **settings})
+        SIDETrainConfig.from_dict({**TINY, **settings})
 
 
 def test_unknown_setting_name():

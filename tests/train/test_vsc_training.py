@@ -73,8 +73,8 @@ def test_spike_scale_warm_up():
 
 
 @pytest.mark.parametrize("settings, pattern", [
-    ({"lambda_jsd": -0.5}, r"lambda_jsd must be a finite number >= 0 \(0 is plain VSC\), got -0.5"),
-    ({"alpha": 1.5}, r"alpha .* must be in \(0, 1\)"),
+    ({"lambda_jsd": -0.5}, r"lambda_jsd \(0 is plain VSC\) must be a finite number >= 0, got -0.5"),
+    ({"alpha": 1.5}, r"alpha .* must be a finite number in \(0, 1\)"),
     ({"epochs": 0}, "epochs must be a positive integer"),
     ({"arch": "rnn"}, "unknown VSC architecture 'rnn'"),
 ])

@@ -96,9 +96,8 @@ def analyze_vsc(run: str | os.PathLike, out: str | os.PathLike | None = None, di
     ``span``. The data come from the checkpoint's config (same dataset, root and options).
     """
     run = Path(run)
-    checkpoint_dir = run / "checkpoint" if (run / "checkpoint").is_dir() else run
-    out = Path(out) if out is not None else (run if checkpoint_dir != run else run.parent) / "analysis"
-    model, checkpoint = load_model(checkpoint_dir, family=FAMILY)
+    model, checkpoint = load_model(run, family=FAMILY)
+    out = Path(out) if out is not None else (run if checkpoint.path != run else run.parent) / "analysis"
     model = model.to(device)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
         raise InputError(f"traversal steps must be an integer >= 2, got {steps!r}")
@@ -155,7 +154,7 @@ def analyze_vsc(run: str | os.PathLike, out: str | os.PathLike | None = None, di
         with atomic_file(tmp / "dimensions.md") as f:
             f.write(_dimension_table_markdown(table, len(class_names)))
         write_json(tmp / "analysis.json", {
-            "checkpoint": str(checkpoint_dir), "metrics": metrics, "classes": class_names,
+            "checkpoint": str(checkpoint.path), "metrics": metrics, "classes": class_names,
             "class_mean_gamma": nan_to_none(means), "dimensions": table,
             "traversal": {"dims": dims, "values": values, "classes": None if shown is None else list(classes)},
         })

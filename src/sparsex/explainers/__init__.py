@@ -6,22 +6,18 @@ from .minimal_mask import MaskObjectiveWeights, MinimalMask, MinimalMaskConfig, 
 from .circuit import circuit_file, circuit_from_json, circuit_to_json, default_circuit_layers, kernel_mass, readout
 from .prototypes import (  # registers "prototypes"
     ClassPrediction,
-    Gallery,
     PrototypeContribution,
     PrototypeEvidence,
     PrototypeExplainer,
     PrototypeExplanation,
-    build_gallery,
     explain_checkpoint,
-    load_gallery,
-    save_gallery,
 )
 
 __all__ = [
     "EXPLAINERS", "Explainer", "create_explainer", "list_explainers",
     "GradCAMExplainer", "IntegratedGradientsExplainer", "OcclusionExplainer", "SaliencyExplainer",
     "MaskObjectiveWeights", "MinimalMask", "MinimalMaskConfig", "PerImageMask",
-    "ClassPrediction", "Gallery", "PrototypeContribution", "PrototypeEvidence", "PrototypeExplainer", "PrototypeExplanation",
-    "build_gallery", "explain_checkpoint", "load_gallery", "save_gallery",
+    "ClassPrediction", "PrototypeContribution", "PrototypeEvidence", "PrototypeExplainer", "PrototypeExplanation",
+    "explain_checkpoint",
     "circuit_file", "circuit_from_json", "circuit_to_json", "default_circuit_layers", "kernel_mass", "readout",
 ]

@@ -43,6 +43,11 @@ def create_explainer(name: str, model: nn.Module, **settings: Any) -> "Explainer
         unknown = sorted(set(settings) - set(valid))
         if unknown:
             raise SparsexError(f"unknown {name} setting(s) {', '.join(unknown)}; valid: {', '.join(valid) or '(none)'}")
+    required = [n for n, p in params.items() if n != "model" and p.default is p.empty
+                and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in settings]
+    if required:
+        raise SparsexError(f"explainer {name} needs the setting(s) {', '.join(required)} "
+                           f"(e.g. create_explainer({name!r}, model, {required[0]}=...))")
     return factory(model, **settings)
 
 

@@ -59,7 +59,7 @@ from torch import nn
 
 from ..checks import check_images
 from ..errors import InputError, SparsexError
-from ..inference import check_model, class_names
+from ..inference import check_model, class_index, class_names
 from .hooks import resolve_layers
 
 if TYPE_CHECKING:
@@ -509,17 +509,18 @@ def circuit_from_json(data: dict[str, Any]) -> "nx.DiGraph":
 
 
 def circuit_file(classifier: str | os.PathLike, image: str | os.PathLike, out: str | os.PathLike,
-                 explainer: str | os.PathLike | None = None, target: int | None = None,
+                 explainer: str | os.PathLike | None = None, target: int | str | None = None,
                  layers: str | Sequence[str] | None = None, top_k: int = DEFAULT_TOP_K,
                  threshold: float = DEFAULT_THRESHOLD, edge_top_k: int | None = None, other_classes: int = 0,
-                 overwrite: bool = False) -> Path:
+                 overwrite: bool = False, device: str | torch.device = "cpu") -> Path:
     """The circuit of a ``sparsex train classifier`` run on one image file; what ``sparsex circuit`` does.
 
     The image is read (:func:`~sparsex.data.base.load_image`) and resized (bilinear) to the
-    classifier's input size, or to the size the ``explainer`` (a ``sparsex train explainer`` run
+    classifier's input size, or to the size the ``explainer`` (a ``sparsex train minimal-mask`` run
     trained for this classifier) was trained on. With an explainer the readout runs on the
     explanation ``e = m * x + (1 - m) * blur(x)``, and ``target`` defaults to the class predicted on
-    ``x`` (the mask always explains the predicted class). Writes, atomically, ``circuit.json``
+    ``x`` (the mask always explains the predicted class). ``target`` is a class index or name.
+    Writes, atomically, ``circuit.json``
     (:func:`circuit_to_json`), ``circuit.png`` (:func:`~sparsex.viz.circuit.circuit_figure`) and
     ``image.png`` (plus ``mask.png`` and ``explanation.png`` with an explainer) into ``out``.
     """
@@ -533,6 +534,9 @@ def circuit_file(classifier: str | os.PathLike, image: str | os.PathLike, out: s
     _check_settings(top_k, threshold, edge_top_k, other_classes)
     names = _layer_list(layers)
     model, _ = load_classifier(classifier)
+    model = model.to(device)
+    if target is not None:
+        target = class_index(target, class_names(model, model.num_classes))
     if names is not None:
         resolve_layers(model, names)
     mask_explainer = MinimalMask.load(explainer, model) if explainer is not None else None
@@ -540,7 +544,7 @@ def circuit_file(classifier: str | os.PathLike, image: str | os.PathLike, out: s
         channels, size = mask_explainer.in_chans, mask_explainer.image_size or model.input_size
     else:
         channels, size = (3 if model.backbone.info.in_chans == 3 else 1), model.input_size
-    x = read_image_tensor(image, channels, size)
+    x = read_image_tensor(image, channels, size).to(device)
 
     pictures = {"image.png": x[0]}
     extra: dict[str, Any] = {"image": str(image), "classifier": str(classifier), "input": "image"}

@@ -49,7 +49,7 @@ from tqdm.auto import tqdm
 
 from .. import distributed
 from ..checkpoint import load_checkpoint, save_checkpoint
-from ..checks import check_images, check_number, check_tensor, from_settings
+from ..checks import check_images, check_int, check_number, check_tensor, from_settings
 from ..errors import CheckpointError, InputError, SparsexError
 from ..losses.mask import (activation_matching_loss, binarisation_loss, deletion_loss, mask_area_loss,
                            total_variation_loss)
@@ -77,17 +77,17 @@ class MaskObjectiveWeights:
     term, 0.371 at weight 10, 0.351 at 30; a range of only ``[0, 0.5]`` or 4 stratified samples
     per image did no better)."""
 
-    match: float = 1.0
-    match_kl: float = 1.0
-    match_cosine: float = 1.0
-    label: float = 4.0
-    area: float = 20.0
-    tv: float = 0.5
-    binary: float = 0.2
-    robust: float = 0.5
-    deletion: float = 30.0
-    area_target: float = 0.08
-    deletion_area_max: float = 1.0
+    match: float = 1.0  # weight of the activation-matching term, summed over the matched layers
+    match_kl: float = 1.0  # within it: the KL between channel softmaxes at each location
+    match_cosine: float = 1.0  # within it: the cosine distance of each image's activations
+    label: float = 4.0  # weight of the label-consistency term
+    area: float = 20.0  # weight of the area hinge
+    tv: float = 0.5  # weight of the total variation (compactness)
+    binary: float = 0.2  # weight of mean(m (1 - m)), the push towards 0/1 masks
+    robust: float = 0.5  # weight of the label kept with another fill (noise or another image)
+    deletion: float = 30.0  # weight of the deletion term (the top-ranked pixels removed must lose the label)
+    area_target: float = 0.08  # mask area below which the area term is zero
+    deletion_area_max: float = 1.0  # largest fraction of pixels the deletion term removes
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -275,41 +275,35 @@ class MinimalMaskConfig:
 
     Inference: ``threshold`` is the mask-logit threshold of the hard mask (0: ``sigmoid > 0.5``;
     higher gives smaller masks), chosen after training on the first ``calibrate`` training images
-    by :meth:`MinimalMask.calibrate_threshold` (``sparsex train explainer``'s last stage; 0 keeps
+    by :meth:`MinimalMask.calibrate_threshold` (``sparsex train minimal-mask``'s last stage; 0 keeps
     the given threshold); ``readout`` is ``"threshold"`` (the hard mask as is) or
     ``"verified"`` (:func:`verified_mask`: the hard mask where it keeps the label, else the
     smallest of the top-``a`` masks, ``a`` in ``fallback_areas``, that does). The same stage then
     keeps only the fallback areas that rescue at least ``fallback_min_rescue`` of the calibration
     images, and the largest (:meth:`MinimalMask.prune_fallback_areas`; 0 keeps them all)."""
 
-    layers: list[str] | None = None
-    width: int = 16
-    epochs: int = 10
-    lr: float = 2e-3
-    batch_size: int = 32
-    soft_epochs: int = 1
-    blur_sigma: float | None = None
-    seed: int = 0
-    area_budget: float | None = None
-    threshold: float = 0.0
-    calibrate: int = 200
-    readout: str = "verified"
-    fallback_areas: list[float] = field(default_factory=lambda: [0.02, 0.05, 0.1, 0.15, 0.2, 0.3])
-    fallback_min_rescue: float = 0.01
+    layers: list[str] | None = None  # classifier layers to match, comma-separated (default: 3 convolutions)
+    width: int = 16  # channels of the U-Net's first level
+    epochs: int = 10  # training epochs
+    lr: float = 2e-3  # learning rate
+    batch_size: int = 32  # images per training batch
+    soft_epochs: int = 1  # first epochs with soft (sigmoid) masks, then straight-through hard masks
+    blur_sigma: float | None = None  # blur of the fill (default: sparsex.perturb.blur's)
+    seed: int = 0  # seed of the initialisation, batches and noise
+    area_budget: float | None = None  # largest mask area allowed, a fraction of the pixels (default: none)
+    threshold: float = 0.0  # mask-logit threshold of the hard mask (chosen by the calibrate stage)
+    calibrate: int = 200  # training images the calibrate stage chooses the threshold on (0: skip the stage)
+    readout: str = "verified"  # verified (checked against the classifier, fallbacks) or threshold
+    fallback_areas: list[float] = field(default_factory=lambda: [0.02, 0.05, 0.1, 0.15, 0.2, 0.3])  # mask areas the verified readout falls back to
+    fallback_min_rescue: float = 0.01  # keep a fallback area that rescues at least this fraction of calibration images
     weights: MaskObjectiveWeights = field(default_factory=MaskObjectiveWeights)
 
     def __post_init__(self) -> None:
         if isinstance(self.weights, dict):
             self.weights = from_settings(MaskObjectiveWeights, self.weights, "mask objective")
         check_area_budget(self.area_budget)
-        for name in ("width", "epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise SparsexError(f"minimal mask setting {name} must be a positive integer, got {value!r}")
-        for name in ("soft_epochs", "calibrate"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise SparsexError(f"{name} must be an integer >= 0, got {value!r}")
+        for name in ("width", "epochs", "batch_size", "soft_epochs", "calibrate", "seed"):
+            check_int(getattr(self, name), f"minimal mask setting {name}", 0 if name in ("soft_epochs", "calibrate", "seed") else 1)
         check_number(self.lr, "lr", 0, 10, low_open=True, high_open=True)
         check_number(self.threshold, "threshold (a mask logit)")
         if self.readout not in READOUTS:
@@ -354,12 +348,17 @@ def _prepare(x: torch.Tensor, size: tuple[int, int] | None, channels: int | None
     return x
 
 
-class MinimalMask:
+class MinimalMask(Explainer):
     """The amortised mask explainer (see the module docstring).
 
     ``MinimalMask(model, config)``; ``fit(images)``; ``attribute(x)`` -> binary masks
-    ``(B, 1, H, W)``; ``save(path)`` / ``MinimalMask.load(path, model)``.
+    ``(B, 1, H, W)``; ``save(path)`` / ``MinimalMask.load(path, model)``. Registered as the
+    explainer ``minimal-mask``, made from a trained run: ``create_explainer("minimal-mask", model,
+    checkpoint=RUN)``. Its :meth:`attribute` is its own (one U-Net forward, then the readout), not
+    :meth:`Explainer.attribute`'s gradient-enabled path.
     """
+
+    name = "minimal-mask"
 
     def __init__(self, model: nn.Module, config: MinimalMaskConfig | None = None, in_chans: int | None = None) -> None:
         self.model = model.eval().requires_grad_(False)
@@ -514,20 +513,28 @@ class MinimalMask:
 
     @classmethod
     def load(cls, path: str | os.PathLike, model: nn.Module) -> "MinimalMask":
-        """Load a saved explainer (a checkpoint folder, or a ``sparsex train explainer`` run folder)
+        """Load a saved explainer (a checkpoint folder, or a ``sparsex train minimal-mask`` run folder)
         for ``model``; refuse one trained for another classifier."""
-        checkpoint = load_checkpoint(_checkpoint_folder(path), family=FAMILY)
+        checkpoint = load_checkpoint(path, family=FAMILY)
         stored = checkpoint.config.get("classifier_sha256")
         if stored != module_sha256(model):
             raise CheckpointError(f"explainer {path} was trained for another classifier (weights hash "
                                   f"{str(stored)[:12]}..., this one {module_sha256(model)[:12]}...); train one for it")
         explainer = cls(model, MinimalMaskConfig.from_dict(checkpoint.config["explainer"]), checkpoint.config["in_chans"])
         checkpoint.load_into(explainer.net)
-        explainer.net.eval()
+        explainer.net.to(next(model.parameters()).device).eval()
         explainer.epochs_done = int(checkpoint.config.get("epochs_done", 0))
         size = checkpoint.config.get("image_size")
         explainer.image_size = tuple(size) if size else None
         return explainer
+
+
+@EXPLAINERS.register("minimal-mask", description="amortised minimal mask of a trained run (checkpoint=RUN): "
+                                                  "one forward per image, verified to keep the label")
+def load_minimal_mask(model: nn.Module, checkpoint: str | os.PathLike) -> MinimalMask:
+    """The explainer of the ``sparsex train minimal-mask`` run (or checkpoint folder) ``checkpoint``
+    for ``model``, which must be the classifier it was trained for (weight hash checked)."""
+    return MinimalMask.load(checkpoint, model)
 
 
 def perimage_grid_factor(height: int, width: int, cells: int = 32) -> int:
@@ -560,8 +567,7 @@ class PerImageMask(Explainer):
             positive_int(value, name)
         positive_int(downsample, "downsample", none_ok=True)
         check_number(lr, "lr", 0, 10, low_open=True, high_open=True)
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise InputError(f"seed must be an integer >= 0, got {seed!r}")
+        check_int(seed, "seed", 0)
         if layers is not None and (isinstance(layers, str) or not isinstance(layers, (list, tuple)) or not layers):
             raise InputError(f"layers must be a non-empty list of layer names or None (the default), got {layers!r}")
         super().__init__(model)
@@ -596,23 +602,19 @@ class PerImageMask(Explainer):
         return hard_mask(logits, self.area_budget) if self.binary else torch.sigmoid(logits)
 
 
-def _checkpoint_folder(path: str | os.PathLike) -> Path:
-    """``<run>/checkpoint`` for a run folder, else ``path``."""
-    path = Path(path)
-    return path / "checkpoint" if (path / "checkpoint" / "config.json").is_file() else path
-
-
-def load_explainer_classifier(path: str | os.PathLike) -> tuple["MinimalMask", nn.Module]:
-    """The explainer saved at ``path`` and the classifier it names (``config.classifier``)."""
+def load_explainer_classifier(path: str | os.PathLike,
+                              device: str | torch.device = "cpu") -> tuple["MinimalMask", nn.Module]:
+    """The explainer saved at ``path`` and the classifier it names (``config.classifier``), on ``device``."""
     from ..models.classifier import load_classifier
 
-    folder = _checkpoint_folder(path)
-    checkpoint = load_checkpoint(folder, family=FAMILY)
+    checkpoint = load_checkpoint(path, family=FAMILY)
+    folder = checkpoint.path
     classifier_dir = checkpoint.config.get("classifier")
     if not classifier_dir:
         raise CheckpointError(f"explainer {path} does not name its classifier (config.classifier); load it with "
                               f"MinimalMask.load(path, model)")
     model, _ = load_classifier(classifier_dir)
+    model = model.to(device)
     return MinimalMask.load(folder, model), model
 
 
@@ -627,7 +629,7 @@ def _in_chans(model: nn.Module) -> int:
 
 
 def explain_file(explainer_path: str | os.PathLike, image: str | os.PathLike, out: str | os.PathLike,
-                 overwrite: bool = False, top: int = 3) -> Path:
+                 overwrite: bool = False, top: int = 3, device: str | torch.device = "cpu") -> Path:
     """Explain one image file with a saved :class:`MinimalMask` (the classifier it names is loaded
     and its hash checked). The image is resized to the size the explainer was trained on. Writes,
     atomically, ``image.png``, ``mask.png``, ``explanation.png`` (``m * x + (1 - m) * blur(x)``)
@@ -636,8 +638,8 @@ def explain_file(explainer_path: str | os.PathLike, image: str | os.PathLike, ou
     from ..io import atomic_dir, check_output_dir, write_json
 
     check_output_dir(out, overwrite)
-    explainer, model = load_explainer_classifier(explainer_path)
-    x = read_image_tensor(image, explainer.in_chans, explainer.image_size)
+    explainer, model = load_explainer_classifier(explainer_path, device)
+    x = read_image_tensor(image, explainer.in_chans, explainer.image_size).to(device)
     mask, explanation = explainer.explain(x)
     with torch.no_grad():
         probs = torch.softmax(model(torch.cat([x, explanation])), dim=1)

@@ -20,14 +20,14 @@ import torch
 from torch import nn
 
 from ..backbones import Backbone, create_backbone
-from ..checkpoint import Checkpoint, load_checkpoint
+from ..checkpoint import Checkpoint, checkpoint_dir, load_checkpoint
 from ..checks import check_images
 from ..errors import CheckpointError, SparsexError
 from .base import MODELS, check_head_features, create_model
 
 FAMILY = "classifier"
-#: checkpoint families of prototype classifiers (SIDE and InfoDisent train as "side")
-PROTOTYPE_FAMILIES = ("side", "protosvit")
+#: checkpoint families of prototype classifiers
+PROTOTYPE_FAMILIES = ("side", "infodisent", "protosvit")
 
 
 class LinearProbe(nn.Module):
@@ -97,7 +97,7 @@ def load_classifier(path: str | os.PathLike) -> tuple[ImageClassifier, Checkpoin
     """Rebuild the :class:`ImageClassifier` of a ``sparsex train classifier`` run or checkpoint folder
     (``<run>/checkpoint`` is found from ``<run>``). Returns it in eval mode, frozen, with its
     checkpoint (``checkpoint.config`` names the data and the backbone)."""
-    folder = _checkpoint_dir(path)
+    folder = checkpoint_dir(path)
     checkpoint = load_checkpoint(folder, family=FAMILY)
     config = checkpoint.config
     for key in ("backbone", "model"):
@@ -131,13 +131,6 @@ class PrototypeClassifier(ImageClassifier):
         return int(self.head.class_weights().shape[0])
 
 
-def _checkpoint_dir(path: str | os.PathLike) -> str:
-    folder = os.fspath(path)
-    if not os.path.isfile(os.path.join(folder, "model.safetensors")) and os.path.isdir(os.path.join(folder, "checkpoint")):
-        return os.path.join(folder, "checkpoint")
-    return folder
-
-
 def load_image_classifier(path: str | os.PathLike) -> tuple[nn.Module, Checkpoint]:
     """Any trained classifier of sparsex on raw images, from its run or checkpoint folder: a
     ``classifier`` checkpoint gives an :class:`ImageClassifier`; a prototype model's (SIDE,
@@ -146,7 +139,7 @@ def load_image_classifier(path: str | os.PathLike) -> tuple[nn.Module, Checkpoin
     the training data)."""
     from .base import load_model
 
-    folder = _checkpoint_dir(path)
+    folder = checkpoint_dir(path)
     family = load_checkpoint(folder).family
     if family == FAMILY:
         return load_classifier(folder)

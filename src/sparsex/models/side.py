@@ -12,7 +12,7 @@ On features ``F (B, C, h, w)``:
    the arg-max location is kept for explanations);
 4. **scores sheet**: ``logits = W_eff s + b``. SIDE: ``W_eff = relu(W) * M`` (``M`` the fixed
    0/1 pruning mask, all ones until pruned), outputs ``sigmoid(logits)``, one independent
-   probability per class. InfoDisent (``variant="dense"``): ``W_eff = W`` signed, softmax outputs.
+   probability per class. InfoDisent (``variant="infodisent"``): ``W_eff = W`` signed, softmax outputs.
 
 The training stages (ASL pretraining, top-A pruning, fine-tuning, OCLA calibration) live in
 :mod:`sparsex.train.side`.
@@ -32,14 +32,14 @@ from torch.nn.utils.parametrizations import orthogonal
 from ..errors import SparsexError
 from .base import MODELS, PrototypeOutput, check_head_features
 
-VARIANTS = ("side", "dense")
+VARIANTS = ("side", "infodisent")
 
 
 @dataclass(frozen=True)
 class SIDEConfig:
     """``in_channels`` C of the backbone map, ``num_classes`` K, ``expanded_channels`` C'
     (``P = 2 C'`` prototypes), ``variant`` "side" (sigmoid, non-negative prunable weights) or
-    "dense" (the InfoDisent baseline: softmax, signed weights)."""
+    "infodisent" (SIDE's dense baseline: softmax, signed weights)."""
 
     in_channels: int
     num_classes: int
@@ -68,7 +68,6 @@ class SIDEHead(nn.Module):
     """The SIDE / InfoDisent head (see the module docstring). ``forward(features)`` ->
     :class:`PrototypeOutput`."""
 
-    family = "side"  # checkpoint family shared by both variants
 
     def __init__(self, config: SIDEConfig) -> None:
         super().__init__()
@@ -128,7 +127,7 @@ class SIDEHead(nn.Module):
         because ``W_eff = relu(W) * mask``.
         """
         if self.config.variant != "side":
-            raise SparsexError("only the SIDE variant is pruned; the dense baseline keeps all weights")
+            raise SparsexError("only SIDE is pruned; InfoDisent keeps all its weights")
         p = self.config.num_prototypes
         if not 1 <= keep <= p:
             raise SparsexError(f"prune keep A={keep} must be between 1 and the number of prototypes ({p})")
@@ -143,4 +142,4 @@ def create_side(**cfg: Any) -> SIDEHead:
 
 @MODELS.register("infodisent", description="InfoDisent: the dense prototype baseline of SIDE (softmax, signed weights)")
 def create_infodisent(**cfg: Any) -> SIDEHead:
-    return SIDEHead(SIDEConfig(**{**cfg, "variant": "dense"}))
+    return SIDEHead(SIDEConfig(**{**cfg, "variant": "infodisent"}))

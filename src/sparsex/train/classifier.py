@@ -31,14 +31,15 @@ import torch.nn.functional as F
 
 from .. import distributed
 from ..backbones import create_backbone
-from ..checks import check_number
+from ..checks import check_int, check_number
 from ..data import create_dataset
 from ..data.sampler import dataset_tensors
 from ..errors import SparsexError
 from ..models.classifier import FAMILY, ImageClassifier, LinearProbe
 from .heads import HeadTrainConfig, cached_split
+from .base import register_trainer
 from .loop import open_run, predict, train_epochs
-from .run import removes_unstarted_run
+from .run import removes_unstarted_run, run_stages
 
 MODES = ("probe", "end-to-end")
 
@@ -50,9 +51,9 @@ class ClassifierTrainConfig(HeadTrainConfig):
 
     what = "classifier"
 
-    mode: str | None = None
-    epochs: int = 20
-    lr: float = 1e-3
+    mode: str | None = None  # probe (frozen backbone, cached features) or end-to-end (default: end-to-end for small-cnn)
+    epochs: int = 20  # training epochs
+    lr: float = 1e-3  # learning rate
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -60,9 +61,7 @@ class ClassifierTrainConfig(HeadTrainConfig):
             self.mode = "end-to-end" if self.backbone == "small-cnn" else "probe"
         if self.mode not in MODES:
             raise SparsexError(f"unknown classifier mode {self.mode!r}; valid: {', '.join(MODES)}")
-        self.check_counts("epochs")
-        if self.epochs < 1:  # check_counts allows 0 for *_epochs; a classifier needs at least one stage
-            raise SparsexError(f"epochs must be a positive integer, got {self.epochs!r}")
+        check_int(self.epochs, "epochs", 1)
         check_number(self.lr, "lr", 0, 10, low_open=True, high_open=True)
 
     @property
@@ -80,6 +79,8 @@ def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float((logits.argmax(dim=1) == labels).float().mean())
 
 
+@register_trainer("classifier", ClassifierTrainConfig,
+                  description="a plain classifier: linear probe on a frozen backbone, or a small CNN end to end")
 @removes_unstarted_run
 def train_classifier(config: ClassifierTrainConfig, out: str | os.PathLike, overwrite: bool = False,
                      progress: bool = True) -> dict[str, Any]:
@@ -114,23 +115,19 @@ def train_classifier(config: ClassifierTrainConfig, out: str | os.PathLike, over
         "data": {"name": config.data, "root": config.root, "options": config.data_options, "classes": list(classes)},
         "mode": config.mode,
     }
-    start = distributed.from_main(run.last_finished) + 1
-    if start > 0:
-        run.load_stage(start - 1, FAMILY).load_into(model)
 
     def cross_entropy(logits, y, _epoch):
         return F.cross_entropy(logits, y)
 
-    def record(index: int, history: list[float]) -> None:
-        logits = predict(trained, test_x, device=config.device, keys=("logits",))["logits"]
-        metrics = {"test_accuracy": _accuracy(logits, test_y), "train_loss": history[-1] if history else None}
-        run.finish_stage(index, model, FAMILY, checkpoint_config, metrics)
-
-    for index in range(start, len(config.stages)):
-        epochs = config.epochs if not end_to_end else 1
-        history = train_epochs(trained, cross_entropy, train_x, train_y, epochs, config.lr, config.batch_size,
-                               config.seed + index, config.device, progress,
+    def run_stage(index: int) -> dict[str, Any]:
+        history = train_epochs(trained, cross_entropy, train_x, train_y, 1 if end_to_end else config.epochs, config.lr,
+                               config.batch_size, config.seed + index, config.device, progress,
                                desc=f"classifier {config.stages[index]}/{len(config.stages)}", amp=config.amp)
-        distributed.main_only(record, index, history)
-    distributed.main_only(run.finish, model, FAMILY, checkpoint_config)
-    return run.metrics()["final"]
+        return {"train_loss": history[-1] if history else None}
+
+    def evaluate(_index: int) -> dict[str, Any]:
+        logits = predict(trained, test_x, device=config.device, keys=("logits",))["logits"]
+        return {"test_accuracy": _accuracy(logits, test_y)}
+
+    return run_stages(run, FAMILY, run_stage=run_stage, evaluate=evaluate, resume=lambda c: c.load_into(model),
+                      stage_state=lambda: model, checkpoint_config=lambda: checkpoint_config)

@@ -11,61 +11,56 @@ settings and supplies one function that runs a named stage on the head.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from .. import distributed
 from ..backbones import create_backbone
-from ..checks import check_number, from_settings
+from ..checks import check_int, check_number
 from ..data import create_dataset
+from ..checkpoint import Checkpoint
 from ..errors import CheckpointError, SparsexError
-from ..explainers.prototypes import build_gallery, save_gallery
 from ..features import FeatureCache, extract_features
 from ..metrics import prototype_metrics
 from ..models import contribution_threshold, create_model
+from ..models.gallery import build_gallery, save_gallery
+from .base import TrainConfig
 from .loop import open_run, predict
-from .run import removes_unstarted_run
+from .run import removes_unstarted_run, run_stages
 
 StageFn = Callable[[nn.Module, str, int, FeatureCache], dict[str, Any]]
 
 
 @dataclass
-class HeadTrainConfig:
-    """Data, backbone, feature cache and bookkeeping settings shared by all head trainers.
+class HeadTrainConfig(TrainConfig):
+    """Data, backbone, feature cache and bookkeeping settings shared by every trainer of a head on
+    a frozen backbone's cached features. ``batch_size`` is the global batch of a distributed run
+    (a multiple of the number of processes)."""
 
-    ``eps`` is the contribution threshold of the sparsity metrics (DESIGN.md); ``gallery_k`` the
-    training items kept per prototype for explanations; ``cache_dir`` defaults to
-    ``<out>/features``. ``batch_size`` is the global batch of a distributed run (a multiple of
-    the number of processes); ``amp`` trains in mixed precision (:class:`~sparsex.train.loop.MixedPrecision`).
-    """
-
-    what: ClassVar[str] = "training"  # the method's name in error messages
-
-    data: str = "parts"
-    root: str | None = None
-    data_options: dict[str, Any] = field(default_factory=dict)
-    backbone: str = "lite0"
-    pretrained: bool = True
-    weights: str | None = None
-    layer: int | None = None
-    image_size: int | None = None
-    batch_size: int = 64
-    seed: int = 0
-    eps: float = 1e-3
-    gallery_k: int = 5
-    cache_dir: str | None = None
-    feature_dtype: str = "float32"
-    device: str = "cpu"
-    amp: bool = False
+    data: str = "parts"  # dataset name (sparsex datasets)
+    root: str | None = None  # local folder with the dataset's files
+    data_options: dict[str, Any] = field(default_factory=dict)  # dataset settings KEY=VALUE
+    backbone: str = "lite0"  # frozen backbone (sparsex backbones; any timm name)
+    pretrained: bool = True  # load the backbone's bundled or given weights (--no-pretrained: random)
+    weights: str | None = None  # local weight file for the backbone
+    layer: int | None = None  # backbone feature layer index (default: the final features)
+    image_size: int | None = None  # backbone input side in pixels (default: the model's own)
+    batch_size: int = 64  # training batch (global, under torchrun)
+    seed: int = 0  # seed of the initialisation and the batch order
+    eps: float = 1e-3  # contribution threshold of the sparsity metrics (docs/metrics.md)
+    gallery_k: int = 5  # training items kept per prototype for explanations
+    cache_dir: str | None = None  # feature cache folder (default: <out>/features)
+    feature_dtype: str = "float32"  # stored feature dtype: float32, float16 or bfloat16
+    device: str = "cpu"  # torch device, e.g. cpu or cuda
+    amp: bool = False  # mixed precision (bfloat16 autocast; float16 with a scaler on older GPUs)
 
     def __post_init__(self) -> None:
         self.check_counts("batch_size", "gallery_k")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise SparsexError(f"seed must be an integer >= 0, got {self.seed!r}")
+        check_int(self.seed, "seed", 0)
         distributed.check_device(self.device)
         if not isinstance(self.amp, bool):
             raise SparsexError(f"amp must be true or false, got {self.amp!r}")
@@ -74,21 +69,7 @@ class HeadTrainConfig:
     def check_counts(self, *names: str) -> None:
         """Settings named ``*_epochs`` must be integers >= 0, the others integers >= 1."""
         for name in names:
-            value = getattr(self, name)
-            epochs = name.endswith("epochs")
-            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if epochs else 1):
-                raise SparsexError(f"{name} must be a {'non-negative' if epochs else 'positive'} integer, got {value!r}")
-
-    @classmethod
-    def from_dict(cls, settings: dict[str, Any]):
-        """Build a config from keyword settings; unknown names raise :class:`SparsexError`."""
-        return from_settings(cls, settings, cls.what)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        if isinstance(out.get("stages"), tuple):
-            out["stages"] = list(out["stages"])
-        return out
+            check_int(getattr(self, name), name, 0 if name.endswith("epochs") else 1)
 
     def backbone_settings(self) -> dict[str, Any]:
         return {"name": self.backbone, "pretrained": self.pretrained, "weights": self.weights, "layer": self.layer,
@@ -151,23 +132,15 @@ def train_head_stages(config: HeadTrainConfig, out: str | os.PathLike, stages: l
         "cache_dir": str(cache_dir),
     }
 
-    start = distributed.from_main(run.last_finished) + 1
-    if start > 0:
-        checkpoint = run.load_stage(start - 1, family)
+    def resume(checkpoint: Checkpoint) -> None:
         if checkpoint.config["model"]["num_classes"] != train.num_classes:
             raise CheckpointError(
                 f"stage checkpoint has {checkpoint.config['model']['num_classes']} classes, the data {train.num_classes}"
             )
         checkpoint.load_into(head)
 
-    def record(index: int, info: dict[str, Any]) -> None:
-        metrics = evaluate_head(head, test, config.eps, threshold, config.device)
-        run.finish_stage(index, head, family, checkpoint_config, {**metrics, **info})
-
-    def finish() -> None:
-        save_gallery(run.finish(head, family, checkpoint_config), build_gallery(head, train, k=config.gallery_k))
-
-    for index in range(start, len(stages)):
-        distributed.main_only(record, index, run_stage(head, stages[index], index, train))
-    distributed.main_only(finish)
-    return run.metrics()["final"]
+    return run_stages(
+        run, family, run_stage=lambda index: run_stage(head, stages[index], index, train),
+        evaluate=lambda index: evaluate_head(head, test, config.eps, threshold, config.device),
+        resume=resume, stage_state=lambda: head, checkpoint_config=lambda: checkpoint_config,
+        finish=lambda path: save_gallery(path, build_gallery(head, train, k=config.gallery_k)))

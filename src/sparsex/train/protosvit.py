@@ -29,6 +29,7 @@ from ..errors import SparsexError
 from ..features import FeatureCache
 from ..losses import class_importance_hoyer_loss, tanh_loss
 from ..models.protosvit import ProtoSViTHead
+from .base import register_trainer
 from .heads import HeadTrainConfig, train_head_stages
 from .loop import predict, train_epochs
 
@@ -48,16 +49,16 @@ class ProtoSViTTrainConfig(HeadTrainConfig):
 
     what = "ProtoS-ViT"
 
-    stages: tuple[str, ...] | None = None  # None: all of STAGES
-    num_prototypes: int = 300
-    embed_dim: int = 256
-    temperature: float = 0.1
-    importance_threshold: float = 0.1
-    epochs: int = 20
-    lr: float = 1e-3
-    tanh_weight: float = 0.0  # on the part world 0.1 cost 3 points of accuracy (see README)
-    hoyer_weight: float = 0.01
-    hoyer_warmup_epochs: int = 5
+    stages: tuple[str, ...] | None = None  # stages to run, comma-separated (default: train,prune)
+    num_prototypes: int = 300  # P: prototypes shared by all classes
+    embed_dim: int = 256  # D: dimension of the projected patch embeddings and the prototypes
+    temperature: float = 0.1  # softmax temperature of the cosine similarities
+    importance_threshold: float = 0.1  # importances s_p W[c, p] at or below it are dropped at inference
+    epochs: int = 20  # training epochs
+    lr: float = 1e-3  # learning rate
+    tanh_weight: float = 0.0  # weight of the tanh presence loss (on the part world 0.1 cost 3 points of accuracy)
+    hoyer_weight: float = 0.01  # weight of the Hoyer-Square sparsity of each image's importances
+    hoyer_warmup_epochs: int = 5  # epochs over which the Hoyer-Square weight ramps up linearly
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -90,6 +91,8 @@ def protosvit_loss(head: ProtoSViTHead, config: ProtoSViTTrainConfig):
     return loss
 
 
+@register_trainer("protosvit", ProtoSViTTrainConfig,
+                  description="ProtoS-ViT: shared cosine prototypes; cross-entropy + tanh + Hoyer-Square, then pruning")
 def train_protosvit(config: ProtoSViTTrainConfig, out: str | os.PathLike, overwrite: bool = False,
                     progress: bool = True) -> dict[str, Any]:
     """Run (or resume) the stages of ``config`` in ``out``; return the final test metrics."""

@@ -26,8 +26,9 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
+import torch
 from torch import nn
 
 from .. import distributed
@@ -119,6 +120,47 @@ class RunFolder:
     def finish(self, model: nn.Module, family: str, checkpoint_config: dict[str, Any]) -> Path:
         """Write the final checkpoint to ``<out>/checkpoint``."""
         return save_checkpoint(self.path / "checkpoint", model, family, checkpoint_config, overwrite=True)
+
+
+#: what a stage checkpoints: the module, or a state dict (e.g. the module's tensors and its optimiser's)
+Saved = Union[nn.Module, dict[str, torch.Tensor]]
+
+
+def run_stages(run: RunFolder, family: str, *, run_stage: Callable[[int], dict[str, Any]],
+               evaluate: Callable[[int], dict[str, Any]], resume: Callable[[Checkpoint], None],
+               stage_state: Callable[[], Saved], checkpoint_config: Callable[[], dict[str, Any]],
+               final_state: Callable[[], Saved] | None = None, keep_last_stage_only: bool = False,
+               finish: Callable[[Path], None] | None = None) -> dict[str, Any]:
+    """Run (or resume) the stages of ``run``; return the final stage's record.
+
+    The one skeleton of every trainer. Stages before the first unfinished one are skipped: the
+    last finished stage's checkpoint is handed to ``resume`` (load it into the model). Then, for
+    each remaining stage ``i``, ``run_stage(i)`` trains or edits the model in place and returns
+    numbers for the stage's record (e.g. the final training loss), and rank 0 checkpoints
+    ``stage_state()`` under ``checkpoint_config()`` with the record ``{**evaluate(i), **info}``
+    (``keep_last_stage_only``: earlier stage folders are removed, for runs with one stage per
+    epoch and large states). Finally rank 0 writes ``final_state()`` (default: the stage state) to
+    ``<run>/checkpoint`` and calls ``finish(path)`` with it (e.g. to add a prototype gallery).
+    Every rank runs ``run_stage``; under torchrun the decisions read from files are rank 0's.
+    """
+
+    def record(index: int, info: dict[str, Any]) -> None:
+        run.finish_stage(index, stage_state(), family, checkpoint_config(), {**evaluate(index), **info})
+        for older in range(index) if keep_last_stage_only else ():
+            shutil.rmtree(run.stage_dir(older), ignore_errors=True)
+
+    def write_final() -> None:
+        path = run.finish((final_state or stage_state)(), family, checkpoint_config())
+        if finish is not None:
+            finish(path)
+
+    start = distributed.from_main(run.last_finished) + 1
+    if start > 0:
+        resume(run.load_stage(start - 1, family))
+    for index in range(start, len(run.stages)):
+        distributed.main_only(record, index, run_stage(index))
+    distributed.main_only(write_final)
+    return run.metrics()["final"]
 
 
 def write_stage_table(path: Path, stages: list[dict[str, Any]]) -> None:

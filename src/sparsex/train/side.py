@@ -1,4 +1,4 @@
-"""Training SIDE (and its dense InfoDisent baseline) on cached backbone features.
+"""Training SIDE on cached backbone features (its dense baseline, InfoDisent: ``train/infodisent.py``).
 
 SIDE's pipeline, one named stage each (arXiv 2507.19321):
 
@@ -24,7 +24,6 @@ paper's recipe gave local size 6.99, OCLA 0.938; ``lambda_HS = 0.05`` with ``m =
 but OCLA 0.92 on validation and 0.88 on test; ``lambda_HS = 0.05``, ``m = 0.1`` and 20
 calibration epochs local 5.93, OCLA 0.956 at 99.2% accuracy (the defaults).
 
-The dense baseline has one stage, ``train``: softmax cross-entropy, signed weights, no pruning.
 Each stage is checkpointed; a restarted run resumes after the last finished stage
 (:class:`~sparsex.train.run.RunFolder`). After every stage the test-split metrics
 (:func:`sparsex.metrics.prototype_metrics`) go to ``metrics.json`` and ``stages.md``.
@@ -37,70 +36,61 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 
 from ..checks import check_number
 from ..errors import SparsexError
 from ..features import FeatureCache
 from ..losses import asymmetric_loss, binary_cross_entropy_loss, class_importance_hoyer_loss, ocla_loss
 from ..models.side import SIDEHead
+from .base import register_trainer
 from .heads import HeadTrainConfig, train_head_stages
 from .loop import train_epochs
 
-SIDE_STAGES = ("pretrain", "prune", "finetune", "calibrate")
-DENSE_STAGES = ("train",)
+STAGES = ("pretrain", "prune", "finetune", "calibrate")
 FAMILY = "side"
 
 
 @dataclass
 class SIDETrainConfig(HeadTrainConfig):
-    """Everything a SIDE / InfoDisent run depends on. ``variant`` "side" or "dense"."""
+    """Everything a SIDE run depends on (its data and backbone settings: :class:`HeadTrainConfig`)."""
 
     what = "SIDE"
 
-    variant: str = "side"
-    stages: tuple[str, ...] | None = None  # None: all stages of the variant
-    expanded_channels: int = 512
-    pretrain_loss: str = "asl"  # "asl" or "bce" (ablation)
-    pretrain_epochs: int = 20
-    pretrain_lr: float = 1e-3
-    prune_k: int = 7
-    finetune_epochs: int = 10
-    finetune_lr: float = 1e-3
-    calibrate_epochs: int = 20
-    calibrate_lr: float = 5e-4
+    stages: tuple[str, ...] | None = None  # stages to run, comma-separated (default: all of pretrain,prune,finetune,calibrate)
+    expanded_channels: int = 512  # C' channels after the prototype expansion (P = 2 C' prototypes)
+    pretrain_loss: str = "asl"  # asl (Asymmetric Loss) or bce (the ablation)
+    pretrain_epochs: int = 20  # epochs of stage 1 (pretrain)
+    pretrain_lr: float = 1e-3  # learning rate of stage 1
+    prune_k: int = 7  # A: weights kept per class by the pruning (stage 2)
+    finetune_epochs: int = 10  # epochs of stage 3 (finetune)
+    finetune_lr: float = 1e-3  # learning rate of stage 3
+    calibrate_epochs: int = 20  # epochs of stage 4 (calibrate: + OCLA)
+    calibrate_lr: float = 5e-4  # learning rate of stage 4
     hoyer_weight: float = 0.05  # presence sparsity in finetune and calibrate (0: the paper's recipe)
-    dense_epochs: int = 20
-    dense_lr: float = 1e-3
-    asl_gamma_pos: float = 1.0
-    asl_gamma_neg: float = 4.0
-    asl_margin: float = 0.05
-    ocla_lambda: float = 200.0
-    ocla_threshold: float = 0.5
-    ocla_margin: float = 0.1  # 0: the paper's hinge exactly at t
+    asl_gamma_pos: float = 1.0  # ASL focusing exponent of positives
+    asl_gamma_neg: float = 4.0  # ASL focusing exponent of negatives
+    asl_margin: float = 0.05  # ASL probability margin of negatives
+    ocla_lambda: float = 200.0  # weight of the OCLA loss in calibrate
+    ocla_threshold: float = 0.5  # t: a class is predicted above this probability
+    ocla_margin: float = 0.1  # m: true class pushed to t + m, others to t - m (0: the paper's hinge at t)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.variant not in ("side", "dense"):
-            raise SparsexError(f"unknown SIDE variant {self.variant!r}; valid: side, dense")
-        valid = SIDE_STAGES if self.variant == "side" else DENSE_STAGES
-        stages = tuple(self.stages) if self.stages else valid
-        unknown = [s for s in stages if s not in valid]
+        stages = tuple(self.stages) if self.stages else STAGES
+        unknown = [s for s in stages if s not in STAGES]
         if unknown:
-            raise SparsexError(f"unknown stage {unknown[0]!r} for variant {self.variant}; valid stages: {', '.join(valid)}")
-        self.stages = tuple(s for s in valid if s in stages)  # canonical order
+            raise SparsexError(f"unknown SIDE stage {unknown[0]!r}; valid stages: {', '.join(STAGES)}")
+        self.stages = tuple(s for s in STAGES if s in stages)  # canonical order
         if self.pretrain_loss not in ("asl", "bce"):
             raise SparsexError(f"pretrain_loss must be 'asl' or 'bce', got {self.pretrain_loss!r}")
-        self.check_counts("pretrain_epochs", "finetune_epochs", "calibrate_epochs", "dense_epochs", "prune_k",
-                          "expanded_channels")
+        self.check_counts("pretrain_epochs", "finetune_epochs", "calibrate_epochs", "prune_k", "expanded_channels")
         for name in ("ocla_lambda", "hoyer_weight"):
             check_number(getattr(self, name), name, 0)
-        if not 0 < self.ocla_threshold < 1:
-            raise SparsexError(f"ocla_threshold must be in (0, 1), got {self.ocla_threshold}")
+        check_number(self.ocla_threshold, "ocla_threshold", 0, 1, low_open=True, high_open=True)
         if not 0 <= self.ocla_margin <= min(self.ocla_threshold, 1 - self.ocla_threshold):
             raise SparsexError(f"ocla_margin must be between 0 and min(t, 1 - t) for ocla_threshold t={self.ocla_threshold}, "
                                f"got {self.ocla_margin}")
-        if self.variant == "side" and "prune" in self.stages and self.prune_k > 2 * self.expanded_channels:
+        if "prune" in self.stages and self.prune_k > 2 * self.expanded_channels:
             raise SparsexError(
                 f"prune_k A={self.prune_k} exceeds the number of prototypes ({2 * self.expanded_channels} = 2 x expanded_channels)"
             )
@@ -121,17 +111,15 @@ def _stage_loss(config: SIDETrainConfig, stage: str, head: SIDEHead) -> Callable
         return lambda out, y, _epoch: asl(out, y)
     if stage == "finetune":
         return lambda out, y, _epoch: asl(out, y) + presence_sparsity(out, y)
-    if stage == "calibrate":
-        return lambda out, y, _epoch: (asl(out, y) + presence_sparsity(out, y)
-                                       + ocla_loss(out.logits, y, config.ocla_threshold, config.ocla_lambda, config.ocla_margin))
-    return lambda out, y, _epoch: F.cross_entropy(out.logits, y)  # dense "train"
+    return lambda out, y, _epoch: (asl(out, y) + presence_sparsity(out, y)
+                                   + ocla_loss(out.logits, y, config.ocla_threshold, config.ocla_lambda, config.ocla_margin))
 
 
+@register_trainer("side", SIDETrainConfig, description="SIDE: ASL pretraining, top-A pruning, fine-tuning, OCLA calibration")
 def train_side(config: SIDETrainConfig, out: str | os.PathLike, overwrite: bool = False,
                progress: bool = True) -> dict[str, Any]:
     """Run (or resume) the stages of ``config`` in ``out``; return the final metrics."""
     stages = list(config.stages)
-    name = "side" if config.variant == "side" else "infodisent"
 
     def run_stage(head: SIDEHead, stage: str, index: int, train: FeatureCache) -> dict[str, Any]:
         if stage == "prune":
@@ -139,12 +127,11 @@ def train_side(config: SIDETrainConfig, out: str | os.PathLike, overwrite: bool 
             return {}
         epochs, lr = {"pretrain": (config.pretrain_epochs, config.pretrain_lr),
                       "finetune": (config.finetune_epochs, config.finetune_lr),
-                      "calibrate": (config.calibrate_epochs, config.calibrate_lr),
-                      "train": (config.dense_epochs, config.dense_lr)}[stage]
+                      "calibrate": (config.calibrate_epochs, config.calibrate_lr)}[stage]
         history = train_epochs(head, _stage_loss(config, stage, head), train.features, train.labels, epochs, lr,
                                config.batch_size, config.seed + 1000 * index, config.device, progress,
-                               desc=f"{name} {index + 1}/{len(stages)} {stage}", amp=config.amp)
+                               desc=f"side {index + 1}/{len(stages)} {stage}", amp=config.amp)
         return {"train_loss": history[-1] if history else None}
 
-    return train_head_stages(config, out, stages, FAMILY, name, {"expanded_channels": config.expanded_channels},
+    return train_head_stages(config, out, stages, FAMILY, "side", {"expanded_channels": config.expanded_channels},
                              run_stage, overwrite=overwrite, progress=progress, threshold=config.ocla_threshold)

@@ -36,18 +36,16 @@ single process's. Rank 0 alone evaluates and writes.
 
 from __future__ import annotations
 
-import math
 import os
-import shutil
-from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from .. import distributed
-from ..checks import check_number, from_settings
+from ..checkpoint import Checkpoint
+from ..checks import check_int, check_number
 from ..data import create_dataset
 from ..data.sampler import ClassBalancedBatchSampler, dataset_tensors
 from ..errors import DataError, SparsexError
@@ -56,18 +54,20 @@ from ..metrics.latent import latent_metrics
 from ..models import create_model
 from ..models.vsc import FAMILY, VSC
 from ..weights import load_state_dict_checked
+from ..progress import progress_bar
+from .base import TrainConfig, register_trainer
 from .loop import MixedPrecision, open_run
-from .run import removes_unstarted_run
+from .run import removes_unstarted_run, run_stages
 
 OPTIMIZER_PREFIX = "optimizer."
 
 
 @dataclass
-class VSCTrainConfig:
+class VSCTrainConfig(TrainConfig):
     """Everything a VSC run depends on.
 
     ``lambda_jsd`` weighs the class-alignment loss (0: plain VSC). Its default, 10, was chosen on
-    Fashion-MNIST (8 epochs, alpha 0.2; README, benchmark ``vsc_fashion``): lambda 1 cut the
+    Fashion-MNIST (8 epochs, alpha 0.2; benchmark ``vsc_fashion``): lambda 1 cut the
     within-class JSD by only a quarter, lambda 10 by more than ten times at the same reconstruction
     BCE, and lambda 100 collapsed the code onto two dimensions shared by every class (BCE +4%,
     no class-specific dimension left). ``alpha`` is the prior's spike probability (smaller:
@@ -75,41 +75,37 @@ class VSCTrainConfig:
     a sparse code.
     """
 
-    what: ClassVar[str] = "VSC"
+    what = "VSC"
 
-    data: str = "fashion-mnist"
-    root: str | None = None
-    data_options: dict[str, Any] = field(default_factory=dict)
-    arch: str = "mlp"
-    latent_dim: int = 64
-    hidden_dim: int = 400
-    conv_channels: int = 32
-    alpha: float = 0.2
-    beta: float = 1.0
-    lambda_jsd: float = 10.0
-    epochs: int = 20
-    batch_size: int = 250
-    lr: float = 1e-3
-    spike_scale_start: float = 50.0
-    spike_scale_end: float = 200.0
-    warmup_epochs: float = 5.0
-    seed: int = 0
-    eval_batch_size: int = 1000
-    jsd_pairs: int = 20_000
-    probe_max_iter: int = 500
-    device: str = "cpu"
+    data: str = "fashion-mnist"  # dataset (fashion-mnist; mnist with --root; digits for quick runs)
+    root: str | None = None  # local folder with the dataset's files
+    data_options: dict[str, Any] = field(default_factory=dict)  # dataset settings KEY=VALUE
+    arch: str = "mlp"  # encoder/decoder: mlp or conv
+    latent_dim: int = 64  # D: latent dimensions
+    hidden_dim: int = 400  # hidden units of the mlp encoder and decoder
+    conv_channels: int = 32  # channels of the conv encoder and decoder
+    alpha: float = 0.2  # the prior's spike probability (smaller: sparser codes)
+    beta: float = 1.0  # weight of the spike-and-slab KL term
+    lambda_jsd: float = 10.0  # weight of the class-alignment JSD loss (0: plain VSC)
+    epochs: int = 20  # training epochs
+    batch_size: int = 250  # images per class-balanced batch (every class at least twice)
+    lr: float = 1e-3  # learning rate
+    spike_scale_start: float = 50.0  # scale c of the relaxed spike at the start of the warm-up
+    spike_scale_end: float = 200.0  # scale c after the warm-up
+    warmup_epochs: float = 5.0  # epochs over which c ramps linearly from start to end
+    seed: int = 0  # seed of the initialisation, the batches and the sampled codes
+    eval_batch_size: int = 1000  # images per forward pass in evaluation
+    jsd_pairs: int = 20_000  # same-class pairs sampled for the within-class JSD metric
+    probe_max_iter: int = 500  # iterations of the linear probe on the spike probabilities
+    device: str = "cpu"  # torch device, e.g. cpu or cuda
     amp: bool = False  # mixed precision (sparsex.train.loop.MixedPrecision)
 
     def __post_init__(self) -> None:
         for name in ("latent_dim", "hidden_dim", "conv_channels", "epochs", "batch_size", "eval_batch_size",
                      "jsd_pairs", "probe_max_iter"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise SparsexError(f"{name} must be a positive integer, got {value!r}")
-        if not (isinstance(self.lambda_jsd, (int, float)) and math.isfinite(self.lambda_jsd) and self.lambda_jsd >= 0):
-            raise SparsexError(f"lambda_jsd must be a finite number >= 0 (0 is plain VSC), got {self.lambda_jsd!r}")
-        if not (isinstance(self.alpha, (int, float)) and 0 < self.alpha < 1):
-            raise SparsexError(f"alpha (the prior's spike probability) must be in (0, 1), got {self.alpha!r}")
+            check_int(getattr(self, name), name, 1)
+        check_number(self.lambda_jsd, "lambda_jsd (0 is plain VSC)", 0)
+        check_number(self.alpha, "alpha (the prior's spike probability)", 0, 1, low_open=True, high_open=True)
         for name in ("beta", "warmup_epochs"):
             check_number(getattr(self, name), name, 0)
         for name in ("lr", "spike_scale_start", "spike_scale_end"):
@@ -121,14 +117,6 @@ class VSCTrainConfig:
         distributed.check_device(self.device)
         if not isinstance(self.amp, bool):
             raise SparsexError(f"amp must be true or false, got {self.amp!r}")
-
-    @classmethod
-    def from_dict(cls, settings: dict[str, Any]) -> "VSCTrainConfig":
-        """Build a config from keyword settings; unknown names raise :class:`SparsexError`."""
-        return from_settings(cls, settings, cls.what)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     def spike_scale(self, epoch: float) -> float:
         """The relaxed spike's scale ``c`` after ``epoch`` (fractional) epochs: linear warm-up."""
@@ -235,6 +223,7 @@ def _check_distributed_batch(config: VSCTrainConfig, labels: torch.Tensor) -> No
                            f"batch_size >= {2 * k * n}, got {config.batch_size}")
 
 
+@register_trainer("vsc", VSCTrainConfig, description="variational sparse coding, plain or class-aligned (lambda_jsd > 0)")
 @removes_unstarted_run
 def train_vsc(config: VSCTrainConfig, out: str | os.PathLike, overwrite: bool = False,
               progress: bool = True) -> dict[str, Any]:
@@ -267,54 +256,48 @@ def train_vsc(config: VSCTrainConfig, out: str | os.PathLike, overwrite: bool = 
                      "spike_scale_end": config.spike_scale_end, "seed": config.seed},
     }
 
-    start, has_final = distributed.from_main(lambda: (run.last_finished() + 1,
-                                                      (run.path / "checkpoint" / "config.json").is_file()))
-    if start > 0:
-        state = run.load_stage(start - 1, FAMILY).state
+    def resume(checkpoint: Checkpoint) -> None:
+        state = checkpoint.state
         load_state_dict_checked(model, {k: v for k, v in state.items() if not k.startswith(OPTIMIZER_PREFIX)},
-                                f"epoch checkpoint {run.stage_dir(start - 1)}")
+                                f"epoch checkpoint {checkpoint.path}")
         _load_optimizer(optimiser, {k: v for k, v in state.items() if k.startswith(OPTIMIZER_PREFIX)})
-
-    def record_epoch(epoch: int, record: dict[str, float]) -> None:
-        last = epoch == config.epochs - 1
-        metrics = evaluate_vsc(model, test_images, test_labels, classes, config,
-                               train=(train_images, train_labels) if last else None)
-        run.finish_stage(epoch, {**model.state_dict(), **_optimizer_tensors(optimiser)}, FAMILY,
-                         checkpoint_config, {"epoch": epoch + 1, **metrics, **record})
-        for older in range(epoch):  # keep only the newest epoch (also one a kill left behind)
-            if run.stage_dir(older).exists():
-                shutil.rmtree(run.stage_dir(older), ignore_errors=True)
 
     net = distributed.wrap(model)
     precision = MixedPrecision(device, config.amp)
     world, rank = distributed.world_size(), distributed.rank()
     steps = len(sampler)
-    with tqdm(total=(config.epochs - start) * steps, desc=f"vsc lambda={config.lambda_jsd:g}", unit="step",
-              disable=not progress, leave=False) as bar:
-        for epoch in range(start, config.epochs):
-            model.train()
-            sampler.set_epoch(epoch)
-            generator = torch.Generator(device=device).manual_seed((config.seed * 100_003 + epoch) * world + rank)
-            totals = {"loss": 0.0, "bce": 0.0, "kl": 0.0, "jsd": 0.0}
-            for step, batch in enumerate(sampler):
-                scale = config.spike_scale(epoch + step / steps)
-                batch = _rank_slice(batch, train_labels)
-                with precision.autocast():
-                    loss, parts = vsc_loss(net, train_images[batch].to(device), train_labels[batch].to(device), config,
-                                           scale, generator)
-                precision.step(loss, optimiser)
-                totals["loss"] += loss.item()
-                for key, value in parts.items():
-                    totals[key] += value
-                bar.update()
-            record = {f"train_{k}": v / steps for k, v in distributed.all_reduce_mean(totals).items()}
-            record["spike_scale"] = config.spike_scale(epoch + 1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{record['train_loss']:.2f}")
-            distributed.main_only(record_epoch, epoch, record)
-    if not has_final or start < config.epochs:
-        if start >= config.epochs:  # finished earlier but killed before the final checkpoint
-            state = run.load_stage(config.epochs - 1, FAMILY).state
-            load_state_dict_checked(model, {k: v for k, v in state.items() if not k.startswith(OPTIMIZER_PREFIX)},
-                                    f"epoch checkpoint {run.stage_dir(config.epochs - 1)}")
-        distributed.main_only(run.finish, model, FAMILY, checkpoint_config)
-    return run.metrics()["final"]
+    bar = progress_bar(total=config.epochs * steps, desc=f"vsc lambda={config.lambda_jsd:g}", unit="step",
+                       disable=not progress)
+
+    def run_epoch(epoch: int) -> dict[str, Any]:
+        model.train()
+        sampler.set_epoch(epoch)
+        bar.n = epoch * steps
+        generator = torch.Generator(device=device).manual_seed((config.seed * 100_003 + epoch) * world + rank)
+        totals = {"loss": 0.0, "bce": 0.0, "kl": 0.0, "jsd": 0.0}
+        for step, batch in enumerate(sampler):
+            scale = config.spike_scale(epoch + step / steps)
+            batch = _rank_slice(batch, train_labels)
+            with precision.autocast():
+                loss, parts = vsc_loss(net, train_images[batch].to(device), train_labels[batch].to(device), config,
+                                       scale, generator)
+            precision.step(loss, optimiser)
+            totals["loss"] += loss.item()
+            for key, value in parts.items():
+                totals[key] += value
+            bar.update()
+        record = {"epoch": epoch + 1, **{f"train_{k}": v / steps for k, v in distributed.all_reduce_mean(totals).items()}}
+        record["spike_scale"] = config.spike_scale(epoch + 1)
+        bar.set_postfix(epoch=epoch + 1, loss=f"{record['train_loss']:.2f}")
+        return record
+
+    def evaluate(epoch: int) -> dict[str, Any]:
+        last = epoch == config.epochs - 1
+        return evaluate_vsc(model, test_images, test_labels, classes, config,
+                            train=(train_images, train_labels) if last else None)
+
+    with bar:
+        return run_stages(run, FAMILY, run_stage=run_epoch, evaluate=evaluate, resume=resume,
+                          stage_state=lambda: {**model.state_dict(), **_optimizer_tensors(optimiser)},
+                          final_state=lambda: model, checkpoint_config=lambda: checkpoint_config,
+                          keep_last_stage_only=True)

@@ -16,53 +16,49 @@ Under torchrun the U-Net trains data-parallel; rank 0 alone measures and writes.
 
 from __future__ import annotations
 
+import copy
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .. import distributed
-from ..checks import from_settings
+from ..checkpoint import Checkpoint
 from ..data import create_dataset
 from ..data.sampler import dataset_tensors
 from ..errors import SparsexError
 from ..explainers.minimal_mask import FAMILY, MinimalMask, MinimalMaskConfig
+from ..inference import positive_int
 from ..models.classifier import load_classifier
+from .base import TrainConfig, register_trainer
 from .loop import open_run
-from .run import removes_unstarted_run
+from .run import removes_unstarted_run, run_stages
 
 
 @dataclass
-class ExplainerTrainConfig:
-    """``classifier``: the classifier's run or checkpoint folder. ``data``/``root``/``data_options``
-    default to the classifier's own; ``train_limit``/``test_limit`` cap the images used (None: all).
-    ``explainer``: :class:`MinimalMaskConfig` settings."""
+class MinimalMaskTrainConfig(TrainConfig):
+    """The classifier to explain, the images to train on, and the explainer's own settings
+    (:class:`MinimalMaskConfig`, flattened on the command line: ``--epochs``, ``--weights.area``)."""
 
-    classifier: str = ""
-    data: str | None = None
-    root: str | None = None
-    data_options: dict[str, Any] | None = None
-    train_limit: int | None = None
-    test_limit: int | None = 500
-    explainer: dict[str, Any] = field(default_factory=dict)
+    what = "minimal-mask explainer"
+
+    classifier: str = ""  # the classifier's run or checkpoint folder (sparsex train classifier)
+    data: str | None = None  # dataset (default: the classifier's own)
+    root: str | None = None  # local folder with the dataset's files (default: the classifier's)
+    data_options: dict[str, Any] | None = None  # dataset settings KEY=VALUE (default: the classifier's)
+    train_limit: int | None = None  # train on the first N training images (default: all)
+    test_limit: int | None = 500  # measure each stage on the first N test images
+    device: str = "cpu"  # torch device, e.g. cpu or cuda
+    explainer: MinimalMaskConfig = field(default_factory=MinimalMaskConfig, metadata={"flatten": True})
 
     def __post_init__(self) -> None:
         if not self.classifier:
             raise SparsexError("the explainer needs a classifier folder (--classifier DIR)")
         for name in ("train_limit", "test_limit"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise SparsexError(f"{name} must be a positive integer or None, got {value!r}")
-        MinimalMaskConfig.from_dict(self.explainer)  # validate early
-
-    @classmethod
-    def from_dict(cls, settings: dict[str, Any]) -> "ExplainerTrainConfig":
-        return from_settings(cls, settings, "explainer")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+            positive_int(getattr(self, name), name, none_ok=True)
+        distributed.check_device(self.device)
 
 
 def load_images(data: str, split: str, root: str | None, options: dict[str, Any], limit: int | None,
@@ -81,13 +77,16 @@ def mask_test_metrics(explainer: MinimalMask, images: torch.Tensor, batch_size: 
             "sufficiency": sufficiency(explainer.model, images, masks, internal_batch_size=batch_size)}
 
 
+@register_trainer("minimal-mask", MinimalMaskTrainConfig,
+                  description="the amortised minimal-mask explainer (activation matching) of a frozen classifier")
 @removes_unstarted_run
-def train_explainer(config: ExplainerTrainConfig, out: str | os.PathLike, overwrite: bool = False,
-                    progress: bool = True) -> dict[str, Any]:
+def train_minimal_mask(config: MinimalMaskTrainConfig, out: str | os.PathLike, overwrite: bool = False,
+                       progress: bool = True) -> dict[str, Any]:
     """Run (or resume) a mask-explainer run in ``out``; return the final metrics."""
-    distributed.init("cpu")
+    distributed.init(config.device)
     model, classifier_checkpoint = load_classifier(config.classifier)
-    mask_config = MinimalMaskConfig.from_dict(config.explainer)
+    model = model.to(config.device)
+    mask_config = copy.deepcopy(config.explainer)  # the explainer fills in its defaults (layers)
     distributed.check_batch_size(mask_config.batch_size)
     progress = progress and distributed.is_main()
     stages = [f"epoch-{e + 1}" for e in range(mask_config.epochs)] + (["calibrate"] if mask_config.calibrate else [])
@@ -96,33 +95,29 @@ def train_explainer(config: ExplainerTrainConfig, out: str | os.PathLike, overwr
     data = config.data or data_cfg["name"]
     root = config.root if config.data else data_cfg.get("root")
     options = config.data_options if config.data_options is not None else (data_cfg.get("options") or {})
-    train = load_images(data, "train", root, options, config.train_limit, progress)
-    test = load_images(data, "test", root, options, config.test_limit, progress)
+    train = load_images(data, "train", root, options, config.train_limit, progress).to(config.device)
+    test = load_images(data, "test", root, options, config.test_limit, progress).to(config.device)
     explainer = MinimalMask(model, mask_config, in_chans=train.shape[1])
+    explainer.net.to(config.device)
     classifier_dir = str(Path(classifier_checkpoint.path).resolve())
-    start = distributed.from_main(run.last_finished) + 1
-    if start > 0:
-        stage = run.load_stage(start - 1, FAMILY)
-        stage.load_into(explainer.net)
-        explainer.config.threshold = stage.config["explainer"]["threshold"]
-        explainer.config.fallback_areas = stage.config["explainer"]["fallback_areas"]
-        explainer.epochs_done, explainer.image_size = min(start, mask_config.epochs), tuple(train.shape[-2:])
 
-    def record(index: int, metrics: dict[str, Any]) -> None:
-        metrics = {**mask_test_metrics(explainer, test), **metrics}
-        run.finish_stage(index, explainer.net, FAMILY, explainer.checkpoint_config(classifier=classifier_dir), metrics)
+    def resume(checkpoint: Checkpoint) -> None:
+        checkpoint.load_into(explainer.net)
+        explainer.config.threshold = checkpoint.config["explainer"]["threshold"]
+        explainer.config.fallback_areas = checkpoint.config["explainer"]["fallback_areas"]
+        explainer.epochs_done = int(checkpoint.config["epochs_done"])
+        explainer.image_size = tuple(train.shape[-2:])
 
-    for index in range(start, mask_config.epochs):
-        losses = explainer.fit_epoch(train, progress)
-        distributed.main_only(record, index, {"train_loss": losses["total"], "train_kept": losses["kept"]})
-
-    def calibrate() -> None:
+    def run_stage(index: int) -> dict[str, Any]:
+        if index < mask_config.epochs:
+            losses = explainer.fit_epoch(train, progress)
+            return {"train_loss": losses["total"], "train_kept": losses["kept"]}
         calibration = explainer.calibrate_threshold(train[:mask_config.calibrate])
         pruning = explainer.prune_fallback_areas(train[:mask_config.calibrate])
-        record(mask_config.epochs, {"threshold": calibration["threshold"], "calibration": calibration["table"],
-                                    **pruning})
+        return {"threshold": calibration["threshold"], "calibration": calibration["table"], **pruning}
 
-    if mask_config.calibrate and start <= mask_config.epochs:
-        distributed.main_only(calibrate)
-    distributed.main_only(run.finish, explainer.net, FAMILY, explainer.checkpoint_config(classifier=classifier_dir))
-    return run.metrics()["final"]
+    def stage_config() -> dict[str, Any]:
+        return explainer.checkpoint_config(classifier=classifier_dir)
+
+    return run_stages(run, FAMILY, run_stage=run_stage, evaluate=lambda _index: mask_test_metrics(explainer, test),
+                      resume=resume, stage_state=lambda: explainer.net, checkpoint_config=stage_config)
