@@ -4,7 +4,6 @@ import json
 
 import pytest
 from PIL import Image
-
 from test_cli import assert_one_line_error, run
 
 TINY = ["--data", "digits", "--latent-dim", "8", "--lambda-jsd", "10", "--epochs", "2", "--set", "hidden_dim=32",
@@ -88,7 +87,7 @@ def test_train_bad_input(capsys, tmp_path, args, pattern):
 
 def test_analyze_bad_input(capsys, vsc_run, tmp_path):
     for args, pattern in [
-        (["--dims", "99"], r"latent dimension 99 is out of range; this model has dimensions 0..7"),
+        (["--dims", "99"], r"latent dimension of this model must be an integer in \[0, 7\], got 99"),
         (["--dims", "x"], "--dims takes latent dimension numbers"),
         (["--classes", "Sandal"], "unknown class 'Sandal'; this model's classes: 0, 1"),
         (["--steps", "1"], "steps must be an integer >= 2"),

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from sparsex.errors import InputError
-from sparsex.inference import check_logits, frozen, positive_int, predict_logits, resolve_targets
+from sparsex.inference import check_logits, frozen, predict_logits, resolve_targets
 
 LOGITS = torch.tensor([[0.0, 2.0, 1.0], [3.0, 3.0, 0.0]])  # top-1: 1, and a tie -> 0
 
@@ -52,10 +52,3 @@ def test_predict_logits_in_batches_and_checks_the_output():
     assert not predict_logits(model, x).requires_grad
     with pytest.raises(InputError, match=r"logits \(B, K\)"):
         check_logits(torch.zeros(7), 7)
-
-
-def test_positive_int():
-    assert positive_int(3, "n") == 3 and positive_int(None, "n", none_ok=True) is None
-    for bad in (0, -2, 1.5, True, None):
-        with pytest.raises(InputError, match="n must be a positive integer"):
-            positive_int(bad, "n")

@@ -25,9 +25,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .weights import load_state_dict_checked
+from .checks import check_int
 from .errors import CheckpointError
 from .io import atomic_dir, read_json, sha256_file
+from .weights import load_state_dict_checked
 
 FORMAT_VERSION = 1
 MODEL_FILE = "model.safetensors"
@@ -112,9 +113,7 @@ def load_checkpoint(path: str | os.PathLike, family: str | None = None) -> Check
     meta = read_json(path / CONFIG_FILE, f"checkpoint {CONFIG_FILE}", CheckpointError)
     if not isinstance(meta, dict) or not {"format_version", "family", "config"} <= meta.keys():
         raise CheckpointError(f"checkpoint {path}: {CONFIG_FILE} lacks format_version/family/config")
-    version = meta["format_version"]
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise CheckpointError(f"checkpoint {path}: invalid format_version {version!r}")
+    version = check_int(meta["format_version"], f"checkpoint {path}: format_version", 1, error=CheckpointError)
     if version > FORMAT_VERSION:
         raise CheckpointError(
             f"checkpoint {path} has format version {version}, newer than this sparsex reads ({FORMAT_VERSION}); upgrade sparsex"

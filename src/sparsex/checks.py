@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 import numbers
 import typing
+from collections.abc import Iterable
 from dataclasses import fields, is_dataclass
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 
 from .errors import InputError, SparsexError
@@ -60,10 +62,12 @@ def check_number(value: Any, name: str, low: float | None = None, high: float | 
 
 
 def check_int(value: Any, name: str, low: int | None = None, high: int | None = None, *,
-              error: type[Exception] = InputError) -> int:
-    """``value`` as an int: an integer (not a bool) in ``[low, high]`` (``None`` for no bound).
-    Raises a one-line ``error`` (default :class:`InputError`) naming ``name`` and the valid range
-    otherwise."""
+              none_ok: bool = False, error: type[Exception] = InputError) -> int | None:
+    """``value`` as an int: an integer (not a bool) in ``[low, high]`` (``None`` for no bound), or
+    ``None`` when ``none_ok``. Raises a one-line ``error`` (default :class:`InputError`) naming
+    ``name`` and the valid range otherwise."""
+    if value is None and none_ok:
+        return None
     ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
     if ok and (low is None or value >= low) and (high is None or value <= high):
         return int(value)
@@ -77,7 +81,22 @@ def check_int(value: Any, name: str, low: int | None = None, high: int | None = 
         kind = f"an integer <= {high}"
     else:
         kind = "an integer"
-    raise error(f"{name} must be {kind}, got {value!r}")
+    raise error(f"{name} must be {kind}{' or None' if none_ok else ''}, got {value!r}")
+
+
+def check_indices(indices: Any, n: int) -> list[int]:
+    """``indices`` into ``n`` items (a sequence, tensor or array of ints; ``None`` for all of them)
+    as a non-empty list of ints in ``[0, n)``; a one-line :class:`InputError` otherwise."""
+    if indices is None:
+        indices = range(n)
+    if isinstance(indices, (torch.Tensor, np.ndarray)):
+        indices = indices.tolist()
+    if isinstance(indices, (str, bytes)) or not isinstance(indices, Iterable):
+        raise InputError(f"indices must be a sequence of integers, got {indices!r}")
+    out = list(indices)
+    if not out:
+        raise InputError("indices are empty: name at least one item")
+    return [check_int(i, f"index into {n} items", 0, n - 1) for i in out]
 
 
 def check_tensor(x: torch.Tensor, name: str, shape: str, nonempty: bool = False, allow_nan: bool = False) -> torch.Tensor:

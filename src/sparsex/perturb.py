@@ -15,6 +15,7 @@ import numbers
 
 import torch
 
+from .checks import check_number
 from .errors import InputError
 
 #: The default blur standard deviation, as a fraction of the image's longer side:
@@ -53,10 +54,7 @@ def kernel_size(sigma: float, length: int) -> int:
 
 def check_sigma(sigma: float | None) -> float | None:
     """``sigma`` must be a positive number of pixels, or ``None`` (the default); a one-line error otherwise."""
-    if sigma is not None and (isinstance(sigma, bool) or not isinstance(sigma, numbers.Real)
-                              or not math.isfinite(sigma) or sigma <= 0):
-        raise InputError(f"blur sigma must be a positive number (pixels) or None for the default, got {sigma!r}")
-    return sigma
+    return check_number(sigma, "blur sigma (pixels; None: the default)", 0, low_open=True, none_ok=True)
 
 
 def gaussian_kernel1d(sigma: float, size: int, dtype: torch.dtype = torch.float32,
@@ -109,10 +107,8 @@ def make_baseline(images: torch.Tensor, baseline: str | float | torch.Tensor | N
         if baseline == "zeros":
             return torch.zeros_like(images)
         raise InputError(f"unknown baseline {baseline!r}; valid: {', '.join(BASELINES)}, a number or a tensor")
-    if isinstance(baseline, numbers.Real) and not isinstance(baseline, bool):
-        if not math.isfinite(baseline):
-            raise InputError(f"a constant baseline must be finite, got {baseline!r}")
-        return torch.full_like(images, float(baseline))
+    if isinstance(baseline, numbers.Real):
+        return torch.full_like(images, check_number(baseline, "a constant baseline"))
     if isinstance(baseline, torch.Tensor):
         try:
             shape = torch.broadcast_shapes(baseline.shape, images.shape)

@@ -111,5 +111,5 @@ def test_local_weight_file_round_trip_and_mismatch(tmp_path):
 
 @pytest.mark.parametrize("name", ["vit_tiny_patch16_224", "resnet18"])
 def test_layer_out_of_range_names_the_valid_range(name):
-    with pytest.raises(SparsexError, match=r"layer 99 is out of range for backbone .*: it has \d+ feature levels"):
+    with pytest.raises(SparsexError, match=r"layer of backbone .* \(it has \d+ feature levels; .*\) must be an integer in \[0, \d+\], got 99"):
         create_backbone(name, layer=99, image_size=32)

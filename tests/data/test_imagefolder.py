@@ -123,7 +123,7 @@ def test_bad_settings(tree: Path) -> None:
         sparsex.create_dataset("imagefolder", root=tree, size=3)
     with pytest.raises(DataError, match="'channels' must be 1 or 3, got 4"):
         sparsex.create_dataset("imagefolder", root=tree, channels=4)
-    with pytest.raises(DataError, match="'image_size' must be a positive integer, got 0"):
+    with pytest.raises(DataError, match="'image_size' must be a positive integer or None, got 0"):
         sparsex.create_dataset("imagefolder", root=tree, image_size=0)
 
 

@@ -1,12 +1,11 @@
 import numpy as np
 import pytest
 import torch
+from conftest import TinyImages
 
 from sparsex import create_dataset
 from sparsex.data.sampler import ClassBalancedBatchSampler, dataset_tensors, min_balanced_batch_size
 from sparsex.errors import DataError
-
-from conftest import TinyImages
 
 
 def test_every_batch_holds_every_class_equally():

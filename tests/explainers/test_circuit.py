@@ -140,9 +140,9 @@ def test_bad_input_is_one_line_sparsex_error():
         (dict(layers=["0", "2"]), r"does not feed the classifier.*end the layers with 4"),
         (dict(target=3), r"target class 3 is out of range.*3 classes"),
         (dict(target=-1), r"out of range"),
-        (dict(target=1.5), r"integer class index"),
+        (dict(target=1.5), r"target \(a class index\) must be an integer"),
         (dict(top_k=0), r"top_k must be a positive integer"),
-        (dict(threshold=1.0), r"threshold must be a number in \[0, 1\)"),
+        (dict(threshold=1.0), r"threshold \(a fraction of the layer's largest activation\) must be a finite number in \[0, 1\)"),
     ]
     for kwargs, pattern in cases:
         with pytest.raises(InputError, match=pattern) as info:

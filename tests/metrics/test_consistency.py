@@ -221,13 +221,13 @@ def test_bad_inputs():
     _one_line_error("locations must have an integer dtype", part_vectors, LOCS.float(), (2, 2), MASKS)
     _one_line_error("part_masks must be a bool tensor", part_vectors, LOCS, (2, 2), MASKS.float())
     _one_line_error(r"part_masks must be a tensor of shape \(N, K, H, W\)", part_vectors, LOCS, (2, 2), MASKS[0])
-    _one_line_error("feature_size must be two positive integers", part_vectors, LOCS, (2, 0), MASKS)
-    _one_line_error(r"region must be a fraction .* in \(0, 1\]", part_vectors, LOCS, (2, 2), MASKS, region=1.5)
-    _one_line_error(r"region must be a fraction .* in \(0, 1\]", part_vectors, LOCS, (2, 2), MASKS, region=0)
+    _one_line_error("feature_size w must be a positive integer", part_vectors, LOCS, (2, 0), MASKS)
+    _one_line_error(r"region \(a fraction of the image side.*\) must be a finite number in \(0, 1\]", part_vectors, LOCS, (2, 2), MASKS, region=1.5)
+    _one_line_error(r"region \(a fraction of the image side.*\) must be a finite number in \(0, 1\]", part_vectors, LOCS, (2, 2), MASKS, region=0)
     _one_line_error("min_overlap must be a positive integer", part_vectors, LOCS, (2, 2), MASKS, min_overlap=0)
     for mu in (0, 1.5, -0.2, float("nan")):
-        _one_line_error(r"mu must be a number in \(0, 1\]", consistency, vecs, LABELS, CLASSES, mu=mu)
-        _one_line_error(r"mu must be a number in \(0, 1\]", Consistency, mu)
+        _one_line_error(r"mu must be a finite number in \(0, 1\]", consistency, vecs, LABELS, CLASSES, mu=mu)
+        _one_line_error(r"mu must be a finite number in \(0, 1\]", Consistency, mu)
     assert consistency(vecs, LABELS, CLASSES, mu=1) == pytest.approx(1 / 3)  # mu = 1 is allowed
     _one_line_error("labels have 4 entries but part_vecs have 5 images", consistency, vecs, LABELS[:4], CLASSES)
     _one_line_error("prototype_classes have 4 entries but part_vecs have 5 prototypes", consistency, vecs, LABELS,
@@ -387,7 +387,8 @@ def test_driver_bad_inputs(world, tiny_images):
     _one_line_error("dataset items have no part_masks", consistency_stability, model, tiny_images)
     _one_line_error("model must be a PrototypeExplainer or a", consistency_stability, FakeHead(), world)
     _one_line_error("has no class_weights", consistency_stability, (nn.Identity(), FakeBackbone(16)), world)
-    _one_line_error(r"mu must be a number in \(0, 1\]", consistency_stability, model, world, mu=0)
+    _one_line_error(r"mu must be a finite number in \(0, 1\]", consistency_stability, model, world, mu=0)
     _one_line_error("sigma must be a finite number >= 0", consistency_stability, model, world, sigma=-0.1)
-    _one_line_error("index 24 is out of range", consistency_stability, model, world, indices=[0, 24])
+    _one_line_error(r"index into \d+ items must be an integer in \[0, \d+\], got 24", consistency_stability, model,
+                    world, indices=[0, 24])
     _one_line_error("batch_size must be a positive integer", consistency_stability, model, world, batch_size=0)

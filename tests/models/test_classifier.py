@@ -15,7 +15,7 @@ def test_linear_probe_pools_then_projects():
 
 
 def test_linear_probe_bad_input():
-    with pytest.raises(SparsexError, match="num_classes=0"):
+    with pytest.raises(SparsexError, match="num_classes must be a positive integer, got 0"):
         create_model("linear-probe", in_channels=2, num_classes=0)
     with pytest.raises(InputError, match=r"linear probe head expects features \(B, 2, h, w\)"):
         create_model("linear-probe", in_channels=2, num_classes=3)(torch.zeros(1, 3, 2, 2))

@@ -100,9 +100,9 @@ def test_checkpoint_round_trip_keeps_pruning_and_threshold(tmp_path):
 
 
 @pytest.mark.parametrize("kw, pattern", [
-    (dict(num_prototypes=0), "num_prototypes=0 must be a positive integer"),
-    (dict(temperature=0.0), "temperature must be a number > 0"),
-    (dict(importance_threshold=-1.0), "importance_threshold must be a number >= 0"),
+    (dict(num_prototypes=0), "num_prototypes must be a positive integer, got 0"),
+    (dict(temperature=0.0), "temperature must be a finite number > 0"),
+    (dict(importance_threshold=-1.0), "importance_threshold must be a finite number >= 0"),
     (dict(num_classes=1), "at least 2 classes"),
 ])
 def test_bad_settings(kw, pattern):

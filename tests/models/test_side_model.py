@@ -69,7 +69,7 @@ def test_prune_keeps_the_a_largest_weights_per_class():
 def test_bad_config_and_inputs():
     with pytest.raises(SparsexError, match="num_classes=1"):
         create_model("side", in_channels=4, num_classes=1)
-    with pytest.raises(SparsexError, match="expanded_channels=0"):
+    with pytest.raises(SparsexError, match="expanded_channels must be a positive integer, got 0"):
         create_model("side", in_channels=4, num_classes=2, expanded_channels=0)
     head = tiny()
     with pytest.raises(InputError, match=r"expects features \(B, 6, h, w\), got \(2, 5, 3, 3\)"):

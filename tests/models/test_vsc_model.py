@@ -66,5 +66,5 @@ def test_bad_settings():
         create_model("vsc", image_size=30, arch="conv")
     with pytest.raises(SparsexError, match="unknown VSC architecture 'rnn'"):
         create_model("vsc", arch="rnn")
-    with pytest.raises(SparsexError, match="latent_dim=0"):
+    with pytest.raises(SparsexError, match="latent_dim must be a positive integer, got 0"):
         create_model("vsc", latent_dim=0)

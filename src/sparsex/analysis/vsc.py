@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 import torch
 
+from ..checks import check_int, check_number
 from ..errors import InputError
 from ..io import atomic_dir, atomic_file, check_output_dir, write_json
 from ..metrics.latent import class_mean_gamma, classify_dimensions, latent_metrics, nan_to_none
@@ -99,14 +100,11 @@ def analyze_vsc(run: str | os.PathLike, out: str | os.PathLike | None = None, di
     model, checkpoint = load_model(run, family=FAMILY)
     out = Path(out) if out is not None else (run if checkpoint.path != run else run.parent) / "analysis"
     model = model.to(device)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
-        raise InputError(f"traversal steps must be an integer >= 2, got {steps!r}")
-    if isinstance(span, bool) or not isinstance(span, (int, float)) or not 0 < span < float("inf"):
-        raise InputError(f"traversal span must be > 0, got {span!r}")
+    check_int(steps, "traversal steps", 2)
+    check_number(span, "traversal span", 0, low_open=True)
     if dims is not None:
-        bad = [d for d in dims if isinstance(d, bool) or not isinstance(d, int) or not 0 <= d < model.latent_dim]
-        if bad:
-            raise InputError(f"latent dimension {bad[0]!r} is out of range; this model has dimensions 0..{model.latent_dim - 1}")
+        for d in dims:
+            check_int(d, "latent dimension of this model", 0, model.latent_dim - 1)
     data = checkpoint.config.get("data") or {}
     if data.get("classes"):
         _parse_classes(classes, list(data["classes"]))  # refuse unknown names before loading any data

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checks import check_images
+from ..checks import check_images, check_int
 from ..errors import InputError, SparsexError, UnknownNameError
 from ..registry import Registry
 from ..weights import load_state_dict_checked, module_sha256, read_state_dict
@@ -64,16 +64,15 @@ class Backbone(nn.Module):
         super().__init__()
         if layer is not None:
             levels = len(getattr(model, "feature_info", None) or [])
-            if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < levels:
-                raise SparsexError(f"layer {layer!r} is out of range for backbone {name}: it has {levels} feature levels "
-                                   f"(layer 0 to {levels - 1}), or leave layer unset for the final features")
+            check_int(layer, f"layer of backbone {name} (it has {levels} feature levels; unset: the final features)",
+                      0, levels - 1, error=SparsexError)
         self.model = model
         self.name = name
         self.layer = layer
         self.frozen = False
         self.kind = "vit" if _is_vit(model) else "cnn"
         self.prefix_tokens = int(getattr(model, "num_prefix_tokens", 0)) if self.kind == "vit" else 0
-        self.in_chans = in_chans = _in_chans(model)
+        self.in_chans = in_chans = input_channels(model)
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
         self._input_size = tuple(input_size)
@@ -141,11 +140,17 @@ def _is_vit(model: nn.Module) -> bool:
     return hasattr(model, "patch_embed") and hasattr(model, "num_prefix_tokens")
 
 
-def _in_chans(model: nn.Module) -> int:
+def input_channels(model: nn.Module) -> int:
+    """The channels of the images ``model`` takes: its backbone's ``info.in_chans`` when it has a
+    :class:`Backbone` (an image classifier), else the input channels of its first ``Conv2d``."""
+    backbone = getattr(model, "backbone", None)
+    if isinstance(backbone, Backbone):
+        return backbone.info.in_chans
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
             return module.in_channels
-    raise SparsexError(f"cannot tell the input channels of {type(model).__name__}")
+    raise SparsexError(f"cannot tell the input channels of {type(model).__name__}: it has no Backbone and no Conv2d; "
+                       f"pass in_chans")
 
 
 def _classifier_prefixes(model: nn.Module) -> tuple[str, ...]:
@@ -194,8 +199,7 @@ def create_backbone(name: str, pretrained: bool = False, weights: str | os.PathL
         seed: seed of the random initialisation (of everything the weights do not cover), so the
             same call always gives the same model; the global RNG is left untouched.
     """
-    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1):
-        raise SparsexError(f"backbone image_size must be a positive integer or None, got {image_size!r}")
+    check_int(image_size, "backbone image_size", 1, none_ok=True, error=SparsexError)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         backbone = _create(name, pretrained, weights, layer, image_size, **kwargs)

@@ -18,8 +18,8 @@ import timm
 import torch
 
 from ..errors import CheckpointError, SparsexError
-from .backbone import BACKBONES, Backbone, timm_backbone
 from ..weights import load_state_dict_checked
+from .backbone import BACKBONES, Backbone, timm_backbone
 
 ARCH = "tf_efficientnet_lite0"
 MEAN = STD = (0.5, 0.5, 0.5)

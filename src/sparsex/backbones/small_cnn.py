@@ -10,9 +10,10 @@ import os
 
 from torch import nn
 
+from ..checks import check_int
 from ..errors import SparsexError
-from .backbone import BACKBONES, Backbone
 from ..weights import load_state_dict_checked, read_state_dict
+from .backbone import BACKBONES, Backbone
 
 
 class SmallCNN(nn.Module):
@@ -41,8 +42,7 @@ def create_small_cnn(pretrained: bool = False, weights: str | os.PathLike | None
     if layer is not None:
         raise SparsexError("small-cnn has a single feature layer; leave layer unset")
     for setting, value in (("in_chans", in_chans), ("width", width)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise SparsexError(f"small-cnn setting {setting} must be a positive integer, got {value!r}")
+        check_int(value, f"small-cnn setting {setting}", 1, error=SparsexError)
     model = SmallCNN(in_chans, width)
     if weights is not None:
         load_state_dict_checked(model, read_state_dict(weights), f"weights file {weights}")

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from ..checks import check_int
 from ..errors import DataError
 from ..registry import Registry
 
@@ -67,15 +68,6 @@ def reject_unknown_options(dataset: str, options: dict[str, Any], valid: Iterabl
             f"dataset {dataset!r} has no setting {', '.join(map(repr, sorted(options)))}; "
             f"valid settings: {', '.join(valid) if valid else '(none)'}"
         )
-
-
-def check_positive_int(dataset: str, setting: str, value: Any, allow_none: bool = True) -> int | None:
-    """Return ``value`` if it is a positive int (or ``None`` when allowed); else raise :class:`DataError`."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise DataError(f"dataset {dataset!r}: setting {setting!r} must be a positive integer, got {value!r}")
-    return value
 
 
 def files_digest(root: str | os.PathLike, paths: Iterable[str | os.PathLike]) -> str:
@@ -131,10 +123,9 @@ def check_image_size(size: Any) -> tuple[int, int] | None:
     """``size`` must be ``None`` or a pair ``(H, W)`` of positive integers; a one-line :class:`DataError` otherwise."""
     if size is None:
         return None
-    if (not isinstance(size, (tuple, list)) or len(size) != 2
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in size)):
+    if not isinstance(size, (tuple, list)) or len(size) != 2:
         raise DataError(f"image size must be a pair (H, W) of positive integers, got {size!r}")
-    return int(size[0]), int(size[1])
+    return check_int(size[0], "image size H", 1, error=DataError), check_int(size[1], "image size W", 1, error=DataError)
 
 
 def read_image_tensor(path: str | os.PathLike, channels: int = 3, size: tuple[int, int] | None = None) -> torch.Tensor:

@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..checks import check_int
 from ..errors import DataError
 from .base import (
     DATASETS,
     ImageDataset,
-    check_positive_int,
     check_split,
     files_digest,
     load_image,
@@ -147,7 +147,7 @@ class CUBDataset(ImageDataset):
         self, root: str | os.PathLike, split: str = "train", image_size: int | None = 224, crop_to_bbox: bool = False
     ) -> None:
         self.split = check_split(split, ("train", "test"), self.name)
-        self.size = check_positive_int(self.name, "image_size", image_size)
+        self.size = check_int(image_size, f"dataset {self.name!r}: setting 'image_size'", 1, none_ok=True, error=DataError)
         if not isinstance(crop_to_bbox, bool):
             raise DataError(f"dataset 'cub200': setting 'crop_to_bbox' must be true or false, got {crop_to_bbox!r}")
         self.crop_to_bbox = crop_to_bbox

@@ -19,9 +19,10 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
+from ..checks import check_int
 from ..errors import DataError
 from ..io import sha256_file
-from .base import DATASETS, ImageDataset, check_positive_int, check_split, reject_unknown_options
+from .base import DATASETS, ImageDataset, check_split, reject_unknown_options
 
 #: IDX dtype code -> big-endian numpy dtype.
 IDX_DTYPES: dict[int, np.dtype] = {
@@ -227,7 +228,7 @@ def create_fashion_mnist(
     """
     reject_unknown_options("fashion-mnist", unknown, ["limit"])
     check_split(split, ("train", "test"), "fashion-mnist")
-    limit = check_positive_int("fashion-mnist", "limit", limit)
+    limit = check_int(limit, "dataset 'fashion-mnist': setting 'limit'", 1, none_ok=True, error=DataError)
     hint = "run `apt-get install dataset-fashion-mnist` or pass --root DIR (root= in Python) to a folder with the IDX files"
     root = FASHION_MNIST_ROOT if root is None else Path(root).expanduser()
     return _load_idx_split("fashion-mnist", split, root, FASHION_MNIST_CLASSES, limit, hint)
@@ -242,7 +243,7 @@ def create_mnist(
     """
     reject_unknown_options("mnist", unknown, ["limit"])
     check_split(split, ("train", "test"), "mnist")
-    limit = check_positive_int("mnist", "limit", limit)
+    limit = check_int(limit, "dataset 'mnist': setting 'limit'", 1, none_ok=True, error=DataError)
     hint = "pass --root DIR (root= in Python) to a folder with the original MNIST IDX files"
     if root is None:
         if not MNIST_ROOT.is_dir():

@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..checks import check_int
 from ..errors import DataError
 from .base import (
     DATASETS,
     ImageDataset,
     check_channels,
-    check_positive_int,
     files_digest,
     load_image,
     pil_to_tensor,
@@ -77,7 +77,7 @@ class ImageFolderDataset(ImageDataset):
             raise DataError(f"image folder {self.root} does not exist or is not a folder")
         self.split = split
         self.folder = self._split_folder()
-        self.size = check_positive_int(self.name, "image_size", image_size)
+        self.size = check_int(image_size, f"dataset {self.name!r}: setting 'image_size'", 1, none_ok=True, error=DataError)
         self.channels = check_channels(channels, "dataset 'imagefolder': setting 'channels'")
         self.image_size = None if self.size is None else (self.size, self.size)
         self.classes, self.paths, labels = scan_class_tree(self.folder)

@@ -6,9 +6,10 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from ..checks import check_int
 from ..errors import DataError
+from ..progress import progress_bar
 from .base import ImageDataset
 
 
@@ -42,7 +43,8 @@ class ClassBalancedBatchSampler(torch.utils.data.Sampler):
         self.present, counts = np.unique(labels, return_counts=True)
         k = len(self.present)
         need = min_balanced_batch_size(k, per_class)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < need:
+        check_int(batch_size, "batch size", error=DataError)
+        if batch_size < need:
             raise DataError(f"batch size {batch_size} is too small to hold same-class pairs of {k} classes: "
                             f"need at least {need} ({per_class} per class)")
         if counts.min() < per_class:
@@ -90,7 +92,7 @@ def dataset_tensors(dataset: ImageDataset, progress: bool = False,
     if len(dataset) == 0:
         raise DataError(f"dataset {dataset.name!r} split {dataset.split!r} is empty")
     n = len(dataset) if limit is None else min(limit, len(dataset))
-    items = [dataset[i] for i in tqdm(range(n), desc=f"load {dataset.name}/{dataset.split}",
+    items = [dataset[i] for i in progress_bar(range(n), desc=f"load {dataset.name}/{dataset.split}",
                                       disable=not progress, leave=False)]
     shapes = {tuple(item["image"].shape) for item in items}
     if len(shapes) > 1:

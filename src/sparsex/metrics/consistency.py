@@ -39,19 +39,18 @@ backbone over a part-mask dataset (the part world) and computes both scores.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from ..checks import check_number
+from ..checks import check_indices, check_int, check_number
 from ..errors import InputError
-from ..inference import frozen, positive_int
-from .prototype import Metric
+from ..inference import frozen
+from ..progress import progress_bar
+from .prototype import Metric, _check_eps
 
 #: EvalProtoPNet's region: a 72 x 72 patch of a 224 x 224 image.
 DEFAULT_REGION = 72 / 224
@@ -85,21 +84,12 @@ def _check_bool_tensor(x: Any, name: str, shape: str, dims: int) -> torch.Tensor
 
 
 def _check_mu(mu: Any) -> float:
-    if isinstance(mu, bool) or not isinstance(mu, numbers.Real) or not 0 < mu <= 1:
-        raise InputError(f"mu must be a number in (0, 1], got {mu!r}")
-    return float(mu)
+    return check_number(mu, "mu", 0, 1, low_open=True)
 
 
 def _check_region(region: Any) -> float | None:
-    if region is None:
-        return None
-    if isinstance(region, bool) or not isinstance(region, numbers.Real) or not 0 < region <= 1:
-        raise InputError(f"region must be a fraction of the image side in (0, 1] or None (the feature cell), got {region!r}")
-    return float(region)
-
-
-def _check_eps(eps: Any) -> float:
-    return check_number(eps, "eps", 0)
+    return check_number(region, "region (a fraction of the image side; None: the feature cell)", 0, 1, low_open=True,
+                        none_ok=True)
 
 
 def _check_sigma(sigma: Any) -> float:
@@ -107,11 +97,9 @@ def _check_sigma(sigma: Any) -> float:
 
 
 def _check_feature_size(feature_size: Any) -> tuple[int, int]:
-    ok = isinstance(feature_size, (tuple, list)) and len(feature_size) == 2 and all(
-        isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1 for s in feature_size)
-    if not ok:
+    if not isinstance(feature_size, (tuple, list)) or len(feature_size) != 2:
         raise InputError(f"feature_size must be two positive integers (h, w), got {feature_size!r}")
-    return int(feature_size[0]), int(feature_size[1])
+    return check_int(feature_size[0], "feature_size h", 1), check_int(feature_size[1], "feature_size w", 1)
 
 
 def _check_scoring_inputs(part_vecs: Any, labels: Any, classes: Any, name: str = "part_vecs") -> None:
@@ -186,7 +174,7 @@ def part_vectors(locations: torch.Tensor, feature_size: tuple[int, int], part_ma
     h, w = _check_feature_size(feature_size)
     _check_bool_tensor(part_masks, "part_masks", "(N, K, H, W)", 4)
     region = _check_region(region)
-    min_overlap = positive_int(min_overlap, "min_overlap")
+    min_overlap = check_int(min_overlap, "min_overlap", 1)
     n, k, height, width = part_masks.shape
     if locations.shape[0] != n:
         raise InputError(f"locations have {locations.shape[0]} images but part_masks have {n}"
@@ -393,26 +381,6 @@ def _noise(index: int, shape: torch.Size, seed: int) -> torch.Tensor:
     return torch.randn(shape, generator=torch.Generator().manual_seed(item_seed))
 
 
-def _check_indices(indices: Sequence[int] | None, n: int) -> list[int]:
-    if indices is None:
-        return list(range(n))
-    if isinstance(indices, (torch.Tensor, np.ndarray)):
-        indices = indices.tolist()
-    try:
-        out = [int(i) for i in indices]
-        ok = all(isinstance(i, numbers.Integral) and not isinstance(i, bool) for i in indices)
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise InputError(f"indices must be a sequence of integers, got {indices!r}")
-    bad = [i for i in out if not 0 <= i < n]
-    if bad:
-        raise InputError(f"index {bad[0]} is out of range for a dataset of {n} items")
-    if not out:
-        raise InputError("indices are empty: nothing to measure")
-    return out
-
-
 @torch.no_grad()
 def collect_part_vectors(model: Any, dataset: Any, indices: Sequence[int] | None = None, batch_size: int = 32,
                          sigma: float = 0.2, seed: int = 0, region: float | None = DEFAULT_REGION,
@@ -430,19 +398,18 @@ def collect_part_vectors(model: Any, dataset: Any, indices: Sequence[int] | None
     to cover the whole image (the backbone resizes, it does not crop).
     """
     head, backbone = _head_and_backbone(model)
-    batch_size = positive_int(batch_size, "batch_size")
+    batch_size = check_int(batch_size, "batch_size", 1)
     sigma = _check_sigma(sigma)
     region = _check_region(region)
-    min_overlap = positive_int(min_overlap, "min_overlap")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
-    indices = _check_indices(indices, len(dataset))
+    min_overlap = check_int(min_overlap, "min_overlap", 1)
+    check_int(seed, "seed", 0)
+    indices = check_indices(indices, len(dataset))
     device = _device(head, backbone)
     with frozen(head), frozen(backbone):
         classes = prototype_classes(head.class_weights().detach().float().cpu(), eps)
         clean, noisy, labels, visible = [], [], [], []
         starts = range(0, len(indices), batch_size)
-        for start in tqdm(starts, desc="consistency/stability", unit="batch", disable=not progress):
+        for start in progress_bar(starts, desc="consistency/stability", unit="batch", disable=not progress):
             batch = indices[start:start + batch_size]
             items = [dataset[i] for i in batch]
             if not all(isinstance(item, dict) and "part_masks" in item for item in items):

@@ -26,9 +26,9 @@ from typing import ClassVar, Union
 import torch
 from torch import nn
 
-from ..checks import check_tensor
+from ..checks import check_int, check_tensor
 from ..errors import InputError
-from ..inference import Target, check_model, check_model_device, frozen, positive_int, predict_logits, resolve_targets
+from ..inference import DEFAULT_BATCH, Target, check_model, check_model_device, frozen, predict_logits, resolve_targets
 from ..perturb import composite, make_baseline
 from .prototype import Metric
 
@@ -94,7 +94,7 @@ def mask_area(masks: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def sufficient(model: nn.Module, x: torch.Tensor, masks: torch.Tensor, baseline: Baseline = None,
-               internal_batch_size: int | None = 64) -> torch.Tensor:
+               internal_batch_size: int | None = DEFAULT_BATCH) -> torch.Tensor:
     """Per image, whether the mask alone keeps the decision:
     ``argmax f(m x + (1 - m) x') == argmax f(x)`` (ties to the lowest class index).
 
@@ -103,7 +103,7 @@ def sufficient(model: nn.Module, x: torch.Tensor, masks: torch.Tensor, baseline:
     """
     _check_images(x, model)
     masks = _check_masks(masks, x)
-    positive_int(internal_batch_size, "internal_batch_size", none_ok=True)
+    check_int(internal_batch_size, "internal_batch_size", 1, none_ok=True)
     with frozen(model):
         kept = composite(x, masks, _baseline(x, baseline))
         original = predict_logits(model, x, internal_batch_size).argmax(dim=1)
@@ -111,7 +111,7 @@ def sufficient(model: nn.Module, x: torch.Tensor, masks: torch.Tensor, baseline:
 
 
 def sufficiency(model: nn.Module, x: torch.Tensor, masks: torch.Tensor, baseline: Baseline = None,
-                internal_batch_size: int | None = 64) -> float:
+                internal_batch_size: int | None = DEFAULT_BATCH) -> float:
     """Sufficiency: the fraction of images whose top-1 label on ``m x + (1 - m) x'`` equals the
     label on ``x`` (:func:`sufficient`, averaged). Returns a ``float`` in ``[0, 1]``."""
     return sufficient(model, x, masks, baseline, internal_batch_size).double().mean().item()
@@ -143,7 +143,7 @@ def pixel_ranks(attributions: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def perturbation_curve(model: nn.Module, x: torch.Tensor, attributions: torch.Tensor, mode: str = "deletion",
                        target: Target = None, baseline: Baseline = None, steps: int = 20,
-                       internal_batch_size: int | None = 64) -> tuple[torch.Tensor, torch.Tensor]:
+                       internal_batch_size: int | None = DEFAULT_BATCH) -> tuple[torch.Tensor, torch.Tensor]:
     """The deletion or insertion curve of RISE (Petsiuk et al. 2018).
 
     Pixels are ordered by attribution, highest first (:func:`pixel_ranks`, ties to the lower flat
@@ -163,8 +163,8 @@ def perturbation_curve(model: nn.Module, x: torch.Tensor, attributions: torch.Te
     _check_images(x, model)
     attributions = _check_map(attributions, "attributions", x)
     check_tensor(attributions, "attributions", "(B, 1, H, W)")
-    steps = positive_int(steps, "steps")
-    batch_size = positive_int(internal_batch_size, "internal_batch_size", none_ok=True)
+    steps = check_int(steps, "steps", 1)
+    batch_size = check_int(internal_batch_size, "internal_batch_size", 1, none_ok=True)
     batch, _, height, width = x.shape
     counts = pixel_counts(height * width, steps).to(x.device)
     ranks = pixel_ranks(attributions)
@@ -193,7 +193,7 @@ def _auc(model: nn.Module, x: torch.Tensor, attributions: torch.Tensor, mode: st
 
 
 def deletion_auc(model: nn.Module, x: torch.Tensor, attributions: torch.Tensor, target: Target = None,
-                 baseline: Baseline = None, steps: int = 20, internal_batch_size: int | None = 64) -> torch.Tensor:
+                 baseline: Baseline = None, steps: int = 20, internal_batch_size: int | None = DEFAULT_BATCH) -> torch.Tensor:
     """Deletion AUC per image: the area under the deletion curve of :func:`perturbation_curve`
     (probability of the predicted class as the most important pixels are replaced by the
     baseline), ``sum_k (f_{k+1} - f_k) (p_k + p_{k+1}) / 2`` over the fractions ``f_k`` in
@@ -202,7 +202,7 @@ def deletion_auc(model: nn.Module, x: torch.Tensor, attributions: torch.Tensor, 
 
 
 def insertion_auc(model: nn.Module, x: torch.Tensor, attributions: torch.Tensor, target: Target = None,
-                  baseline: Baseline = None, steps: int = 20, internal_batch_size: int | None = 64) -> torch.Tensor:
+                  baseline: Baseline = None, steps: int = 20, internal_batch_size: int | None = DEFAULT_BATCH) -> torch.Tensor:
     """Insertion AUC per image: the area under the insertion curve of :func:`perturbation_curve`
     (probability of the predicted class as the most important pixels are restored into the
     baseline), by the trapezoid rule on ``[0, 1]``. Higher is better. Returns ``(B,)`` float32 in
@@ -232,12 +232,12 @@ class Sufficiency(Metric):
     """:func:`sufficiency` as a metric: ``Sufficiency(baseline)(model, x, masks) -> float``."""
 
     baseline: str | float | None = None
-    internal_batch_size: int | None = 64
+    internal_batch_size: int | None = DEFAULT_BATCH
     name: ClassVar[str] = "sufficiency"
 
     def __post_init__(self) -> None:
         _check_setting_baseline(self.baseline)
-        positive_int(self.internal_batch_size, "internal_batch_size", none_ok=True)
+        check_int(self.internal_batch_size, "internal_batch_size", 1, none_ok=True)
 
     def __call__(self, model: nn.Module, x: torch.Tensor, masks: torch.Tensor) -> float:
         return sufficiency(model, x, masks, self.baseline, self.internal_batch_size)
@@ -249,14 +249,14 @@ class DeletionAUC(Metric):
 
     steps: int = 20
     baseline: str | float | None = None
-    internal_batch_size: int | None = 64
+    internal_batch_size: int | None = DEFAULT_BATCH
     name: ClassVar[str] = "deletion_auc"
     mode: ClassVar[str] = "deletion"
 
     def __post_init__(self) -> None:
-        positive_int(self.steps, "steps")
+        check_int(self.steps, "steps", 1)
         _check_setting_baseline(self.baseline)
-        positive_int(self.internal_batch_size, "internal_batch_size", none_ok=True)
+        check_int(self.internal_batch_size, "internal_batch_size", 1, none_ok=True)
 
     def __call__(self, model: nn.Module, x: torch.Tensor, attributions: torch.Tensor, target: Target = None) -> float:
         auc = _auc(model, x, attributions, self.mode, target, self.baseline, self.steps, self.internal_batch_size)

@@ -23,9 +23,8 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 import torch
 
-from ..checks import check_number, check_tensor
+from ..checks import check_int, check_number, check_tensor
 from ..errors import InputError
-from ..inference import positive_int
 from ..losses.vsc import bernoulli_jsd, pairwise_bernoulli_jsd
 from .prototype import Metric, _check_labels, _check_threshold
 
@@ -76,10 +75,8 @@ def within_class_jsd(gamma: torch.Tensor, labels: torch.Tensor, max_pairs: int |
     """
     _check_gamma(gamma)
     _any_labels(labels, "labels", gamma.shape[0])
-    max_pairs = positive_int(max_pairs, "max_pairs", none_ok=True)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise InputError(f"seed must be an integer, got {seed!r}")
-    generator = torch.Generator().manual_seed(seed)
+    max_pairs = check_int(max_pairs, "max_pairs", 1, none_ok=True)
+    generator = torch.Generator().manual_seed(check_int(seed, "seed"))
     means = []
     with torch.no_grad():
         for c in labels.unique().tolist():
@@ -101,7 +98,7 @@ def within_class_jsd(gamma: torch.Tensor, labels: torch.Tensor, max_pairs: int |
 def class_mean_gamma(gamma: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Mean gamma vector of each class, ``(K, D)``; a class without samples gets a row of NaN."""
     _check_gamma(gamma)
-    num_classes = positive_int(num_classes, "num_classes")
+    num_classes = check_int(num_classes, "num_classes", 1)
     _check_labels(labels, "labels", gamma.shape[0], num_classes)
     out = torch.full((num_classes, gamma.shape[1]), float("nan"), dtype=gamma.dtype, device=gamma.device)
     for c in range(num_classes):
@@ -182,7 +179,7 @@ def linear_probe_accuracy(train_gamma: torch.Tensor, train_labels: torch.Tensor,
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
-    max_iter = positive_int(max_iter, "max_iter")
+    max_iter = check_int(max_iter, "max_iter", 1)
     check_number(l2, "l2", 0, low_open=True)
     for g, y, split in ((train_gamma, train_labels, "train"), (test_gamma, test_labels, "test")):
         _check_gamma(g)

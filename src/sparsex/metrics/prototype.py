@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..checks import check_number, check_tensor
+from ..checks import check_int, check_number, check_tensor
 from ..errors import InputError
 from .registry import HIGHER, metric_info
 
@@ -151,8 +151,7 @@ def classes_above_histogram(probs: torch.Tensor, threshold: float = 0.5, max_bin
     """
     _check_probs(probs)
     _check_threshold(threshold)
-    if max_bins is not None and not (isinstance(max_bins, int) and max_bins >= 1):
-        raise InputError(f"max_bins must be a positive integer or None, got {max_bins!r}")
+    check_int(max_bins, "max_bins", 1, none_ok=True)
     counts = (probs > threshold).sum(dim=1)
     if max_bins is not None:
         counts = counts.clamp(max=max_bins - 1)

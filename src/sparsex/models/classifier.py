@@ -21,7 +21,7 @@ from torch import nn
 
 from ..backbones import Backbone, create_backbone
 from ..checkpoint import Checkpoint, checkpoint_dir, load_checkpoint
-from ..checks import check_images
+from ..checks import check_images, check_int
 from ..errors import CheckpointError, SparsexError
 from .base import MODELS, check_head_features, create_model
 
@@ -38,8 +38,7 @@ class LinearProbe(nn.Module):
     def __init__(self, in_channels: int, num_classes: int) -> None:
         super().__init__()
         for name, value in (("in_channels", in_channels), ("num_classes", num_classes)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise SparsexError(f"linear probe setting {name}={value!r} must be a positive integer")
+            check_int(value, f"linear probe setting {name}", 1, error=SparsexError)
         self.in_channels = in_channels
         self.linear = nn.Linear(in_channels, num_classes)
 

@@ -26,7 +26,6 @@ Training (cross-entropy + tanh presence loss + Hoyer-Square on the importances) 
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -34,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checks import check_int, check_number
 from ..errors import InputError, SparsexError
 from .base import MODELS, PrototypeOutput, check_head_features
 
@@ -53,16 +53,11 @@ class ProtoSViTConfig:
 
     def __post_init__(self) -> None:
         for name in ("in_channels", "num_classes", "num_prototypes", "embed_dim"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise SparsexError(f"ProtoS-ViT setting {name}={value!r} must be a positive integer")
+            check_int(getattr(self, name), f"ProtoS-ViT setting {name}", 1, error=SparsexError)
         if self.num_classes < 2:
             raise SparsexError(f"ProtoS-ViT needs at least 2 classes, got num_classes={self.num_classes}")
-        if not (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature) and self.temperature > 0):
-            raise SparsexError(f"ProtoS-ViT temperature must be a number > 0, got {self.temperature!r}")
-        threshold = self.importance_threshold
-        if not (isinstance(threshold, (int, float)) and math.isfinite(threshold) and threshold >= 0):
-            raise SparsexError(f"ProtoS-ViT importance_threshold must be a number >= 0, got {threshold!r}")
+        check_number(self.temperature, "ProtoS-ViT temperature", 0, low_open=True, error=SparsexError)
+        check_number(self.importance_threshold, "ProtoS-ViT importance_threshold", 0, error=SparsexError)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import orthogonal
 
+from ..checks import check_int
 from ..errors import SparsexError
 from .base import MODELS, PrototypeOutput, check_head_features
 
@@ -48,9 +49,7 @@ class SIDEConfig:
 
     def __post_init__(self) -> None:
         for name in ("in_channels", "num_classes", "expanded_channels"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise SparsexError(f"SIDE setting {name}={value!r} must be a positive integer")
+            check_int(getattr(self, name), f"SIDE setting {name}", 1, error=SparsexError)
         if self.num_classes < 2:
             raise SparsexError(f"SIDE needs at least 2 classes, got num_classes={self.num_classes}")
         if self.variant not in VARIANTS:

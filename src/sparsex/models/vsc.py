@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from ..checks import check_images
+from ..checks import check_images, check_int
 from ..errors import InputError, SparsexError
 from .base import MODELS
 
@@ -51,12 +51,6 @@ class VSCOutput:
         return torch.sigmoid(self.logits)
 
 
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SparsexError(f"VSC setting {name}={value!r} must be a positive integer")
-    return value
-
-
 class VSC(nn.Module):
     """Spike-and-slab VAE for ``channels x image_size`` images (``image_size`` an int or ``(H, W)``).
 
@@ -70,14 +64,15 @@ class VSC(nn.Module):
     def __init__(self, image_size: int | Sequence[int] = 28, channels: int = 1, latent_dim: int = 64,
                  arch: str = "mlp", hidden_dim: int = 400, conv_channels: int = 32) -> None:
         super().__init__()
-        size = [image_size, image_size] if isinstance(image_size, int) and not isinstance(image_size, bool) else image_size
-        if not isinstance(size, (list, tuple)) or len(size) != 2:
+        size = image_size if isinstance(image_size, (list, tuple)) else [image_size, image_size]
+        if len(size) != 2:
             raise SparsexError(f"VSC setting image_size={image_size!r} must be an int or (height, width)")
-        self.image_size = (_positive_int("image_size", size[0]), _positive_int("image_size", size[1]))
-        self.channels = _positive_int("channels", channels)
-        self.latent_dim = _positive_int("latent_dim", latent_dim)
-        self.hidden_dim = _positive_int("hidden_dim", hidden_dim)
-        self.conv_channels = _positive_int("conv_channels", conv_channels)
+        self.image_size = (check_int(size[0], "VSC setting image_size", 1, error=SparsexError),
+                           check_int(size[1], "VSC setting image_size", 1, error=SparsexError))
+        self.channels = check_int(channels, "VSC setting channels", 1, error=SparsexError)
+        self.latent_dim = check_int(latent_dim, "VSC setting latent_dim", 1, error=SparsexError)
+        self.hidden_dim = check_int(hidden_dim, "VSC setting hidden_dim", 1, error=SparsexError)
+        self.conv_channels = check_int(conv_channels, "VSC setting conv_channels", 1, error=SparsexError)
         if arch not in ARCHITECTURES:
             raise SparsexError(f"unknown VSC architecture {arch!r}; valid: {', '.join(ARCHITECTURES)}")
         self.arch = arch
