@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sparsex  # first, before torch: its runtime settings (sparsex.runtime) apply to every benchmark
+
+# isort: split
 import argparse
 import os
 import platform
@@ -63,7 +66,8 @@ def machine_info() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "device": "cpu",
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "sparsex_runtime": sparsex.runtime.APPLIED or ["none (SPARSEX_TUNE=0, or the user's own settings)"],
         "python": platform.python_version(),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),

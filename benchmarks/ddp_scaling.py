@@ -19,6 +19,9 @@ CNN's BatchNorm sees each rank's half batch).
 
 from __future__ import annotations
 
+import sparsex  # noqa: F401  (first, before torch: its runtime settings, sparsex.runtime)
+
+# isort: split
 import argparse
 import json
 import os

@@ -22,6 +22,9 @@ all on the same part-world test images, in one table; plus the protocol's cost.
 
 from __future__ import annotations
 
+import sparsex  # noqa: F401  (first, before torch: its runtime settings, sparsex.runtime)
+
+# isort: split
 import time
 
 import torch

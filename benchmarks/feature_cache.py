@@ -11,6 +11,9 @@ ratio), the one-off extraction time and the time to open a cache hit.
 
 from __future__ import annotations
 
+import sparsex  # noqa: F401  (first, before torch: its runtime settings, sparsex.runtime)
+
+# isort: split
 import tempfile
 import time
 

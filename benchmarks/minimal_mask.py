@@ -22,6 +22,9 @@ explainers) go to ``<cache>/minimal_mask_runs[_quick]``, started afresh unless `
 
 from __future__ import annotations
 
+import sparsex  # noqa: F401  (first, before torch: its runtime settings, sparsex.runtime)
+
+# isort: split
 import statistics
 import time
 

@@ -11,6 +11,9 @@ writes one explanation figure for a test image next to RESULT.json.
 
 from __future__ import annotations
 
+import sparsex  # noqa: F401  (first, before torch: its runtime settings, sparsex.runtime)
+
+# isort: split
 import time
 
 import torch

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sparsex  # noqa: F401  (first, before torch: its OpenMP setting for shared machines, as in the CLI)
+
+# isort: split
 import pytest
 import torch
 

@@ -12,8 +12,8 @@ import time
 
 import pytest
 import torch
-
 from badinput import AREAS, Area, Campaign, Fixtures, run_area
+
 from sparsex.errors import InputError
 
 

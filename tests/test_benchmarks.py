@@ -1,4 +1,5 @@
-"""Every benchmark runs in --quick mode and writes the JSON keys the README quotes."""
+"""Every benchmark runs in --quick mode and writes the JSON keys the benchmark journal quotes
+(slow: ``python -m pytest -q -m slow``)."""
 
 import json
 import subprocess
@@ -10,6 +11,7 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script, keys, extra", [
     ("parts_generation.py", ["parts.images_per_s", "parts.images_per_s_with_masks_written"], []),
     ("feature_cache.py", ["cache.epoch_s_cached", "cache.epoch_s_recomputed", "cache.speedup"], []),
@@ -23,6 +25,8 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
     ("vsc_fashion.py", ["vsc.bce", "aligned.bce", "vsc.jsd_within", "aligned.jsd_within", "time_s.aligned"],
      ["--cache", "{tmp}/cache"]),
     ("ddp_scaling.py", ["ddp.images_per_s.np1", "ddp.images_per_s.np2", "ddp.speedup"], []),
+    ("shared_machine.py", ["after.idle.extract", "before.loaded.head_step", "ratio.after.extract.loaded_vs_idle",
+                           "speedup.loaded.extract.after_vs_before"], ["--jobs", "1"]),
 ])
 def test_benchmark_quick_run(tmp_path, script, keys, extra):
     if script in ("vsc_fashion.py", "minimal_mask.py"):

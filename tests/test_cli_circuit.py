@@ -6,10 +6,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
 from test_cli import assert_one_line_error, run
-
-
 
 
 @pytest.fixture(scope="module")

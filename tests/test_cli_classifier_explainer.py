@@ -4,10 +4,7 @@ import json
 
 import torch
 from PIL import Image
-
 from test_cli import assert_one_line_error, run
-
-
 
 
 def test_train_classifier_explainer_and_explain_mask(tmp_path, capsys):

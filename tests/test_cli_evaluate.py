@@ -7,9 +7,9 @@ import re
 
 import pytest
 from PIL import Image
+from test_cli import assert_one_line_error, run
 
 import sparsex.evaluate as evaluate_module
-from test_cli import assert_one_line_error, run
 
 
 def test_evaluate_writes_the_report_and_prints_the_rows(parts_classifier, tmp_path, capsys):
@@ -102,7 +102,9 @@ def test_demo_quick_and_rerun(tmp_path, capsys, monkeypatch):
     for name in rows:
         assert f"{name}: acc " in stdout, name
     assert f"report: {out / 'report.html'}" in stdout
+    assert "a smoke test" in stdout and "numbers mean nothing" in stdout
     page = (out / "report.html").read_text()
+    assert "quick: a smoke test, its numbers mean nothing" in page
     for name in rows:
         assert name in page, name
     # the page opens on ONE grid of explanations, drawn from every evaluation folder's figure images

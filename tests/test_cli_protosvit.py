@@ -5,7 +5,6 @@ import json
 
 import pytest
 from PIL import Image
-
 from test_cli import assert_one_line_error, run
 
 TINY = ["--data", "parts", "--backbone", "vit_tiny_patch16_224", "--no-pretrained", "--set", "image_size=32",
@@ -65,9 +64,10 @@ def test_train_bad_input(capsys, tmp_path, args, pattern):
 def test_vit_input_size_mismatch_names_the_needed_size(capsys, protosvit_run, tmp_path):
     """A checkpoint whose ViT was built for 32 px explains any image: it is resized to 32 px. A
     backbone asked for features at the wrong size says which size it needs."""
+    import torch
+
     from sparsex.backbones import create_backbone
     from sparsex.errors import InputError
-    import torch
 
     backbone = create_backbone("vit_tiny_patch16_224", pretrained=False, image_size=32)
     with pytest.raises(InputError, match="needs 32x32 inputs"):

@@ -4,7 +4,6 @@ import json
 
 import pytest
 from PIL import Image
-
 from test_cli import assert_one_line_error, run
 
 DATA = ["--data", "parts", "--backbone", "small-cnn", "--data-options", "image_size=48", "--data-options", "train_size=48",

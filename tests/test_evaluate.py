@@ -142,8 +142,8 @@ def test_figure_images_file_errors(tmp_path):
 def test_forward_passes_are_those_of_one_shared_intervention_cache(parts_classifier, evaluated):
     from sparsex.data import create_dataset
     from sparsex.explainers.base import create_explainer
-    from sparsex.partworld import InterventionCache, evaluate_parts, evaluate_parts_model
     from sparsex.models.classifier import load_image_classifier
+    from sparsex.partworld import InterventionCache, evaluate_parts, evaluate_parts_model
 
     _, both = evaluated
     one = evaluate(EvaluateConfig(model=parts_classifier, explainers=["saliency"], limit=12), progress=False)
@@ -254,7 +254,7 @@ def test_default_explainers_take_settings(parts_classifier, monkeypatch):
     ({"model": ""}, SparsexError, "evaluate needs a model folder"),
     ({"limit": 0}, SparsexError, "limit"),
     ({"auc_steps": -1}, SparsexError, "auc_steps"),
-    ({"figure_images": -1}, SparsexError, "figure_images must be an integer >= 0"),
+    ({"figure_images": -1}, SparsexError, "figure_images must be a non-negative integer"),
 ])
 def test_bad_settings(settings, error, pattern):
     with pytest.raises(error, match=pattern) as caught:

@@ -2,8 +2,8 @@ import json
 
 import pytest
 import torch
-
 from conftest import TinyImages
+
 from sparsex.backbones import create_backbone
 from sparsex.errors import DataError, SparsexError
 from sparsex.features import FeatureCache, extract_features

@@ -6,11 +6,15 @@ Top-level factories in timm's style: ``create_dataset`` / ``list_datasets``, ``c
 ``import sparsex`` stays light).
 """
 
-from typing import Any
+from . import runtime
 
-from . import partworld  # registers the dataset "parts"
-from .data import create_dataset, list_datasets
-from .errors import SparsexError
+runtime.tune()  # before torch is imported: OpenMP spin and malloc settings for CPUs (sparsex.runtime)
+
+from typing import Any  # noqa: E402
+
+from . import partworld  # noqa: E402, F401  (registers the dataset "parts")
+from .data import create_dataset, list_datasets  # noqa: E402
+from .errors import SparsexError  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -22,6 +22,7 @@ from rich.table import Table
 from .checks import check_number
 from .distributed import check_device
 from .errors import SparsexError
+from .inference import DEFAULT_BATCH
 from .io import check_output_dir, read_json
 from .settings import Setting, merge, nest, settings_of
 
@@ -188,7 +189,7 @@ def features_extract(
     pretrained: bool = typer.Option(True, "--pretrained/--no-pretrained", help="Load the backbone's bundled or given weights (--no-pretrained: random)."),
     layer: Optional[int] = typer.Option(None, help="Feature layer index (default: final features)."),
     image_size: Optional[int] = typer.Option(None, min=1, help="Backbone input side (default: the model's own)."),
-    batch_size: int = typer.Option(64, help="Images per forward pass."),
+    batch_size: int = typer.Option(DEFAULT_BATCH, help="Images per forward pass."),
     dtype: str = typer.Option("float32", help="Stored dtype: float32, float16 or bfloat16."),
     device: str = typer.Option("cpu", help="Torch device, e.g. cpu or cuda."),
     num_workers: int = typer.Option(0, min=0, help="DataLoader worker processes."),
@@ -299,7 +300,8 @@ def _add_train_command(trainer: Any, name: str | None = None, hidden: bool = Fal
             None, "--set", help="Any setting KEY=VALUE, e.g. epochs=3 or weights.area=2 (repeatable).",
             metavar="KEY=VALUE")),
         inspect.Parameter("overwrite", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=typer.Option(
-            False, "--overwrite", help="Discard an existing run folder with other settings.")),
+            False, "--overwrite", help="Discard an existing run folder and start afresh (without it, a run with "
+                                       "the same settings resumes and one with other settings is refused).")),
         inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=QUIET),
     ]
     command.__signature__ = inspect.Signature(fixed + [_setting_option(s) for s in settings])
@@ -440,11 +442,10 @@ def evaluate_command(
     data_options: Optional[list[str]] = DATA_OPTIONS,
     split: str = typer.Option("test", "--split", help="Split to evaluate on."),
     limit: Optional[int] = typer.Option(500, "--limit", help="Evaluate the first N images (0: all)."),
-    internal_batch_size: int = typer.Option(64, "--internal-batch-size", help="Images per forward pass."),
+    internal_batch_size: int = typer.Option(DEFAULT_BATCH, "--internal-batch-size", help="Images per forward pass."),
     set_: Optional[list[str]] = typer.Option(
         None, "--set", help="Explainer setting NAME.KEY=VALUE, e.g. integrated-gradients.n_steps=16 (repeatable)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
-    quiet: bool = QUIET,
+    device: str = DEVICE, overwrite: bool = OVERWRITE, quiet: bool = QUIET,
 ) -> None:
     """Score a model's explanations: part-world protocols (FunnyBirds), faithfulness, an HTML report."""
     import warnings
@@ -461,7 +462,7 @@ def evaluate_command(
         model=str(model), explainers=comma_list([explainer], "--explainer") if explainer is not None else [],
         explainer_settings=explainer_settings, data=data,
         root=str(root) if root else None, data_options=parse_options(data_options) if data_options else None, split=split,
-        limit=limit or None, internal_batch_size=internal_batch_size)
+        limit=limit or None, internal_batch_size=internal_batch_size, device=device)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = evaluate(config, out, overwrite=overwrite, progress=not quiet)
@@ -474,16 +475,19 @@ def evaluate_command(
 @app.command("demo")
 def demo_command(
     out: Path = typer.Option(Path("sparsex-demo"), "--out", "-o", help="Folder of the demo; rerunning resumes."),
-    quick: bool = typer.Option(False, "--quick", help="Tiny sizes (a smoke test, about a minute)."),
+    quick: bool = typer.Option(False, "--quick", help="A smoke test: tiny sizes, about a minute, numbers that mean nothing."),
     open_report: bool = typer.Option(False, "--open", help="Open report.html in the web browser at the end."),
-    quiet: bool = QUIET,
+    device: str = DEVICE, quiet: bool = QUIET,
 ) -> None:
-    """The main job on the embedded part world: train a classifier, SIDE and ProtoS-ViT, evaluate them, write a report."""
+    """The main job on the embedded part world: train a classifier, SIDE and ProtoS-ViT, explain and score them, one report."""
     from .demo import DemoConfig, run_demo
 
+    check_device(device)
     check_output_dir(out, overwrite=True)  # the demo resumes in an existing folder: refuse only a file
-    result = run_demo(out, DemoConfig.quick() if quick else None, progress=not quiet)
-    _print_rows(result["rows"], "part world, test split")
+    if quick:
+        console.print("[yellow]--quick: a smoke test on tiny models and data; its numbers mean nothing.[/]")
+    result = run_demo(out, DemoConfig.smoke_test() if quick else None, progress=not quiet, device=device)
+    _print_rows(result["rows"], "part world, test split" + (" (quick: a smoke test)" if quick else ""))
     console.print(f"demo finished in {result['seconds']:.0f} s; report: {result['report']}")
     if open_report:
         import webbrowser

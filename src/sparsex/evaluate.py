@@ -40,17 +40,18 @@ from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from .checks import from_settings
+from .checks import check_int, from_settings
 from .data import create_dataset
-from .partworld import PartWorld
+from .distributed import check_device
 from .errors import DataError, InputError, SparsexError
 from .explainers.base import EXPLAINERS, create_explainer
-from .inference import positive_int
+from .inference import DEFAULT_BATCH
 from .io import atomic_dir, check_output_dir, read_json, write_json
 from .metrics.faithfulness import deletion_auc, insertion_auc
 from .models.classifier import PrototypeClassifier, load_image_classifier
+from .partworld import PartWorld
+from .progress import progress_bar
 
 #: explainers evaluated when none are named: a plain classifier's captum baselines, a prototype
 #: model's own evidence
@@ -73,6 +74,7 @@ class EvaluateConfig:
     through the model at once. ``auc_steps`` steps of the deletion / insertion curves, measured
     on the first ``auc_limit`` of the evaluated images (None: all; each curve costs
     ``auc_steps + 1`` forward passes per image). ``figure_images`` images in the explanation figure.
+    ``device``: where the model, the images and the explainers run.
     """
 
     model: str = ""
@@ -83,10 +85,11 @@ class EvaluateConfig:
     data_options: dict[str, Any] | None = None
     split: str = "test"
     limit: int | None = 500
-    internal_batch_size: int = 64
+    internal_batch_size: int = DEFAULT_BATCH
     auc_steps: int = 20
     auc_limit: int | None = None
     figure_images: int = 6
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -97,12 +100,12 @@ class EvaluateConfig:
             EXPLAINERS.get(name)  # an unknown name lists the registered ones
         if self.explainers:  # with none named, the settings are checked against the model's defaults in evaluate()
             check_settings_evaluated(self.explainer_settings, self.explainers)
-        positive_int(self.limit, "limit", none_ok=True)
-        positive_int(self.auc_limit, "auc_limit", none_ok=True)
+        check_int(self.limit, "limit", 1, none_ok=True)
+        check_int(self.auc_limit, "auc_limit", 1, none_ok=True)
         for name in ("internal_batch_size", "auc_steps"):
-            positive_int(getattr(self, name), name)
-        if isinstance(self.figure_images, bool) or not isinstance(self.figure_images, int) or self.figure_images < 0:
-            raise SparsexError(f"figure_images must be an integer >= 0, got {self.figure_images!r}")
+            check_int(getattr(self, name), name, 1)
+        check_int(self.figure_images, "figure_images", 0, error=SparsexError)
+        check_device(self.device)
 
     @classmethod
     def from_dict(cls, settings: dict[str, Any]) -> "EvaluateConfig":
@@ -279,13 +282,15 @@ def _prototype_scores(model: PrototypeClassifier, dataset: Any, indices: list[in
     """Local size of the prototype model on the evaluated images, and (part world) consistency and
     stability of its prototypes."""
     from .metrics.prototype import global_size, local_size
+    from .models import contribution_threshold
 
     weights = model.head.class_weights()
     with torch.no_grad():
         outs = [model.head(model.backbone.extract(x)) for x in images.split(config.internal_batch_size)]
     scores_ = torch.cat([o.scores for o in outs])
     predicted = torch.cat([o.logits.argmax(dim=1) for o in outs])
-    result: dict[str, Any] = {"local_size": float(local_size(scores_, weights, predicted).float().mean()),
+    eps = contribution_threshold(model.head, 1e-3)  # the trainers' threshold: importances the head drops do not count
+    result: dict[str, Any] = {"local_size": float(local_size(scores_, weights, predicted, eps=eps).float().mean()),
                               "global_size": int(global_size(weights))}
     if parts:
         from .metrics.consistency import consistency_stability
@@ -313,6 +318,7 @@ def evaluate(config: EvaluateConfig, out: str | os.PathLike | None = None, overw
         check_output_dir(out, overwrite)
     began = time.perf_counter()
     model, checkpoint = load_image_classifier(config.model)
+    model = model.to(config.device)
     kind = "prototype" if isinstance(model, PrototypeClassifier) else "classifier"
     explainers = list(config.explainers) or list(DEFAULT_EXPLAINERS[kind])
     check_settings_evaluated(config.explainer_settings, explainers)
@@ -322,6 +328,7 @@ def evaluate(config: EvaluateConfig, out: str | os.PathLike | None = None, overw
     if classes and classes != model.num_classes:
         raise InputError(f"model {config.model} has {model.num_classes} classes; dataset {data!r} has {classes}")
     indices, images, labels = _load_split(dataset, config.limit, progress)
+    images, labels = images.to(config.device), labels.to(config.device)
     parts = isinstance(dataset, PartWorld)
     skipped: dict[str, str] = {}
     if not parts:
@@ -346,7 +353,7 @@ def evaluate(config: EvaluateConfig, out: str | os.PathLike | None = None, overw
     result["model_scores"] = {k: _number(v) for k, v in model_scores.items()}
 
     memos: dict[str, ExplanationMemo] = {}
-    for explainer_name in tqdm(explainers, desc="explainers", unit="explainer", disable=not progress, leave=False):
+    for explainer_name in progress_bar(explainers, desc="explainers", unit="explainer", disable=not progress, leave=False):
         explainer = create_explainer(explainer_name, model, **config.explainer_settings.get(explainer_name, {}))
         memo = memos[explainer_name] = ExplanationMemo(lambda x, t, e=explainer: e.attribute(x, target=t),
                                                         config.internal_batch_size)

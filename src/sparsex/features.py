@@ -29,13 +29,14 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
-from tqdm.auto import tqdm
 
 from . import distributed
 from .backbones import Backbone
 from .data.base import ImageDataset
 from .errors import DataError, SparsexError
+from .inference import DEFAULT_BATCH
 from .io import atomic_file, read_json, sha256_file, sha256_json, write_json
+from .progress import progress_bar
 
 CACHE_FORMAT = 1
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -116,7 +117,7 @@ def _collate(items: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack([item["image"] for item in items]), torch.tensor([item["label"] for item in items])
 
 
-def extract_features(dataset: ImageDataset, backbone: Backbone, root: str | os.PathLike, batch_size: int = 64,
+def extract_features(dataset: ImageDataset, backbone: Backbone, root: str | os.PathLike, batch_size: int = DEFAULT_BATCH,
                      dtype: str = "float32", device: str | torch.device = "cpu", num_workers: int = 0,
                      shard_size: int = 1024, progress: bool = True) -> tuple[FeatureCache, bool]:
     """Return the cached features of ``dataset`` under ``backbone``, extracting what is missing.
@@ -147,7 +148,7 @@ def extract_features(dataset: ImageDataset, backbone: Backbone, root: str | os.P
     todo = [(s, name) for s, name in mine if not (path / name).is_file()]
     total = sum(min(shard_size, n - s) for s, _ in mine)
     backbone = backbone.to(device).eval()
-    bar = tqdm(total=total, initial=total - sum(min(shard_size, n - s) for s, _ in todo),
+    bar = progress_bar(total=total, initial=total - sum(min(shard_size, n - s) for s, _ in todo),
                desc=f"features {dataset.name}/{dataset.split} @ {backbone.info.name}", unit="img",
                disable=not (progress and distributed.is_main()))
     with torch.inference_mode():

@@ -7,7 +7,6 @@ the latter read with ``torch.load(weights_only=True)`` so no user code is ever e
 from __future__ import annotations
 
 import hashlib
-
 import os
 from pathlib import Path
 from typing import Iterable

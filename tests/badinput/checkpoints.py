@@ -21,7 +21,6 @@ from sparsex.models.classifier import load_classifier, load_image_classifier
 from .fixtures import Fixtures
 from .harness import Area, Campaign, describe
 
-
 SAFETENSORS_MUTATIONS = ("truncate", "empty", "random", "huge-header", "header-garbage", "flip-header", "bad-offsets")
 CONFIG_MUTATIONS = ("invalid-json", "empty-json", "non-utf8", "not-object", "missing-key", "format-version", "family",
                     "config-value", "model-entry", "backbone-entry", "unknown-key", "missing-file", "folder-is-file",

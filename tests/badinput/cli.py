@@ -18,7 +18,6 @@ from sparsex.errors import SparsexError
 from .fixtures import Fixtures
 from .harness import Area, Campaign, first_line
 
-
 #: Placeholders in :data:`CLI_OPTIONS`: OUT a fresh output path; RUN the tiny classifier run; SIDE a SIDE
 #: checkpoint; IMG a valid image; BAD a non-image file; MISSING a path that does not exist;
 #: JSON_BAD / JSON_LIST config files that are not JSON / not an object; PNG an output .png path.

@@ -24,7 +24,6 @@ from sparsex.data.idx import read_idx
 from .fixtures import Fixtures
 from .harness import Area, Campaign, describe, same_result
 
-
 #: IDX dtype codes and their big-endian numpy dtypes (as sparsex.data.idx reads them).
 _IDX_CODES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 

@@ -1,16 +1,24 @@
 """The amortised minimal-mask explainer and the per-image baseline on a tiny digits classifier."""
 
-import json
-import shutil
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from sparsex.errors import CheckpointError, InputError, SparsexError
-from sparsex.explainers.minimal_mask import (MaskObjective, MaskObjectiveWeights, MinimalMask, MinimalMaskConfig,
-                                             PerImageMask, explain_file, hard_mask, load_explainer_classifier, nested_top_masks,
-                                             perimage_grid_factor, ranked_top_mask, straight_through, verified_mask)
+from sparsex.explainers.minimal_mask import (
+    MaskObjective,
+    MaskObjectiveWeights,
+    MinimalMask,
+    MinimalMaskConfig,
+    PerImageMask,
+    hard_mask,
+    nested_top_masks,
+    perimage_grid_factor,
+    ranked_top_mask,
+    straight_through,
+    verified_mask,
+)
 from sparsex.metrics.faithfulness import sufficient
 from sparsex.perturb import blur
 from sparsex.train.minimal_mask import load_images

@@ -13,9 +13,9 @@ from sparsex.backbones import create_backbone
 from sparsex.checkpoint import save_checkpoint
 from sparsex.errors import DataError, InputError, OutputExistsError
 from sparsex.explainers import PrototypeExplainer, explain_checkpoint
-from sparsex.models.gallery import build_gallery, load_gallery
 from sparsex.explainers import prototypes as explainer_module
 from sparsex.models import create_model
+from sparsex.models.gallery import build_gallery, load_gallery
 from sparsex.viz import crop_patch, explanation_figure, gallery_patches
 
 

@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from sparsex.errors import InputError
-from sparsex.losses.mask import (activation_matching_loss, binarisation_loss, deletion_loss, mask_area_loss,
-                                total_variation_loss)
+from sparsex.losses.mask import activation_matching_loss, binarisation_loss, deletion_loss, mask_area_loss, total_variation_loss
 
 
 def test_mask_area_hand_computed():

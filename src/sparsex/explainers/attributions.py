@@ -26,16 +26,16 @@ from __future__ import annotations
 
 import difflib
 import math
-import numbers
 from typing import Any, Iterator
 
 import torch
 from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Occlusion, Saliency
 from torch import nn
 
+from ..checks import check_int, check_number
 from ..errors import InputError
+from ..inference import DEFAULT_BATCH, choice
 from ..perturb import BASELINES, check_sigma, make_baseline
-from ..inference import choice, positive_int
 from .base import EXPLAINERS, Explainer
 
 IG_METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
@@ -45,9 +45,7 @@ INTERPOLATE_MODES = ("bilinear", "nearest", "bicubic", "area")
 def _check_baseline(baseline: Any) -> str | float:
     if isinstance(baseline, str):
         return choice(baseline, "baseline", BASELINES)
-    if isinstance(baseline, bool) or not isinstance(baseline, numbers.Real) or not math.isfinite(baseline):
-        raise InputError(f"baseline must be one of {', '.join(BASELINES)} or a finite number, got {baseline!r}")
-    return float(baseline)
+    return check_number(baseline, f"baseline (one of {', '.join(BASELINES)} or a number)")
 
 
 def _chunks(n: int, size: int | None) -> Iterator[slice]:
@@ -70,13 +68,13 @@ class IntegratedGradientsExplainer(Explainer):
     name = "integrated-gradients"
 
     def __init__(self, model: nn.Module, n_steps: int = 50, baseline: str | float = "blur", sigma: float | None = None,
-                 method: str = "gausslegendre", internal_batch_size: int | None = 64) -> None:
+                 method: str = "gausslegendre", internal_batch_size: int | None = DEFAULT_BATCH) -> None:
         super().__init__(model)
-        self.n_steps = positive_int(n_steps, "n_steps")
+        self.n_steps = check_int(n_steps, "n_steps", 1)
         self.baseline = _check_baseline(baseline)
         self.sigma = check_sigma(sigma)
         self.method = choice(method, "method", IG_METHODS)
-        self.internal_batch_size = positive_int(internal_batch_size, "internal_batch_size", none_ok=True)
+        self.internal_batch_size = check_int(internal_batch_size, "internal_batch_size", 1, none_ok=True)
         self._captum = IntegratedGradients(self.model)
 
     def _attribute(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -117,7 +115,9 @@ class GradCAMExplainer(Explainer):
     and ``alpha_k`` the spatial mean of ``d f_c / d A_k``, upsampled to ``(H, W)`` with
     ``interpolate_mode`` (captum's ``LayerAttribution.interpolate``), then ReLU again.
 
-    ``layer``: a module name from ``model.named_modules()`` (default: the last ``nn.Conv2d``);
+    ``layer``: a module name from ``model.named_modules()`` (default: the last ``nn.Conv2d`` of
+    the feature extractor, ``model.backbone`` where the model has one, as Grad-CAM is defined; a
+    prototype head's own convolutions may be applied functionally and never run as modules);
     a name that does not exist raises a one-line error listing the conv layers.
     """
 
@@ -131,7 +131,8 @@ class GradCAMExplainer(Explainer):
             if not convs:
                 raise InputError("gradcam needs a conv layer, but the model has no nn.Conv2d; name a layer with a "
                                  "(B, C, h, w) output as layer=")
-            layer = convs[-1]
+            extractor = [n for n in convs if n.startswith("backbone.")] if hasattr(self.model, "backbone") else []
+            layer = (extractor or convs)[-1]
         elif not isinstance(layer, str) or layer not in modules:
             close = difflib.get_close_matches(str(layer), convs, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -154,8 +155,8 @@ def _pair(value: Any, name: str) -> tuple[int, int] | None:
     if value is None:
         return None
     if isinstance(value, (tuple, list)) and len(value) == 2:
-        return positive_int(value[0], name), positive_int(value[1], name)
-    size = positive_int(value, f"{name} (an int or an (h, w) pair)")
+        return check_int(value[0], name, 1), check_int(value[1], name, 1)
+    size = check_int(value, f"{name} (an int or an (h, w) pair)", 1)
     return size, size
 
 
@@ -176,13 +177,13 @@ class OcclusionExplainer(Explainer):
 
     def __init__(self, model: nn.Module, window: int | tuple[int, int] | None = None,
                  stride: int | tuple[int, int] | None = None, baseline: str | float = "blur",
-                 sigma: float | None = None, internal_batch_size: int | None = 64) -> None:
+                 sigma: float | None = None, internal_batch_size: int | None = DEFAULT_BATCH) -> None:
         super().__init__(model)
         self.window = _pair(window, "window")
         self.stride = _pair(stride, "stride")
         self.baseline = _check_baseline(baseline)
         self.sigma = check_sigma(sigma)
-        self.internal_batch_size = positive_int(internal_batch_size, "internal_batch_size", none_ok=True)
+        self.internal_batch_size = check_int(internal_batch_size, "internal_batch_size", 1, none_ok=True)
         self._captum = Occlusion(self.model)
 
     def window_and_stride(self, height: int, width: int) -> tuple[tuple[int, int], tuple[int, int]]:

@@ -47,7 +47,6 @@ convolution).
 
 from __future__ import annotations
 
-import math
 import numbers
 import os
 from dataclasses import dataclass, field
@@ -57,7 +56,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import torch
 from torch import nn
 
-from ..checks import check_images
+from ..checks import check_images, check_int, check_number
 from ..errors import InputError, SparsexError
 from ..inference import check_model, class_index, class_names
 from .hooks import resolve_layers
@@ -284,27 +283,17 @@ def default_circuit_layers(model: nn.Module, x: torch.Tensor | None = None, coun
     image ``(1, C, H, W)``, needed unless ``model`` is an
     :class:`~sparsex.models.classifier.ImageClassifier`."""
     check_model(model)
-    _check_count(count, "count")
+    check_int(count, "circuit setting count", 1)
     x = _check_image(x) if x is not None else _example_input(model)
     return _default_layers(model, _trace(model, x), count)
 
 
-def _check_count(value: Any, name: str, allow_none: bool = False, minimum: int = 1) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise InputError(f"circuit setting {name} must be {kind}{' or None' if allow_none else ''}, got {value!r}")
-
-
 def _check_settings(top_k: Any, threshold: Any, edge_top_k: Any, other_classes: Any) -> None:
-    _check_count(top_k, "top_k")
-    _check_count(edge_top_k, "edge_top_k", allow_none=True)
-    _check_count(other_classes, "other_classes", minimum=0)
-    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not (0 <= threshold < 1) \
-            or not math.isfinite(threshold):
-        raise InputError(f"circuit setting threshold must be a number in [0, 1) (a fraction of the layer's largest "
-                         f"activation), got {threshold!r}")
+    check_int(top_k, "circuit setting top_k", 1)
+    check_int(edge_top_k, "circuit setting edge_top_k", 1, none_ok=True)
+    check_int(other_classes, "circuit setting other_classes", 0)
+    check_number(threshold, "circuit setting threshold (a fraction of the layer's largest activation)", 0, 1,
+                 high_open=True)
 
 
 def _layer_list(layers: str | Sequence[str] | None) -> list[str] | None:
@@ -331,12 +320,11 @@ def _check_target(target: Any, num_classes: int) -> int | None:
             raise InputError(f"target must be one integer class index, got a tensor of shape {tuple(target.shape)} "
                              f"and dtype {target.dtype}")
         target = int(target.item())
-    if isinstance(target, bool) or not isinstance(target, numbers.Integral):
-        raise InputError(f"target must be an integer class index, got {target!r}")
+    target = check_int(target, "target (a class index)")
     if not 0 <= target < num_classes:
-        raise InputError(f"target class {int(target)} is out of range for a classifier with {num_classes} classes "
+        raise InputError(f"target class {target} is out of range for a classifier with {num_classes} classes "
                          f"(0 to {num_classes - 1})")
-    return int(target)
+    return target
 
 
 def _top_edges(edges: list[tuple[str, str, dict[str, Any]]], k: int | None) -> list[tuple[str, str, dict[str, Any]]]:

@@ -45,17 +45,17 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from .. import distributed
+from ..backbones import input_channels
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..checks import check_images, check_int, check_number, check_tensor, from_settings
 from ..errors import CheckpointError, InputError, SparsexError
-from ..losses.mask import (activation_matching_loss, binarisation_loss, deletion_loss, mask_area_loss,
-                           total_variation_loss)
-from ..inference import check_model_dtype, class_names, positive_int, resolve_targets
+from ..inference import check_model_dtype, class_names, resolve_targets
+from ..losses.mask import activation_matching_loss, binarisation_loss, deletion_loss, mask_area_loss, total_variation_loss
 from ..metrics.faithfulness import pixel_ranks
 from ..perturb import blur, composite
+from ..progress import progress_bar
 from ..weights import module_sha256
 from .base import EXPLAINERS, Explainer
 from .hooks import default_layers, record_activations, resolve_layers
@@ -367,7 +367,7 @@ class MinimalMask(Explainer):
             self.config.layers = default_layers(model)
         self.objective = MaskObjective(model, self.config.layers, self.config.weights, self.config.blur_sigma)
         torch.manual_seed(self.config.seed)
-        self.in_chans = in_chans or _in_chans(model)
+        self.in_chans = in_chans or input_channels(model)
         self.net = MaskNet(self.in_chans, self.config.width)
         self.epochs_done = 0
         self.image_size: tuple[int, int] | None = None  # set by the first fit (or a loaded checkpoint)
@@ -401,7 +401,7 @@ class MinimalMask(Explainer):
         sums: dict[str, float] = {}
         self.net.train()
         batches = list(distributed.local_batches(order, cfg.batch_size))
-        for part in tqdm(batches, desc=f"{desc} epoch {epoch + 1}", unit="batch", leave=False,
+        for part in progress_bar(batches, desc=f"{desc} epoch {epoch + 1}", unit="batch", leave=False,
                          disable=not (progress and distributed.is_main())):
             ref = self.objective.reference(images[part.indices])
             logits = net(ref["x"])
@@ -483,7 +483,7 @@ class MinimalMask(Explainer):
         (``images``: how many of the images each area rescued; ``n``: how many lose the label with
         every area)."""
         x = _prepare(images, self.image_size, self.in_chans)
-        positive_int(batch_size, "batch_size")
+        check_int(batch_size, "batch_size", 1)
         min_rescue = self.config.fallback_min_rescue if min_rescue is None else check_number(min_rescue, "min_rescue", 0, 1)
         areas = self.config.fallback_areas
         rescued = torch.zeros(len(areas) + 1, dtype=torch.long)
@@ -564,8 +564,8 @@ class PerImageMask(Explainer):
                  blur_sigma: float | None = None, internal_batch_size: int = 32, seed: int = 0, binary: bool = True,
                  area_budget: float | None = None) -> None:
         for name, value in (("steps", steps), ("internal_batch_size", internal_batch_size)):
-            positive_int(value, name)
-        positive_int(downsample, "downsample", none_ok=True)
+            check_int(value, name, 1)
+        check_int(downsample, "downsample", 1, none_ok=True)
         check_number(lr, "lr", 0, 10, low_open=True, high_open=True)
         check_int(seed, "seed", 0)
         if layers is not None and (isinstance(layers, str) or not isinstance(layers, (list, tuple)) or not layers):
@@ -616,16 +616,6 @@ def load_explainer_classifier(path: str | os.PathLike,
     model, _ = load_classifier(classifier_dir)
     model = model.to(device)
     return MinimalMask.load(folder, model), model
-
-
-def _in_chans(model: nn.Module) -> int:
-    backbone = getattr(model, "backbone", None)
-    if backbone is not None and hasattr(backbone, "info"):
-        return 3 if backbone.info.in_chans == 3 else 1
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            return module.in_channels
-    raise SparsexError(f"cannot tell the input channels of {type(model).__name__}; pass in_chans")
 
 
 def explain_file(explainer_path: str | os.PathLike, image: str | os.PathLike, out: str | os.PathLike,

@@ -13,7 +13,6 @@ inference; they are dropped here too, so the explanation adds up to the logit.
 
 from __future__ import annotations
 
-import numbers
 import os
 import warnings
 from dataclasses import dataclass
@@ -23,18 +22,16 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save
 from torch import nn
 
 from ..backbones import Backbone, create_backbone
-from ..checks import check_images, check_number, check_tensor
+from ..checkpoint import checkpoint_dir, load_checkpoint
+from ..checks import check_int, check_number, check_tensor
 from ..data.base import create_dataset, load_image, pil_to_tensor, resize_center_crop
 from ..errors import CheckpointError, InputError, SparsexError
-from ..features import FeatureCache, extract_features
+from ..features import extract_features
 from ..inference import check_model_dtype, resolve_targets
-from ..io import atomic_dir, atomic_file, check_output_dir, sha256_file, write_json
-from ..checkpoint import checkpoint_dir, load_checkpoint
+from ..io import atomic_dir, check_output_dir, write_json
 from ..models import PrototypeOutput, contribution_threshold, load_model
 from ..models.classifier import PROTOTYPE_FAMILIES
 from ..models.gallery import Gallery, build_gallery, load_gallery, save_gallery
@@ -171,18 +168,14 @@ class PrototypeExplainer:
             raise InputError(f"explain takes one image (C, H, W) or (1, C, H, W), got {got}")
         x = check_tensor(image if image.dim() == 4 else image[None], "image", "(1, C, H, W)", nonempty=True)
         check_model_dtype(self.backbone, x)
-        if isinstance(top_classes, bool) or not isinstance(top_classes, int) or top_classes < 1:
-            raise InputError(f"top_classes must be a positive integer, got {top_classes!r}")
+        check_int(top_classes, "top_classes", 1)
         eps = self.eps if eps is None else check_number(eps, "eps", 0)
         out = self._forward(x)
         logits = out.logits[0].float().cpu()
         probs = self.head.probabilities(out.logits)[0].float().cpu()
         order = logits.argsort(descending=True)  # = by probability, without ties where it saturates
         shown = order[(torch.arange(len(order)) < top_classes) | (probs[order] > 0.5)]
-        if target is not None and (isinstance(target, bool) or not isinstance(target, numbers.Integral)
-                                   or not 0 <= target < len(probs)):
-            raise InputError(f"target class {target!r} is invalid: must be an integer in [0, {len(probs)})")
-        c = int(order[0]) if target is None else int(target)
+        c = int(order[0]) if target is None else check_int(target, "target class", 0, len(probs) - 1)
         weights = self.head.class_weights()[c].float().cpu()
         scores = out.scores[0].float().cpu()
         contributions = scores * weights
@@ -269,8 +262,7 @@ def explain_checkpoint(checkpoint: str | os.PathLike, image_path: str | os.PathL
     ProtoS-ViT; its family is read from it).
     """
     for setting, value in (("k", k), ("top_classes", top_classes)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InputError(f"{setting} must be a positive integer, got {value!r}")
+        check_int(value, setting, 1)
     out_dir = check_output_dir(out_dir, overwrite)
     folder = checkpoint_dir(checkpoint)
     family = load_checkpoint(folder).family

@@ -16,11 +16,11 @@ from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
 from ..data.base import DATASETS, check_split
 from ..errors import DataError
 from ..io import atomic_dir, read_json, write_json
+from ..progress import progress_bar
 from .classes import CLASS_NAMES, CLASS_PARTS
 from .dataset import PartWorld
 from .scene import BODY_BIT, GENERATOR_VERSION, SPLITS, PartWorldConfig
@@ -76,7 +76,7 @@ def write_parts_tree(
     """
     datasets = [PartWorld(split, config) for split in dict.fromkeys(splits)]
     with atomic_dir(out, overwrite) as tmp:
-        with tqdm(total=sum(len(d) for d in datasets), desc="parts", unit="img", disable=not progress) as bar:
+        with progress_bar(total=sum(len(d) for d in datasets), desc="parts", unit="img", disable=not progress) as bar:
             for ds in datasets:
                 for sub in (tmp / ds.split, tmp / "masks" / ds.split):
                     for name in CLASS_NAMES:

@@ -14,11 +14,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..checks import check_int
 from ..errors import InputError
-from ..inference import check_model, frozen, positive_int, predict_logits
+from ..inference import DEFAULT_BATCH, check_model, frozen, predict_logits
+from ..progress import progress_bar
 from .classes import NUM_CLASSES
 from .dataset import PartWorld
 from .shapes import NUM_PARTS
@@ -73,11 +73,11 @@ class InterventionCache:
     for the images :meth:`originals` renders for explanations).
     """
 
-    def __init__(self, model: nn.Module, dataset: PartWorld, internal_batch_size: int = 64,
+    def __init__(self, model: nn.Module, dataset: PartWorld, internal_batch_size: int = DEFAULT_BATCH,
                  device: str | torch.device | None = None, progress: bool = False) -> None:
         self.model = check_model(model)
         self.dataset = _check_part_world(dataset)
-        self.internal_batch_size = positive_int(internal_batch_size, "internal_batch_size")
+        self.internal_batch_size = check_int(internal_batch_size, "internal_batch_size", 1)
         self.device = _model_device(model, device)
         self.progress = progress
         self.forward_passes = 0
@@ -135,7 +135,7 @@ class InterventionCache:
         """Render and forward every queued key, ``internal_batch_size`` at a time."""
         pending = list(self._pending)
         step = self.internal_batch_size
-        with tqdm(total=len(pending), desc="interventions", unit="img", disable=not self.progress or not pending) as bar:
+        with progress_bar(total=len(pending), desc="interventions", unit="img", disable=not self.progress or not pending) as bar:
             for start in range(0, len(pending), step):
                 chunk = pending[start:start + step]
                 self._forward(chunk, [self._render(key)["image"] for key in chunk])

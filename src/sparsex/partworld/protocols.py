@@ -66,12 +66,12 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
-from ..checks import check_int, check_tensor
+from ..checks import check_indices, check_int, check_tensor
 from ..errors import InputError
-from ..inference import frozen, positive_int
+from ..inference import DEFAULT_BATCH, frozen
 from ..metrics.prototype import Metric
+from ..progress import progress_bar
 from .classes import CLASS_TABLE, NUM_CLASSES
 from .dataset import PartWorld
 from .interventions import InterventionCache, Key, intervention_key, resolve_cache
@@ -91,17 +91,6 @@ RELEVANCE = 0.05
 # ----------------------------------------------------------------------------------------------
 
 
-def _check_indices(indices: Sequence[int] | None, n: int) -> list[int]:
-    if indices is None:
-        indices = range(n)
-    if isinstance(indices, torch.Tensor):
-        indices = indices.tolist()
-    out = list(indices)
-    if not out:
-        raise InputError("indices must name at least one image")
-    return [check_int(i, f"image index (the dataset has {n} images)", 0, n - 1) for i in out]
-
-
 def _check_thresholds(thresholds: Sequence[float] | torch.Tensor | None) -> torch.Tensor:
     if thresholds is None:
         return THRESHOLDS.clone()
@@ -117,7 +106,7 @@ def _check_thresholds(thresholds: Sequence[float] | torch.Tensor | None) -> torc
 
 
 def _check_dilation(dilation: int) -> int:
-    dilation = positive_int(dilation, "dilation")
+    dilation = check_int(dilation, "dilation", 1)
     if dilation % 2 == 0:
         raise InputError(f"dilation must be odd (1: no dilation), got {dilation}")
     return dilation
@@ -400,7 +389,7 @@ def _model_scores(orig: _Originals, clutter_logits: torch.Tensor) -> dict[str, f
 def _load_originals(cache: InterventionCache, indices: list[int]) -> _Originals:
     labels, logits, parts, clutter = [], [], [], []
     step = cache.internal_batch_size
-    for start in tqdm(range(0, len(indices), step), desc="images", unit="batch", disable=not cache.progress):
+    for start in progress_bar(range(0, len(indices), step), desc="images", unit="batch", disable=not cache.progress):
         items, out = cache.originals(indices[start:start + step])
         y, p, c, _ = _items_tensors(items)
         labels.append(y)
@@ -411,21 +400,21 @@ def _load_originals(cache: InterventionCache, indices: list[int]) -> _Originals:
 
 
 def evaluate_parts_model(model: nn.Module, dataset: PartWorld, indices: Sequence[int] | None = None,
-                         internal_batch_size: int = 64, cache: InterventionCache | None = None,
+                         internal_batch_size: int = DEFAULT_BATCH, cache: InterventionCache | None = None,
                          progress: bool = False) -> PartsResult:
     """The model-only part-world scores, no explainer: ``metrics`` holds ``accuracy`` and ``bi``
     (background independence) with the counts ``images`` and ``bi_objects`` (see the module
     docstring); ``curves`` is empty. Forwards each image and each single clutter removal once
     (through ``cache`` when given, so that :func:`evaluate_parts` reuses them)."""
     cache = resolve_cache(model, dataset, cache, internal_batch_size, progress)
-    orig = _load_originals(cache, _check_indices(indices, len(dataset)))
+    orig = _load_originals(cache, check_indices(indices, len(dataset)))
     _, _, clutter_pos, clutter_keys = orig.single_keys()
     return PartsResult(_model_scores(orig, _after_removal(orig, cache, clutter_pos, clutter_keys, orig.clutter.shape[1])))
 
 
 def evaluate_parts(model: nn.Module, dataset: PartWorld, explain: Explain, indices: Sequence[int] | None = None,
                    thresholds: Sequence[float] | torch.Tensor | None = None, dilation: int = 5,
-                   internal_batch_size: int = 64, cache: InterventionCache | None = None,
+                   internal_batch_size: int = DEFAULT_BATCH, cache: InterventionCache | None = None,
                    progress: bool = False) -> PartsResult:
     """Every FunnyBirds protocol (module docstring) for one explainer of ``model``.
 
@@ -445,10 +434,10 @@ def evaluate_parts(model: nn.Module, dataset: PartWorld, explain: Explain, indic
     frozen (eval mode, no parameter gradients) throughout, explanations included.
     """
     cache = resolve_cache(model, dataset, cache, internal_batch_size, progress)
-    indices = _check_indices(indices, len(dataset))
+    indices = check_indices(indices, len(dataset))
     taus = _check_thresholds(thresholds)
     dilation = _check_dilation(dilation)
-    step = positive_int(internal_batch_size, "internal_batch_size")
+    step = check_int(internal_batch_size, "internal_batch_size", 1)
     if not callable(explain):
         raise InputError(f"explain must be a callable explain(images, targets) -> maps, got {type(explain).__name__}")
     with frozen(model):
@@ -473,7 +462,7 @@ def _explain_images(cache: InterventionCache, explain: Explain, indices: list[in
     """Render, forward and explain the images ``step`` at a time (for the label; for the
     prediction where it differs)."""
     chunks: list[tuple[torch.Tensor, ...]] = []
-    for start in tqdm(range(0, len(indices), step), desc="explanations", unit="batch", disable=not progress):
+    for start in progress_bar(range(0, len(indices), step), desc="explanations", unit="batch", disable=not progress):
         items, logits = cache.originals(indices[start:start + step])
         labels, parts, clutter, images = _items_tensors(items)
         images = images.to(cache.device)
@@ -653,14 +642,14 @@ class PartProtocols(Metric):
 
     thresholds: tuple[float, ...] = tuple(THRESHOLDS.tolist())
     dilation: int = 5
-    internal_batch_size: int = 64
+    internal_batch_size: int = DEFAULT_BATCH
     progress: bool = False
     name: ClassVar[str] = "parts"
 
     def __post_init__(self) -> None:
         _check_thresholds(self.thresholds)
         _check_dilation(self.dilation)
-        positive_int(self.internal_batch_size, "internal_batch_size")
+        check_int(self.internal_batch_size, "internal_batch_size", 1)
 
     def __call__(self, model: nn.Module, dataset: PartWorld, explain: Explain, indices: Sequence[int] | None = None,
                  cache: InterventionCache | None = None) -> PartsResult:

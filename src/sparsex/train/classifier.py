@@ -36,8 +36,8 @@ from ..data import create_dataset
 from ..data.sampler import dataset_tensors
 from ..errors import SparsexError
 from ..models.classifier import FAMILY, ImageClassifier, LinearProbe
-from .heads import HeadTrainConfig, cached_split
 from .base import register_trainer
+from .heads import BackboneTrainConfig, cached_split
 from .loop import open_run, predict, train_epochs
 from .run import removes_unstarted_run, run_stages
 
@@ -45,7 +45,7 @@ MODES = ("probe", "end-to-end")
 
 
 @dataclass
-class ClassifierTrainConfig(HeadTrainConfig):
+class ClassifierTrainConfig(BackboneTrainConfig):
     """A plain classifier run. ``mode`` None picks ``end-to-end`` for ``small-cnn`` and ``probe``
     otherwise; ``epochs``/``lr`` apply to either mode."""
 

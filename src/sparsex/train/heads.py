@@ -20,9 +20,9 @@ from torch import nn
 
 from .. import distributed
 from ..backbones import create_backbone
+from ..checkpoint import Checkpoint
 from ..checks import check_int, check_number
 from ..data import create_dataset
-from ..checkpoint import Checkpoint
 from ..errors import CheckpointError, SparsexError
 from ..features import FeatureCache, extract_features
 from ..metrics import prototype_metrics
@@ -36,10 +36,10 @@ StageFn = Callable[[nn.Module, str, int, FeatureCache], dict[str, Any]]
 
 
 @dataclass
-class HeadTrainConfig(TrainConfig):
+class BackboneTrainConfig(TrainConfig):
     """Data, backbone, feature cache and bookkeeping settings shared by every trainer of a head on
-    a frozen backbone's cached features. ``batch_size`` is the global batch of a distributed run
-    (a multiple of the number of processes)."""
+    a frozen backbone's cached features (and by the classifier's). ``batch_size`` is the global
+    batch of a distributed run (a multiple of the number of processes)."""
 
     data: str = "parts"  # dataset name (sparsex datasets)
     root: str | None = None  # local folder with the dataset's files
@@ -51,20 +51,17 @@ class HeadTrainConfig(TrainConfig):
     image_size: int | None = None  # backbone input side in pixels (default: the model's own)
     batch_size: int = 64  # training batch (global, under torchrun)
     seed: int = 0  # seed of the initialisation and the batch order
-    eps: float = 1e-3  # contribution threshold of the sparsity metrics (docs/metrics.md)
-    gallery_k: int = 5  # training items kept per prototype for explanations
     cache_dir: str | None = None  # feature cache folder (default: <out>/features)
     feature_dtype: str = "float32"  # stored feature dtype: float32, float16 or bfloat16
     device: str = "cpu"  # torch device, e.g. cpu or cuda
     amp: bool = False  # mixed precision (bfloat16 autocast; float16 with a scaler on older GPUs)
 
     def __post_init__(self) -> None:
-        self.check_counts("batch_size", "gallery_k")
+        self.check_counts("batch_size")
         check_int(self.seed, "seed", 0)
         distributed.check_device(self.device)
         if not isinstance(self.amp, bool):
             raise SparsexError(f"amp must be true or false, got {self.amp!r}")
-        check_number(self.eps, "eps", 0)
 
     def check_counts(self, *names: str) -> None:
         """Settings named ``*_epochs`` must be integers >= 0, the others integers >= 1."""
@@ -74,6 +71,20 @@ class HeadTrainConfig(TrainConfig):
     def backbone_settings(self) -> dict[str, Any]:
         return {"name": self.backbone, "pretrained": self.pretrained, "weights": self.weights, "layer": self.layer,
                 "image_size": self.image_size}
+
+
+@dataclass
+class HeadTrainConfig(BackboneTrainConfig):
+    """:class:`BackboneTrainConfig` and what a prototype head's run adds: the metrics' threshold
+    and the gallery kept for explanations."""
+
+    eps: float = 1e-3  # contribution threshold of the sparsity metrics (docs/metrics.md)
+    gallery_k: int = 5  # training items kept per prototype for explanations
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.check_counts("gallery_k")
+        check_number(self.eps, "eps", 0)
 
 
 def evaluate_head(head: nn.Module, cache: FeatureCache, eps: float = 1e-3, threshold: float = 0.5,
@@ -87,7 +98,7 @@ def evaluate_head(head: nn.Module, cache: FeatureCache, eps: float = 1e-3, thres
                              contribution_eps=contribution_threshold(head, eps))
 
 
-def cached_split(config: HeadTrainConfig, split: str, backbone, cache_dir: Path, progress: bool) -> FeatureCache:
+def cached_split(config: BackboneTrainConfig, split: str, backbone, cache_dir: Path, progress: bool) -> FeatureCache:
     """The backbone features of ``config``'s dataset split, from the cache (extracted on first use)."""
     dataset = create_dataset(config.data, split=split, root=config.root, **config.data_options)
     cache, _ = extract_features(dataset, backbone, cache_dir, dtype=config.feature_dtype, device=config.device,

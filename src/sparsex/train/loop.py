@@ -9,9 +9,9 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .. import distributed
+from ..progress import progress_bar
 from .run import RunFolder
 
 LossFn = Callable[[Any, torch.Tensor, float], torch.Tensor]
@@ -76,7 +76,7 @@ def train_epochs(model: nn.Module, loss_fn: LossFn, features: torch.Tensor, labe
     steps = (n + batch_size - 1) // batch_size
     history: list[float] = []
     model.train()
-    with tqdm(total=epochs * steps, desc=desc, unit="step", disable=not (progress and distributed.is_main()),
+    with progress_bar(total=epochs * steps, desc=desc, unit="step", disable=not (progress and distributed.is_main()),
               leave=False) as bar:
         for epoch in range(epochs):
             order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch))

@@ -26,11 +26,11 @@ import torch
 
 from .. import distributed
 from ..checkpoint import Checkpoint
+from ..checks import check_int
 from ..data import create_dataset
 from ..data.sampler import dataset_tensors
 from ..errors import SparsexError
 from ..explainers.minimal_mask import FAMILY, MinimalMask, MinimalMaskConfig
-from ..inference import positive_int
 from ..models.classifier import load_classifier
 from .base import TrainConfig, register_trainer
 from .loop import open_run
@@ -57,7 +57,7 @@ class MinimalMaskTrainConfig(TrainConfig):
         if not self.classifier:
             raise SparsexError("the explainer needs a classifier folder (--classifier DIR)")
         for name in ("train_limit", "test_limit"):
-            positive_int(getattr(self, name), name, none_ok=True)
+            check_int(getattr(self, name), name, 1, none_ok=True)
         distributed.check_device(self.device)
 
 

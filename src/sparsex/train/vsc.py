@@ -53,8 +53,8 @@ from ..losses import class_alignment_loss, spike_slab_kl
 from ..metrics.latent import latent_metrics
 from ..models import create_model
 from ..models.vsc import FAMILY, VSC
-from ..weights import load_state_dict_checked
 from ..progress import progress_bar
+from ..weights import load_state_dict_checked
 from .base import TrainConfig, register_trainer
 from .loop import MixedPrecision, open_run
 from .run import removes_unstarted_run, run_stages
@@ -131,7 +131,7 @@ def load_image_split(config: VSCTrainConfig, split: str, progress: bool = False)
     dataset = create_dataset(config.data, split=split, root=config.root, **config.data_options)
     if dataset.image_size is None:
         raise DataError(f"VSC needs images of one fixed size; dataset {config.data!r} has varying sizes "
-                        f"(set its image_size, e.g. --data-opt image_size=28)")
+                        f"(set its image_size, e.g. --data-options image_size=28)")
     images, labels = dataset_tensors(dataset, progress=progress)
     if images.dim() != 4:
         raise DataError(f"dataset {config.data!r} items are not images (C, H, W): got {tuple(images.shape[1:])}")
