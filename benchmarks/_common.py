@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from sparsex import create_dataset
-from sparsex.data.base import save_image_png
 from sparsex.backbones import create_backbone
+from sparsex.data.base import save_image_png
 from sparsex.explainers.prototypes import explain_checkpoint
 from sparsex.features import extract_features
 from sparsex.io import write_json

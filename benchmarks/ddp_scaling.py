@@ -33,8 +33,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
 from _common import parse_args, write_result
+
 from sparsex import distributed
 from sparsex.backbones import create_backbone
 from sparsex.io import write_json

@@ -28,8 +28,8 @@ import sparsex  # noqa: F401  (first, before torch: its runtime settings, sparse
 import time
 
 import torch
-
 from _common import parse_run_args, run_folders, write_result
+
 from sparsex.data import create_dataset
 from sparsex.data.sampler import dataset_tensors
 from sparsex.evaluate import EvaluateConfig, evaluate, write_combined_report

@@ -18,9 +18,9 @@ import tempfile
 import time
 
 import torch
+from _common import parse_args, write_result
 from torch import nn
 
-from _common import parse_args, write_result
 from sparsex import create_dataset
 from sparsex.backbones import create_backbone
 from sparsex.features import extract_features

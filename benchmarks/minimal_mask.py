@@ -29,8 +29,8 @@ import statistics
 import time
 
 import torch
-
 from _common import parse_run_args, run_folders, write_result
+
 from sparsex.data import create_dataset
 from sparsex.explainers import create_explainer
 from sparsex.explainers.circuit import readout
@@ -129,14 +129,14 @@ def measure(name: str, classifier_cfg: dict, explainer_cfg: dict, eval_n: int, p
     figures[f"{name}.classifier.test_accuracy"] = clf_metrics["test_accuracy"]
     figures[f"time_s.{name}.classifier"] = round(time.perf_counter() - start, 1)
     start = time.perf_counter()
-    train_minimal_mask(MinimalMaskTrainConfig.from_dict({"classifier": str(clf_dir), **explainer_cfg}), mm_dir)
+    train_minimal_mask(MinimalMaskTrainConfig.from_dict({"model": str(clf_dir), **explainer_cfg}), mm_dir)
     figures[f"time_s.{name}.explainer"] = round(time.perf_counter() - start, 1)
     ablation_dirs = {}
     for ablation, settings in (ablations or {}).items():
         ablation_dirs[ablation] = runs / f"{name}_explainer_{ablation}"
         start = time.perf_counter()
         train_minimal_mask(MinimalMaskTrainConfig.from_dict({
-            "classifier": str(clf_dir), **explainer_cfg, "explainer": {**explainer_cfg["explainer"], **settings}}),
+            "model": str(clf_dir), **explainer_cfg, "explainer": {**explainer_cfg["explainer"], **settings}}),
             ablation_dirs[ablation])
         figures[f"time_s.{name}.explainer_{ablation}"] = round(time.perf_counter() - start, 1)
     if train_only:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from _common import parse_args, write_result
+
 from sparsex.partworld import PartWorld, PartWorldConfig, write_parts_tree
 
 

@@ -18,8 +18,8 @@ import time
 
 import torch
 import torch.nn.functional as F
-
 from _common import explanation_figure, parse_run_args, run_folders, write_result
+
 from sparsex.backbones import create_backbone
 from sparsex.metrics import accuracy
 from sparsex.models import create_model, load_model

@@ -17,10 +17,10 @@ import json
 import shutil
 import time
 
-
 from _common import explanation_figure, parse_run_args, run_folders, write_result
-from sparsex.train.run import RunFolder
+
 from sparsex.train.infodisent import InfoDisentTrainConfig, train_infodisent
+from sparsex.train.run import RunFolder
 from sparsex.train.side import SIDETrainConfig, train_side
 
 PRUNE_SWEEP = (10,)  # the paper's other pruning budget, measured beside the default A = 7

@@ -22,6 +22,7 @@ import shutil
 import time
 
 from _common import parse_run_args, run_folders, write_result
+
 from sparsex.analysis.vsc import analyze_vsc
 from sparsex.metrics.latent import group_correlation
 from sparsex.train.vsc import VSCTrainConfig, train_vsc

@@ -31,7 +31,7 @@ def trained(digits_classifier, tmp_path_factory):
 
 def test_circuit_writes_json_figure_and_image(capsys, trained, tmp_path):
     out = tmp_path / "circuit"
-    code, stdout, err = run(capsys, "circuit", "--classifier", str(trained["classifier"]), "--image", str(trained["image"]),
+    code, stdout, err = run(capsys, "circuit", "--model", str(trained["classifier"]), "--image", str(trained["image"]),
                             "--out", str(out), "--top-k", "4")
     assert code == 0, err
     assert {p.name for p in out.iterdir()} == {"circuit.json", "circuit.png", "image.png"}
@@ -46,7 +46,7 @@ def test_circuit_writes_json_figure_and_image(capsys, trained, tmp_path):
     assert Image.open(out / "image.png").size == (8, 8) and Image.open(out / "circuit.png").format == "PNG"
 
     # explicit target and layers given as blocks; an existing folder needs --overwrite
-    args = ["circuit", "--classifier", str(trained["classifier"]), "--image", str(trained["image"]), "--out", str(out),
+    args = ["circuit", "--model", str(trained["classifier"]), "--image", str(trained["image"]), "--out", str(out),
             "--target", "3", "--layers", "backbone.model.features.2,backbone.model.features.4", "--other-classes", "2"]
     code, _, err = run(capsys, *args)
     assert_one_line_error(code, err, "already exists.*--overwrite")
@@ -58,7 +58,7 @@ def test_circuit_writes_json_figure_and_image(capsys, trained, tmp_path):
 
 def test_circuit_of_the_mask_explanation(capsys, trained, tmp_path):
     out = tmp_path / "circuit"
-    code, stdout, err = run(capsys, "circuit", "--classifier", str(trained["classifier"]), "--image", str(trained["image"]),
+    code, stdout, err = run(capsys, "circuit", "--model", str(trained["classifier"]), "--image", str(trained["image"]),
                             "--explainer", str(trained["explainer"]), "--out", str(out))
     assert code == 0, err
     assert {p.name for p in out.iterdir()} == {"circuit.json", "circuit.png", "image.png", "mask.png", "explanation.png"}
@@ -67,7 +67,7 @@ def test_circuit_of_the_mask_explanation(capsys, trained, tmp_path):
 
 
 def test_circuit_bad_input_is_one_line_error(capsys, trained, tmp_path):
-    base = ["circuit", "--classifier", str(trained["classifier"]), "--out", str(tmp_path / "out")]
+    base = ["circuit", "--model", str(trained["classifier"]), "--out", str(tmp_path / "out")]
     image = ["--image", str(trained["image"])]
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a png")
@@ -95,3 +95,23 @@ def test_circuit_bad_input_is_one_line_error(capsys, trained, tmp_path):
         MinimalMask(model, MinimalMaskConfig(width=4, epochs=1)).save(other, classifier=str(trained["classifier"]))
     code, _, err = run(capsys, *base, *image, "--explainer", str(other))
     assert_one_line_error(code, err, "trained for another classifier")
+
+
+def test_circuit_of_a_timm_model_from_a_weights_file(capsys, tmp_path):
+    """A model spec, not a run folder: timm resnet18 with its weights from a safetensors file, 3 classes at 32 px."""
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    save_file(timm.create_model("resnet18", num_classes=3).state_dict(), tmp_path / "resnet18.safetensors")
+    image = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 40, 3), dtype=np.uint8)).save(image)
+    out = tmp_path / "circuit"
+    code, stdout, err = run(capsys, "circuit", "--model", "timm:resnet18", "--weights", str(tmp_path / "resnet18.safetensors"),
+                            "--image-size", "32", "--image", str(image), "--out", str(out), "--top-k", "3")
+    assert code == 0, err
+    circuit = json.loads((out / "circuit.json").read_text())
+    assert circuit["layers"] == ["module.layer4.1.conv1", "module.layer4.1.conv2", "module.layer4.1"]
+    assert circuit["readout"] == "module.fc"
+    assert circuit["model"] == "timm:resnet18" and circuit["target"] in (0, 1, 2)
+    assert Image.open(out / "image.png").size == (32, 32)

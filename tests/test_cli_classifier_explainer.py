@@ -13,7 +13,7 @@ def test_train_classifier_explainer_and_explain_mask(tmp_path, capsys):
                          "--epochs", "1", "--out", str(classifier), "--quiet")
     assert code == 0, err
     assert "test_accuracy" in out and (classifier / "checkpoint" / "model.safetensors").is_file()
-    code, out, err = run(capsys, "train", "minimal-mask", "--classifier", str(classifier), "--out", str(explainer), "--epochs", "1",
+    code, out, err = run(capsys, "train", "minimal-mask", "--model", str(classifier), "--out", str(explainer), "--epochs", "1",
                          "--set", "width=4", "--set", "weights.area=3", "--set", "train_limit=64", "--set", "test_limit=16",
                          "--quiet")
     assert code == 0, err
@@ -41,8 +41,8 @@ def test_train_classifier_explainer_and_explain_mask(tmp_path, capsys):
     code, _, err = run(capsys, "explain", "mask", "--explainer", str(explainer), "--image", str(tmp_path / "missing.png"),
                        "--out", str(tmp_path / "explained2"))
     assert_one_line_error(code, err, "image file not found")
-    code, _, err = run(capsys, "train", "minimal-mask", "--classifier", str(tmp_path / "nothing"), "--out", str(tmp_path / "x"))
-    assert_one_line_error(code, err, "checkpoint folder not found")
+    code, _, err = run(capsys, "train", "minimal-mask", "--model", str(tmp_path / "nothing"), "--out", str(tmp_path / "x"))
+    assert_one_line_error(code, err, "no such folder")
 
 
 def test_train_classifier_bad_mode(tmp_path, capsys):

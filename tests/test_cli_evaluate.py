@@ -81,7 +81,7 @@ def test_bad_input_gives_one_line_errors(parts_classifier, tmp_path, capsys, arg
 
 def test_missing_model(tmp_path, capsys):
     code, _, err = run(capsys, "evaluate", "--model", str(tmp_path / "none"), "--out", str(tmp_path / "e"), "-q")
-    assert_one_line_error(code, err, "not found")
+    assert_one_line_error(code, err, "no such folder")
 
 
 def test_evaluate_a_model_without_part_masks_warns(digits_classifier, tmp_path, capsys):
@@ -145,3 +145,63 @@ def test_demo_quick_and_rerun(tmp_path, capsys, monkeypatch):
     assert [line for line in stdout2.splitlines() if ": acc " in line] == \
         [line for line in stdout.splitlines() if ": acc " in line]
     assert (out / "report.html").is_file()
+
+
+def test_evaluate_any_model_spec_on_a_labelled_folder_and_on_unlabelled_images(tmp_path, capsys):
+    """timm:NAME with a weight file on an image folder (its 3 classes map by position onto the model's
+    3), then the same model on unlabelled images: faithfulness for the predicted class, no accuracy."""
+    import shutil
+
+    import timm
+    from safetensors.torch import save_file
+
+    from sparsex.partworld import PartWorldConfig, write_parts_tree
+
+    save_file(timm.create_model("resnet18", pretrained=False, num_classes=3).state_dict(), tmp_path / "W.safetensors")
+    write_parts_tree(tmp_path / "world", PartWorldConfig(image_size=48, train_size=24, val_size=0, test_size=72),
+                     progress=False)
+    for name in ("class_00", "class_01", "class_02"):
+        shutil.copytree(tmp_path / "world" / "test" / name, tmp_path / "folder" / "test" / name)
+    common = ["--model", "timm:resnet18", "--weights", str(tmp_path / "W.safetensors"), "--num-classes", "3",
+              "--image-size", "48", "--explainer", "gradcam,saliency", "-q"]
+    code, stdout, err = run(capsys, "evaluate", *common, "--data", "imagefolder", "--root", str(tmp_path / "folder"),
+                            "--out", str(tmp_path / "labelled"))
+    assert code == 0, err
+    rows = json.loads((tmp_path / "labelled" / "metrics.json").read_text())["rows"]
+    assert set(rows) == {"resnet18.gradcam", "resnet18.saliency"}
+    assert {"accuracy", "deletion_auc", "insertion_auc", "sufficiency"} <= set(rows["resnet18.gradcam"])
+    assert not (tmp_path / "labelled.partial").exists()  # finished: its partial explanations are gone
+    code, stdout, err = run(capsys, "evaluate", *common, "--images", str(tmp_path / "folder"),
+                            "--out", str(tmp_path / "unlabelled"))
+    assert code == 0, err
+    row = json.loads((tmp_path / "unlabelled" / "metrics.json").read_text())["rows"]["resnet18.saliency"]
+    assert "accuracy" not in row and 0 <= row["deletion_auc"] <= 1
+
+
+def test_an_interrupted_evaluation_keeps_its_finished_explanations(parts_classifier, tmp_path, monkeypatch):
+    from sparsex.evaluate import EvaluateConfig, evaluate
+    from sparsex.explainers.attributions import SaliencyExplainer
+
+    config = EvaluateConfig(model=parts_classifier, explainers=["saliency", "gradcam"], limit=8, figure_images=2)
+    calls = []
+    real = SaliencyExplainer._attribute
+
+    def counted(self, inputs, targets):
+        calls.append(len(inputs))
+        return real(self, inputs, targets)
+
+    monkeypatch.setattr(SaliencyExplainer, "_attribute", counted)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # killed while the second explainer runs
+
+    monkeypatch.setattr("sparsex.explainers.attributions.GradCAMExplainer._attribute", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(config, tmp_path / "e", progress=False)
+    assert sum(calls) > 0 and any((tmp_path / "e.partial" / "saliency").glob("*.safetensors"))
+    done = sum(calls)
+    monkeypatch.undo()
+    monkeypatch.setattr(SaliencyExplainer, "_attribute", counted)
+    evaluate(config, tmp_path / "e", progress=False)
+    assert sum(calls) == done  # every saliency map came back from the partial store
+    assert (tmp_path / "e" / "metrics.json").is_file() and not (tmp_path / "e.partial").exists()

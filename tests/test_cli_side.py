@@ -95,3 +95,34 @@ def test_explain_refuses_a_model_without_prototypes(capsys, tmp_path):
     code, _, err = run(capsys, "explain", "prototypes", "--model", str(tmp_path / "ck"), "--image",
                        str(tmp_path / "x.png"), "--out", str(tmp_path / "e"))
     assert_one_line_error(code, err, r"holds a 'vsc' model, not a prototype model \(side, infodisent, protosvit\)")
+
+
+def test_a_run_travels_with_moved_or_missing_data(capsys, tmp_path, monkeypatch):
+    """Paths in a run are absolute; --root points at moved training data; without it the
+    prediction is still explained, without training-set patches, with one warning."""
+    import shutil
+    from pathlib import Path
+
+    from sparsex.partworld import PartWorldConfig, write_parts_tree
+
+    monkeypatch.chdir(tmp_path)  # the run is named by a relative path
+    write_parts_tree(tmp_path / "data", PartWorldConfig(image_size=48, train_size=48, val_size=0, test_size=24), progress=False)
+    code, _, err = run(capsys, "train", "side", "--data", "imagefolder", "--root", str(tmp_path / "data"),
+                       "--data-options", "image_size=48", "--backbone", "small-cnn", "--set", "expanded_channels=6",
+                       "--set", "pretrain_epochs=1", "--set", "finetune_epochs=1", "--set", "calibrate_epochs=1",
+                       "--prune-k", "2", "--out", "rel-run", "--quiet")
+    assert code == 0, err
+    assert json.loads((tmp_path / "rel-run" / "config.json").read_text())["root"] == str((tmp_path / "data").resolve())
+    checkpoint = json.loads((tmp_path / "rel-run" / "checkpoint" / "config.json").read_text())["config"]
+    assert Path(checkpoint["cache_dir"]).is_absolute() and Path(checkpoint["data"]["root"]).is_absolute()
+    shutil.move(tmp_path / "data", tmp_path / "moved")
+    (tmp_path / "rel-run" / "checkpoint" / "gallery.safetensors").unlink()  # forces the training data to be read
+    image = next((tmp_path / "moved" / "test").rglob("*.png"))
+    code, out, _ = run(capsys, "explain", "prototypes", "--model", str(tmp_path / "rel-run"), "--image", str(image),
+                       "--out", str(tmp_path / "e1"), "--quiet")
+    assert code == 0 and "warning:" in out and "training-set patches" in out
+    assert json.loads((tmp_path / "e1" / "explanation.json").read_text())["k"] == 0
+    code, out, _ = run(capsys, "explain", "prototypes", "--model", str(tmp_path / "rel-run"), "--image", str(image),
+                       "--root", str(tmp_path / "moved"), "--out", str(tmp_path / "e2"), "--k", "2", "--quiet")
+    assert code == 0 and "warning:" not in out
+    assert json.loads((tmp_path / "e2" / "explanation.json").read_text())["k"] == 2

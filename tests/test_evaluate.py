@@ -251,7 +251,7 @@ def test_default_explainers_take_settings(parts_classifier, monkeypatch):
     ({"explainers": ["saliency"], "explainer_settings": {"gradcam": {"layer": "x"}}}, SparsexError,
      r"settings given for explainer\(s\) not evaluated: gradcam"),
     ({"explainer_settings": {"nope": {}}}, UnknownNameError, "unknown explainer 'nope'"),
-    ({"model": ""}, SparsexError, "evaluate needs a model folder"),
+    ({"model": ""}, SparsexError, "evaluate needs a model"),
     ({"limit": 0}, SparsexError, "limit"),
     ({"auc_steps": -1}, SparsexError, "auc_steps"),
     ({"figure_images": -1}, SparsexError, "figure_images must be a non-negative integer"),
@@ -333,7 +333,7 @@ def test_dataset_without_part_masks(digits_classifier, tmp_path):
     assert "'digits' has no part masks" in messages[0]
     assert result["data"] == "digits" and result["images"] == 16
     row = result["rows"]["small-cnn.saliency"]
-    assert set(row) == {"accuracy", "deletion_auc", "insertion_auc", "explain_seconds"}
+    assert set(row) == {"accuracy", "deletion_auc", "insertion_auc", "sufficiency", "explain_seconds"}
     assert 0.0 <= row["deletion_auc"] <= 1.0 and 0.0 <= row["insertion_auc"] <= 1.0
     model, _ = load_image_classifier(run_folder)
     images, labels = dataset_tensors(create_dataset("digits", split="test"), False, 16)

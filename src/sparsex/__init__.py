@@ -19,7 +19,8 @@ from .errors import SparsexError  # noqa: E402
 __version__ = "0.1.0"
 
 _LAZY = {"create_backbone": "backbones", "list_backbones": "backbones", "create_model": "models",
-         "list_models": "models", "create_explainer": "explainers", "list_explainers": "explainers",
+         "list_models": "models", "load_classifier": "models", "wrap_classifier": "models",
+         "create_explainer": "explainers", "list_explainers": "explainers",
          "train_model": "train", "list_trainers": "train"}
 
 __all__ = ["SparsexError", "create_dataset", "list_datasets", *_LAZY, "__version__"]

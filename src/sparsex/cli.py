@@ -11,8 +11,10 @@ import json
 import os
 import re
 import sys
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -45,6 +47,16 @@ app.add_typer(explain_app, name="explain")
 app.add_typer(analyze_app, name="analyze")
 
 console = Console(soft_wrap=True)
+
+
+@contextmanager
+def printed_warnings() -> Iterator[None]:
+    """Warnings raised inside, printed afterwards as one yellow ``warning:`` line each."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for warning in caught:
+        console.print(f"[yellow]warning:[/] {escape(str(warning.message))}")
 
 
 def _print_version(value: bool) -> None:
@@ -368,13 +380,16 @@ def explain_prototypes_command(
     image: Path = IMAGE,
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (explanation.png, explanation.json)."),
     k: int = typer.Option(5, "--k", min=1, help="Training patches shown per prototype."),
+    root: Optional[Path] = typer.Option(None, "--root", help="Where the run's training data is now, if it has moved."),
     device: str = DEVICE, overwrite: bool = OVERWRITE, quiet: bool = QUIET,
 ) -> None:
     """Explain a prototype model's prediction: its contributing prototypes, their maps, their training patches."""
     from .explainers.prototypes import explain_checkpoint
 
     check_device(device)
-    path = explain_checkpoint(model, image, out, k=k, overwrite=overwrite, progress=not quiet, device=device)
+    with printed_warnings():
+        path = explain_checkpoint(model, image, out, k=k, overwrite=overwrite, progress=not quiet, device=device,
+                                  root=root)
     console.print(f"wrote {path / 'explanation.png'} and explanation.json")
 
 
@@ -397,9 +412,16 @@ def explain_mask_command(
     console.print(f"wrote {path} (image.png, mask.png, explanation.png, explanation.json)")
 
 
+MODEL_SPEC = typer.Option(..., "--model", help="A sparsex run folder, timm:NAME, torchvision:NAME or lite0-imagenet.")
+WEIGHTS = typer.Option(None, "--weights", help="Weight file for timm:/torchvision: models (safetensors or a state dict).")
+NUM_CLASSES = typer.Option(None, "--num-classes", min=1, help="Classes of a timm:/torchvision: model (default: 1000).")
+IMAGE_SIZE = typer.Option(None, "--image-size", min=1, help="Input side of a timm:/torchvision: model (default: its own).")
+
+
 @app.command("circuit")
 def circuit_command(
-    classifier: Path = typer.Option(..., "--classifier", help="Run folder of `sparsex train classifier`."),
+    model: str = typer.Option(..., "--model", "--classifier", help="A sparsex run folder, timm:NAME, torchvision:NAME or "
+                                                                  "lite0-imagenet (a CNN)."),
     image: Path = typer.Option(..., "--image", help="Image file to read the circuit of."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (circuit.json, circuit.png, image.png)."),
     explainer: Optional[Path] = typer.Option(
@@ -412,6 +434,7 @@ def circuit_command(
     threshold: float = typer.Option(0.1, "--threshold", help="A channel is active above this fraction of its layer's largest activation."),
     edge_top_k: Optional[int] = typer.Option(None, "--edge-top-k", help="Edges kept between consecutive layers and into each class (default: all)."),
     other_classes: int = typer.Option(0, "--other-classes", help="Also show the classes with the next highest logits."),
+    weights: Optional[Path] = WEIGHTS, num_classes: Optional[int] = NUM_CLASSES, image_size: Optional[int] = IMAGE_SIZE,
     device: str = DEVICE, overwrite: bool = OVERWRITE,
 ) -> None:
     """Circuit readout: the active channels per layer and the edges that carry the decision on one image."""
@@ -419,9 +442,11 @@ def circuit_command(
 
     check_device(device)
     layer_list = comma_list(layers, "--layers") if layers else None
-    path = circuit_file(classifier, image, out, explainer=explainer, target=target, layers=layer_list, top_k=top_k,
-                        threshold=threshold, edge_top_k=edge_top_k, other_classes=other_classes, overwrite=overwrite,
-                        device=device)
+    settings = {"weights": str(weights) if weights else None, "num_classes": num_classes, "image_size": image_size}
+    with printed_warnings():
+        path = circuit_file(model, image, out, explainer=explainer, target=target, layers=layer_list, top_k=top_k,
+                            threshold=threshold, edge_top_k=edge_top_k, other_classes=other_classes, overwrite=overwrite,
+                            device=device, **{k: v for k, v in settings.items() if v is not None})
     circuit = read_json(path / "circuit.json", "circuit")
     name = "" if str(circuit["target_name"]) == str(circuit["target"]) else f" ({escape(str(circuit['target_name']))})"
     console.print(f"circuit for class {circuit['target']}{name} on the {circuit['input']}: "
@@ -430,14 +455,66 @@ def circuit_command(
     console.print(f"wrote {path} (circuit.json, circuit.png, image.png{', mask.png, explanation.png' if explainer else ''})")
 
 
+def explainer_settings(pairs: Optional[list[str]]) -> dict[str, dict[str, Any]]:
+    """``--set EXPLAINER.KEY=VALUE`` pairs as ``{explainer: {key: value}}``."""
+    settings: dict[str, dict[str, Any]] = {}
+    for key, value in parse_options(pairs, "--set").items():
+        name, dot, setting = key.rpartition(".")
+        if not dot or not name or not setting:
+            raise SparsexError(f"--set takes EXPLAINER.KEY=VALUE, got {key!r}")
+        settings.setdefault(name, {})[setting] = value
+    return settings
+
+
+
+@explain_app.command("attributions")
+def explain_attributions_command(
+    model: str = MODEL_SPEC,
+    images: Path = typer.Option(..., "--images", help="An image file or a folder of them (searched recursively)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: one folder per image, scores.csv, metrics.json."),
+    explainer: str = typer.Option(
+        "integrated-gradients,gradcam", "--explainer", help="Explainers, comma-separated (see `sparsex explainers`; "
+                                                             "ig is integrated-gradients)."),
+    target: Optional[str] = typer.Option(None, "--target", help="Class to explain, an index or a name (default: each image's predicted class)."),
+    score: bool = typer.Option(False, "--score", help="Also score every map: deletion / insertion AUC and sufficiency."),
+    weights: Optional[Path] = WEIGHTS, num_classes: Optional[int] = NUM_CLASSES, image_size: Optional[int] = IMAGE_SIZE,
+    set_: Optional[list[str]] = typer.Option(
+        None, "--set", help="Explainer setting NAME.KEY=VALUE, e.g. ig.n_steps=16 or minimal-mask.checkpoint=RUN (repeatable).",
+        metavar="NAME.KEY=VALUE"),
+    batch_size: int = typer.Option(DEFAULT_BATCH, "--batch-size", min=1, help="Images per forward pass."),
+    device: str = DEVICE, overwrite: bool = OVERWRITE, quiet: bool = QUIET,
+) -> None:
+    """Explain a classifier's decisions on image files with every named explainer: heat maps, overlays, a grid, scores."""
+    from .explain_files import ExplainFilesConfig, explain_files
+
+    config = ExplainFilesConfig(model=model, images=str(images), explainers=comma_list([explainer], "--explainer"),
+                                explainer_settings=explainer_settings(set_), weights=str(weights) if weights else None,
+                                num_classes=num_classes, image_size=image_size, target=target, score=score,
+                                batch_size=batch_size, device=device)
+    with printed_warnings():
+        summary = explain_files(config, out, overwrite=overwrite, progress=not quiet)
+    console.print(f"explained {summary['images']} image(s) with {', '.join(summary['explainers'])}"
+                  + (f"; skipped {len(summary['skipped'])} unreadable file(s)" if summary["skipped"] else ""))
+    for name, files in summary["flagged"].items():
+        console.print(f"[yellow]{escape(name)}: {len(files)} map(s) flagged as not an explanation (see explanation.json)[/]")
+    for name, means in (summary.get("scores") or {}).items():
+        console.print(f"  {escape(name)}: " + "  ".join(f"{k} {v:.3f}" for k, v in means.items()), highlight=False)
+    console.print(f"wrote {out} (per image: grid.png, <explainer>.png, maps.safetensors, explanation.json"
+                  + ("; scores.csv, metrics.json)" if score else "; metrics.json)"))
+
+
 @app.command("evaluate")
 def evaluate_command(
-    model: Path = typer.Option(..., "--model", help="Run folder of `sparsex train classifier`, `side`, `infodisent` or `protosvit`."),
+    model: str = MODEL_SPEC,
     explainer: Optional[str] = typer.Option(
         None, "--explainer", help="Explainers, comma-separated (see `sparsex explainers`; default: integrated-gradients,gradcam "
                                   "for a plain classifier, prototypes for a prototype model)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (metrics.json, radar.png, explanations.png, report.html)."),
-    data: Optional[str] = typer.Option(None, "--data", help="Dataset (default: the model's own; another one is refused)."),
+    weights: Optional[Path] = WEIGHTS, num_classes: Optional[int] = NUM_CLASSES, image_size: Optional[int] = IMAGE_SIZE,
+    data: Optional[str] = typer.Option(None, "--data", help="Dataset (default: a run's own; another one is refused; "
+                                                          "e.g. imagefolder with --root for other models)."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Unlabelled images (a file or folder) instead of a dataset: "
+                                                                  "faithfulness for the predicted class."),
     root: Optional[Path] = typer.Option(None, "--root", help="Local folder with the dataset's files."),
     data_options: Optional[list[str]] = DATA_OPTIONS,
     split: str = typer.Option("test", "--split", help="Split to evaluate on."),
@@ -448,26 +525,16 @@ def evaluate_command(
     device: str = DEVICE, overwrite: bool = OVERWRITE, quiet: bool = QUIET,
 ) -> None:
     """Score a model's explanations: part-world protocols (FunnyBirds), faithfulness, an HTML report."""
-    import warnings
-
     from .evaluate import EvaluateConfig, evaluate
 
-    explainer_settings: dict[str, dict[str, Any]] = {}
-    for key, value in parse_options(set_, "--set").items():
-        name, dot, setting = key.rpartition(".")
-        if not dot or not name or not setting:
-            raise SparsexError(f"--set takes EXPLAINER.KEY=VALUE, got {key!r}")
-        explainer_settings.setdefault(name, {})[setting] = value
     config = EvaluateConfig(
-        model=str(model), explainers=comma_list([explainer], "--explainer") if explainer is not None else [],
-        explainer_settings=explainer_settings, data=data,
+        model=model, weights=str(weights) if weights else None, num_classes=num_classes, image_size=image_size,
+        images=str(images) if images else None, explainers=comma_list([explainer], "--explainer") if explainer is not None else [],
+        explainer_settings=explainer_settings(set_), data=data,
         root=str(root) if root else None, data_options=parse_options(data_options) if data_options else None, split=split,
         limit=limit or None, internal_batch_size=internal_batch_size, device=device)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with printed_warnings():
         result = evaluate(config, out, overwrite=overwrite, progress=not quiet)
-    for warning in caught:
-        console.print(f"[yellow]warning:[/] {escape(str(warning.message))}")
     _print_rows(result["rows"], f"{result['data']}, {result['split']} split, {result['images']} images")
     console.print(f"wrote {out} (report.html, metrics.json, radar.png, explanations.png, tables.md)")
 

@@ -16,6 +16,9 @@ was. Under torchrun every rank runs the whole program; what differs:
   are rank 0's (:func:`from_main`), so no rank races ahead or sees another state of the run;
 - loss sums are reduced over the ranks (:func:`all_reduce_sum`).
 
+``SPARSEX_DDP_BACKEND`` (``nccl`` or ``gloo``) overrides the backend; with gloo, more processes
+than GPUs share them round-robin (NCCL refuses two processes on one GPU).
+
 Run folders and feature caches must be on a file system every rank sees (one machine, or a
 shared mount across nodes).
 """
@@ -74,16 +77,19 @@ def init(device: str | torch.device = "cpu") -> bool:
     if not dist.is_available():
         raise SparsexError("this torch build has no torch.distributed; run a single process")
     parsed = check_device(device)
-    backend = "gloo"
+    backend = os.environ.get("SPARSEX_DDP_BACKEND") or ("nccl" if parsed.type == "cuda" else "gloo")
+    if backend not in ("nccl", "gloo"):
+        raise SparsexError(f"SPARSEX_DDP_BACKEND must be nccl or gloo, got {backend!r}")
     if parsed.type == "cuda":
         if parsed.index is not None:
             raise SparsexError(f"under torchrun every process uses the GPU of its LOCAL_RANK; pass device cuda, not {device}")
-        local = int(os.environ["LOCAL_RANK"])
-        if local >= torch.cuda.device_count():
-            raise SparsexError(f"LOCAL_RANK {local} but this machine has {torch.cuda.device_count()} GPU(s); "
-                               f"start at most that many processes per node")
-        torch.cuda.set_device(local)
-        backend = "nccl"
+        local, gpus = int(os.environ["LOCAL_RANK"]), torch.cuda.device_count()
+        if local >= gpus and backend == "nccl":
+            raise SparsexError(f"LOCAL_RANK {local} but this machine has {gpus} GPU(s) and NCCL needs one per process; "
+                               f"start at most {gpus} processes per node, or share the GPUs with SPARSEX_DDP_BACKEND=gloo")
+        torch.cuda.set_device(local % gpus)  # with gloo, processes beyond the GPU count share them round-robin
+    elif backend == "nccl":
+        raise SparsexError("SPARSEX_DDP_BACKEND=nccl needs --device cuda")
     dist.init_process_group(backend)
     atexit.register(cleanup)
     return True

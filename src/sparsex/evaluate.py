@@ -32,6 +32,7 @@ import html
 import json
 import math
 import os
+import shutil
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -41,15 +42,17 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from .checks import check_int, from_settings
-from .data import create_dataset
+from .checkpoint import load_checkpoint
+from .checks import check_int, check_number, from_settings
+from .data import ImageDataset, create_dataset
 from .distributed import check_device
 from .errors import DataError, InputError, SparsexError
 from .explainers.base import EXPLAINERS, create_explainer
-from .inference import DEFAULT_BATCH
-from .io import atomic_dir, check_output_dir, read_json, write_json
-from .metrics.faithfulness import deletion_auc, insertion_auc
-from .models.classifier import PrototypeClassifier, load_image_classifier
+from .inference import DEFAULT_BATCH, class_names
+from .io import atomic_dir, atomic_file, check_output_dir, read_json, write_json
+from .metrics.faithfulness import deletion_auc, insertion_auc, map_sufficient
+from .models.classifier import PrototypeClassifier
+from .models.specs import is_spec, load_classifier
 from .partworld import PartWorld
 from .progress import progress_bar
 
@@ -66,7 +69,10 @@ EXPLANATIONS_FILE = "explanations.safetensors"
 class EvaluateConfig:
     """Settings of :func:`evaluate`.
 
-    ``model``: a classifier / SIDE / ProtoS-ViT run or checkpoint folder. ``explainers``: registered
+    ``model``: a model spec (:func:`sparsex.load_classifier`: a classifier / SIDE / ProtoS-ViT run
+    folder, ``timm:NAME``, ``torchvision:NAME``, ``lite0-imagenet``; ``weights``, ``num_classes``,
+    ``image_size`` for the named architectures). ``images``: a file or folder of unlabelled images
+    to evaluate instead of a dataset (faithfulness for the predicted class only). ``explainers``: registered
     explainer names (empty: :data:`DEFAULT_EXPLAINERS`); ``explainer_settings`` maps a name to its
     settings. ``data``/``root``/``data_options`` default to the model's own training data (a
     different dataset is refused: the scores would mean nothing); ``split`` and ``limit`` (the
@@ -74,10 +80,15 @@ class EvaluateConfig:
     through the model at once. ``auc_steps`` steps of the deletion / insertion curves, measured
     on the first ``auc_limit`` of the evaluated images (None: all; each curve costs
     ``auc_steps + 1`` forward passes per image). ``figure_images`` images in the explanation figure.
-    ``device``: where the model, the images and the explainers run.
+    ``sufficiency_area``: the fraction of the pixels an attribution map keeps for its
+    sufficiency (a mask keeps itself). ``device``: where the model, the images and the explainers run.
     """
 
     model: str = ""
+    weights: str | None = None
+    num_classes: int | None = None
+    image_size: int | None = None
+    images: str | None = None
     explainers: list[str] = field(default_factory=list)
     explainer_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     data: str | None = None
@@ -89,15 +100,19 @@ class EvaluateConfig:
     auc_steps: int = 20
     auc_limit: int | None = None
     figure_images: int = 6
+    sufficiency_area: float = 0.1
     device: str = "cpu"
 
     def __post_init__(self) -> None:
         if not self.model:
-            raise SparsexError("evaluate needs a model folder (--model DIR)")
+            raise SparsexError("evaluate needs a model (--model SPEC)")
+        if self.images is not None and (self.data is not None or self.root is not None):
+            raise SparsexError("evaluate takes a dataset (--data, --root) or unlabelled --images, not both")
         if isinstance(self.explainers, str):
             self.explainers = [name.strip() for name in self.explainers.split(",") if name.strip()]
-        for name in [*self.explainers, *self.explainer_settings]:
-            EXPLAINERS.get(name)  # an unknown name lists the registered ones
+        # canonical names (an alias such as "ig" resolves; an unknown name lists the registered ones)
+        self.explainers = [EXPLAINERS.get(name).name for name in self.explainers]
+        self.explainer_settings = {EXPLAINERS.get(name).name: v for name, v in self.explainer_settings.items()}
         if self.explainers:  # with none named, the settings are checked against the model's defaults in evaluate()
             check_settings_evaluated(self.explainer_settings, self.explainers)
         check_int(self.limit, "limit", 1, none_ok=True)
@@ -105,6 +120,7 @@ class EvaluateConfig:
         for name in ("internal_batch_size", "auc_steps"):
             check_int(getattr(self, name), name, 1)
         check_int(self.figure_images, "figure_images", 0, error=SparsexError)
+        check_number(self.sufficiency_area, "sufficiency_area", 0, 1, low_open=True)
         check_device(self.device)
 
     @classmethod
@@ -132,6 +148,22 @@ def model_name(model: nn.Module, checkpoint_config: dict[str, Any]) -> str:
     return str((checkpoint_config.get("backbone") or {}).get("name") or "classifier")
 
 
+def label_map(dataset_classes: list[str], model_classes: list[str], what: str) -> torch.Tensor | None:
+    """The model's class index of each dataset class (None: the same indices). Folder names that
+    are all among the model's class names map by name (case-insensitive); as many classes as the
+    model has map by position; anything else is a one-line error."""
+    if list(dataset_classes) == list(model_classes):
+        return None
+    lowered = {name.lower(): i for i, name in enumerate(model_classes)}
+    if all(name.lower() in lowered for name in dataset_classes):
+        return torch.tensor([lowered[name.lower()] for name in dataset_classes])
+    if len(dataset_classes) == len(model_classes):
+        return None  # a model trained on this folder's classes, in this order
+    raise InputError(f"{what} has {len(dataset_classes)} classes ({', '.join(dataset_classes[:4])}, ...) that are not "
+                     f"among the model's {len(model_classes)} class names; name its class folders after the model's "
+                     f"classes, or evaluate unlabelled --images")
+
+
 def resolve_data(config: EvaluateConfig, trained_on: dict[str, Any]) -> tuple[str, str | None, dict[str, Any]]:
     """The dataset to evaluate on: the model's own unless named; another dataset than the one the
     model was trained on raises a one-line error."""
@@ -141,7 +173,8 @@ def resolve_data(config: EvaluateConfig, trained_on: dict[str, Any]) -> tuple[st
                          f"there; evaluate it on {name!r} (the default)")
     data = config.data or name
     if data is None:
-        raise InputError(f"model {config.model} does not record its training data; pass --data")
+        raise InputError(f"model {config.model} does not record its training data; pass --data (e.g. imagefolder "
+                         f"with --root DIR) or --images DIR")
     root = config.root if config.root is not None else trained_on.get("root")
     options = dict(trained_on.get("options") or {}) if config.data_options is None else dict(config.data_options)
     return data, root, options
@@ -152,27 +185,48 @@ class ExplanationMemo:
     protocols and the deletion / insertion curves ask for the same explanations (the label and
     the prediction coincide on correctly classified images), and explainers such as integrated
     gradients are the expensive part of an evaluation. Keys are the image's bytes' SHA-1 and the
-    class. ``seconds`` is the time spent in the explainer."""
+    class. ``seconds`` is the time spent in the explainer.
 
-    def __init__(self, attribute: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], internal_batch_size: int) -> None:
-        self.attribute, self.internal_batch_size = attribute, internal_batch_size
+    With a ``store`` folder every computed chunk is also written there (one safetensors shard per
+    chunk, atomically) and the shards found there are loaded first, so an evaluation that is
+    interrupted and run again keeps the explanations it had finished.
+    """
+
+    def __init__(self, attribute: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], internal_batch_size: int,
+                 store: Path | None = None) -> None:
+        from safetensors.torch import load_file
+
+        self.attribute, self.internal_batch_size, self.store = attribute, internal_batch_size, store
         self.maps: dict[tuple[str, int], torch.Tensor] = {}
         self.seconds = 0.0
+        for shard in sorted(store.glob("*.safetensors")) if store is not None else ():
+            for key, value in load_file(str(shard)).items():
+                digest, _, target = key.partition(":")
+                self.maps[(digest, int(target))] = value
 
     @staticmethod
     def _key(image: torch.Tensor, target: int) -> tuple[str, int]:
         return hashlib.sha1(image.detach().cpu().contiguous().numpy().tobytes()).hexdigest(), int(target)
 
+    def _keep(self, keys: list[tuple[str, int]], maps: torch.Tensor) -> None:
+        from safetensors.torch import save
+
+        shard = {key: m.detach().cpu().contiguous() for key, m in zip(keys, maps)}
+        self.maps.update(shard)
+        if self.store is not None:
+            self.store.mkdir(parents=True, exist_ok=True)
+            with atomic_file(self.store / f"{len(list(self.store.glob('*.safetensors'))):06d}.safetensors", "wb") as f:
+                f.write(save({f"{digest}:{target}": m for (digest, target), m in shard.items()}))
+
     def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         keys = [self._key(x, t) for x, t in zip(images, targets.tolist())]
-        todo = [i for i, key in enumerate(keys) if key not in self.maps]
+        todo = [keys.index(key) for key in dict.fromkeys(k for k in keys if k not in self.maps)]
         for start in range(0, len(todo), self.internal_batch_size):
             chunk = todo[start:start + self.internal_batch_size]
             began = time.perf_counter()
             maps = self.attribute(images[chunk], targets[chunk])
             self.seconds += time.perf_counter() - began
-            for i, m in zip(chunk, maps):
-                self.maps[keys[i]] = m.detach().cpu()
+            self._keep([keys[i] for i in chunk], maps)
         return torch.stack([self.maps[key] for key in keys]).to(images.device)
 
 
@@ -261,8 +315,9 @@ def _load_split(dataset: Any, limit: int | None, progress: bool) -> tuple[list[i
 
 
 def _faithfulness(model: nn.Module, images: torch.Tensor, explain: ExplanationMemo, config: EvaluateConfig) -> dict[str, Any]:
-    """Deletion / insertion AUC (and the mask area of binary maps) for the predicted class, on the
-    first ``config.auc_limit`` images."""
+    """Deletion / insertion AUC, sufficiency (:func:`~sparsex.metrics.faithfulness.map_sufficient`:
+    a mask as it is, another map's top ``config.sufficiency_area`` of the pixels) and the mask area
+    of binary maps, for the predicted class, on the first ``config.auc_limit`` images."""
     images = images[:config.auc_limit]
     with torch.no_grad():
         predicted = torch.cat([model(x).argmax(dim=1) for x in images.split(config.internal_batch_size)])
@@ -271,6 +326,8 @@ def _faithfulness(model: nn.Module, images: torch.Tensor, explain: ExplanationMe
     scores: dict[str, Any] = {
         "deletion_auc": float(deletion_auc(model, images, maps, target=predicted, **kwargs).mean()),
         "insertion_auc": float(insertion_auc(model, images, maps, target=predicted, **kwargs).mean()),
+        "sufficiency": float(map_sufficient(model, images, maps, config.sufficiency_area,
+                                            config.internal_batch_size).double().mean()),
     }
     if _is_mask(maps):
         scores["mask_area"] = float(maps.float().mean())
@@ -317,26 +374,33 @@ def evaluate(config: EvaluateConfig, out: str | os.PathLike | None = None, overw
     if out is not None:
         check_output_dir(out, overwrite)
     began = time.perf_counter()
-    model, checkpoint = load_image_classifier(config.model)
-    model = model.to(config.device)
+    model = load_classifier(config.model, weights=config.weights, num_classes=config.num_classes,
+                            image_size=config.image_size).to(config.device)
+    run = {} if is_spec(config.model) else load_checkpoint(config.model).config  # a run names its training data
     kind = "prototype" if isinstance(model, PrototypeClassifier) else "classifier"
     explainers = list(config.explainers) or list(DEFAULT_EXPLAINERS[kind])
     check_settings_evaluated(config.explainer_settings, explainers)
-    data, root, options = resolve_data(config, checkpoint.config.get("data") or {})
-    dataset = create_dataset(data, split=config.split, root=root, **options)
-    classes = len(getattr(dataset, "classes", []) or [])
-    if classes and classes != model.num_classes:
-        raise InputError(f"model {config.model} has {model.num_classes} classes; dataset {data!r} has {classes}")
+    if config.images is not None:
+        dataset, data = UnlabelledImages(config.images, model.preprocess), "images"
+    else:
+        data, root, options = resolve_data(config, run.get("data") or {})
+        if is_spec(config.model) and data == "imagefolder":
+            options.setdefault("image_size", model.input_size[0])  # the model's own input size
+        dataset = create_dataset(data, split=config.split, root=root, **options)
     indices, images, labels = _load_split(dataset, config.limit, progress)
+    if dataset.classes:
+        mapping = label_map(list(dataset.classes), class_names(model, model.num_classes), f"dataset {data!r}")
+        labels = labels if mapping is None else mapping[labels]
     images, labels = images.to(config.device), labels.to(config.device)
     parts = isinstance(dataset, PartWorld)
     skipped: dict[str, str] = {}
     if not parts:
         reason = f"dataset {data!r} has no part masks and cannot render interventions (only the part world can)"
         skipped = {name: reason for name in PART_PROTOCOLS}
-        warnings.warn(f"skipping {', '.join(PART_PROTOCOLS)}: {reason}; computing accuracy, deletion/insertion AUC "
-                      f"and mask area", stacklevel=2)
-    name = model_name(model, checkpoint.config)
+        warnings.warn(f"skipping {', '.join(PART_PROTOCOLS)}: {reason}; computing "
+                      f"{'accuracy, ' if dataset.classes else ''}deletion/insertion AUC, sufficiency and mask area",
+                      stacklevel=2)
+    name = model_name(model, run) if run else str(config.model).split(":")[-1]
     result: dict[str, Any] = {"model": str(config.model), "model_name": name, "data": data, "split": config.split,
                               "images": len(indices), "explainers": explainers, "skipped": skipped, "rows": {}}
 
@@ -346,28 +410,40 @@ def evaluate(config: EvaluateConfig, out: str | os.PathLike | None = None, overw
         cache = InterventionCache(model, dataset, internal_batch_size=config.internal_batch_size, progress=progress)
         model_scores = evaluate_parts_model(model, dataset, indices, cache=cache).metrics
         protocol_seconds = time.perf_counter() - started
-    else:
+    elif dataset.classes:
         with torch.no_grad():
             logits = torch.cat([model(x) for x in images.split(config.internal_batch_size)])
         model_scores = {"accuracy": float((logits.argmax(dim=1) == labels).float().mean())}
+    else:
+        model_scores = {}  # unlabelled images: no accuracy
     result["model_scores"] = {k: _number(v) for k, v in model_scores.items()}
 
+    partial = _partial_store(out, config)
     memos: dict[str, ExplanationMemo] = {}
-    for explainer_name in progress_bar(explainers, desc="explainers", unit="explainer", disable=not progress, leave=False):
-        explainer = create_explainer(explainer_name, model, **config.explainer_settings.get(explainer_name, {}))
-        memo = memos[explainer_name] = ExplanationMemo(lambda x, t, e=explainer: e.attribute(x, target=t),
-                                                        config.internal_batch_size)
-        row: dict[str, Any] = dict(model_scores)
-        if parts:
-            started, explained = time.perf_counter(), memo.seconds
-            row.update(evaluate_parts(model, dataset, memo, indices, internal_batch_size=config.internal_batch_size,
-                                      cache=cache, progress=progress).metrics)
-            protocol_seconds += time.perf_counter() - started - (memo.seconds - explained)
-        row.update(_faithfulness(model, images, memo, config))
-        if explainer_name == "prototypes" and isinstance(model, PrototypeClassifier):
-            row.update(_prototype_scores(model, dataset, indices, images, config, parts, progress))
-        row["explain_seconds"] = memo.seconds
-        result["rows"][f"{name}.{explainer_name}"] = {k: _number(v) for k, v in row.items()}
+    try:
+        for explainer_name in progress_bar(explainers, desc="explainers", unit="explainer", disable=not progress, leave=False):
+            explainer = create_explainer(explainer_name, model, **config.explainer_settings.get(explainer_name, {}))
+            memo = memos[explainer_name] = ExplanationMemo(lambda x, t, e=explainer: e.attribute(x, target=t),
+                                                            config.internal_batch_size,
+                                                            None if partial is None else partial / explainer_name)
+            row: dict[str, Any] = dict(model_scores)
+            if parts and explainer.explains_predicted_class_only:
+                result["skipped"][f"{explainer_name}: part protocols"] = (
+                    f"{explainer_name} explains only the predicted class; the protocols explain the true and contrasting classes")
+            elif parts:
+                started, explained = time.perf_counter(), memo.seconds
+                row.update(evaluate_parts(model, dataset, memo, indices, internal_batch_size=config.internal_batch_size,
+                                          cache=cache, progress=progress).metrics)
+                protocol_seconds += time.perf_counter() - started - (memo.seconds - explained)
+            row.update(_faithfulness(model, images, memo, config))
+            if explainer_name == "prototypes" and isinstance(model, PrototypeClassifier):
+                row.update(_prototype_scores(model, dataset, indices, images, config, parts, progress))
+            row["explain_seconds"] = memo.seconds
+            result["rows"][f"{name}.{explainer_name}"] = {k: _number(v) for k, v in row.items()}
+    except SparsexError:  # bad settings or input: nothing to resume, nothing left behind
+        if partial is not None:
+            shutil.rmtree(partial, ignore_errors=True)
+        raise
 
     explain_seconds = sum(m.seconds for m in memos.values())
     result["protocol"] = {"wall_s": time.perf_counter() - began, "explain_s": explain_seconds}
@@ -378,7 +454,55 @@ def evaluate(config: EvaluateConfig, out: str | os.PathLike | None = None, overw
             parts_protocol_s=protocol_seconds)
     if out is not None:
         _write_outputs(Path(out), config, result, model, dataset, images, labels, memos, overwrite)
+        shutil.rmtree(partial, ignore_errors=True)  # the finished evaluation no longer needs its partial explanations
     return result
+
+
+def _partial_store(out: str | os.PathLike | None, config: EvaluateConfig) -> Path | None:
+    """``<out>.partial``: where the explanations of an unfinished evaluation into ``out`` are kept
+    (:class:`ExplanationMemo`); those of other settings are discarded."""
+    if out is None:
+        return None
+    partial = Path(f"{os.fspath(out).rstrip(os.sep)}.partial")
+    settings = json.loads(json.dumps(config.to_dict()))
+    if partial.is_dir() and not ((partial / "config.json").is_file()
+                                 and read_json(partial / "config.json", "partial evaluation") == settings):
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True, exist_ok=True)
+    write_json(partial / "config.json", settings)
+    return partial
+
+
+class UnlabelledImages(ImageDataset):
+    """The image files of a file or folder (:func:`~sparsex.data.imagefolder.find_image_files`),
+    read as a model's ``preprocess`` says; no labels (``label`` -1, ``classes`` empty). Files that
+    cannot be read are skipped with a warning that names them."""
+
+    name = "images"
+
+    def __init__(self, path: str | os.PathLike, preprocess: Any) -> None:
+        from .data.imagefolder import find_image_files
+
+        self.split, self.classes, self.preprocess = "test", [], preprocess
+        self.image_size = preprocess.input_size
+        self.paths = []
+        for file in find_image_files(path)[1]:
+            try:
+                preprocess.load(file)
+                self.paths.append(file)
+            except DataError as e:
+                warnings.warn(f"skipping {file}: {e}", stacklevel=2)
+        if not self.paths:
+            raise DataError(f"no readable image in {path}")
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {"image": self.preprocess.load(self.paths[i]), "label": -1, "path": str(self.paths[i])}
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"name": self.name, "paths": [str(p) for p in self.paths]}
 
 
 #: one evaluation as a report shows it: evaluate()'s result and its figure images (None: no figure)

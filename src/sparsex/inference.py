@@ -91,12 +91,17 @@ def resolve_targets(logits: torch.Tensor, target: Target) -> torch.Tensor:
     """The class explained or scored for each image, ``(B,)`` int64 on the logits' device.
 
     ``logits (B, K)``; ``target``: ``None`` (the top-1 class, ties to the lowest index), an int
-    (the same class for every image), or a sequence/tensor of ``B`` ints. A class outside
-    ``[0, K)`` raises a one-line :class:`InputError` naming ``K``.
+    (the same class for every image), or a sequence/tensor of ``B`` ints (:func:`class_targets`).
     """
-    batch, num_classes = logits.shape
     if target is None:
         return logits.argmax(dim=1)
+    return class_targets(target, logits.shape[0], logits.shape[1], logits.device)
+
+
+def class_targets(target: Target, batch: int, num_classes: int, device: torch.device | str) -> torch.Tensor:
+    """Given classes as ``(batch,)`` int64 on ``device``: an int (the same class for every image) or
+    a sequence/tensor of ``batch`` ints; a class outside ``[0, num_classes)`` raises a one-line
+    :class:`InputError` naming ``num_classes``."""
     if isinstance(target, bool) or (isinstance(target, numbers.Number) and not isinstance(target, numbers.Integral)):
         raise InputError(f"target must be an integer class, a sequence or tensor of {batch} classes, or None; got {target!r}")
     try:
@@ -114,7 +119,7 @@ def resolve_targets(logits: torch.Tensor, target: Target) -> torch.Tensor:
     if bad.any():
         raise InputError(f"target class {classes[bad][0].item()} is out of range: the model has {num_classes} classes"
                          f" (valid targets 0..{num_classes - 1})")
-    return classes.to(device=logits.device, dtype=torch.long)
+    return classes.to(device=device, dtype=torch.long)
 
 
 def class_names(model: nn.Module, count: int) -> list[str]:
@@ -138,8 +143,8 @@ def class_index(target: int | str, names: list[str]) -> int:
                 return lowered[text.lower()]
             close = difflib.get_close_matches(text.lower(), list(lowered), n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(repr(names[lowered[c]]) for c in close)}?" if close else ""
-            raise InputError(f"the model has no class {target!r}{hint} (classes: {len(names)}, e.g. "
-                             f"{', '.join(names[:4])})")
+            raise InputError(f"the model has no class {target!r}{hint} ({len(names)} classes, e.g. "
+                             f"{' | '.join(names[:3])})")
     if isinstance(target, bool) or not isinstance(target, numbers.Integral) or not 0 <= target < len(names):
         raise InputError(f"target class {target!r} is out of range: the model has {len(names)} classes "
                          f"(valid targets 0..{len(names) - 1} or a class name)")

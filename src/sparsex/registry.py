@@ -30,12 +30,16 @@ class Registry(Generic[F]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, Entry] = {}
+        self._aliases: dict[str, str] = {}
 
-    def register(self, name: str, description: str = "") -> Callable[[F], F]:
+    def register(self, name: str, description: str = "", aliases: tuple[str, ...] = ()) -> Callable[[F], F]:
+        """Register a factory under ``name`` (and short ``aliases`` that resolve to it, e.g. "ig")."""
         def decorator(factory: F) -> F:
-            if name in self._entries:
-                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            for key in (name, *aliases):
+                if key in self._entries or key in self._aliases:
+                    raise ValueError(f"{self.kind} {key!r} is registered twice")
             self._entries[name] = Entry(name, factory, description)
+            self._aliases.update({alias: name for alias in aliases})
             return factory
 
         return decorator
@@ -47,8 +51,9 @@ class Registry(Generic[F]):
         return [self._entries[n] for n in self.names()]
 
     def get(self, name: str) -> Entry:
+        """The entry of ``name`` (or of the name an alias stands for)."""
         try:
-            return self._entries[name]
+            return self._entries[self._aliases.get(name, name)]
         except KeyError:
             close = difflib.get_close_matches(name, self.names(), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -60,4 +65,4 @@ class Registry(Generic[F]):
         return self.get(name).factory(*args, **kwargs)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return name in self._entries or name in self._aliases

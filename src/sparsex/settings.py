@@ -128,15 +128,22 @@ def settings_of(cls: type, _path: tuple[str, ...] = (), _prefix: tuple[str, ...]
 
 def nest(cls: type, values: dict[str, Any]) -> dict[str, Any]:
     """Settings named as on a command line (``{"epochs": 3, "weights.area": 2}``; full dotted
-    paths such as ``explainer.epochs`` work too) as the nested dict that ``cls`` is built from
-    (``{"explainer": {"epochs": 3, "weights": {"area": 2}}}``). An unknown name raises one line
-    listing the valid ones."""
+    paths such as ``explainer.epochs`` work too, and a group given as a dict, ``explainer={...}``
+    or ``weights={"area": 2}``) as the nested dict that ``cls`` is built from
+    (``{"explainer": {"epochs": 3, "weights": {"area": 2}}}``). A dict value names a group where a
+    group has that name (a setting and a group may share one: ``weights="W.safetensors"`` is the
+    setting). An unknown name raises one line listing the valid ones."""
     table = settings_of(cls)
     by_name = {s.name: s.path for s in table} | {".".join(s.path): s.path for s in table}
     groups = {s.path[:i] for s in table for i in range(1, len(s.path))}
+    group_names = {s.name.rsplit(".", 1)[0]: s.path[:-1] for s in table if "." in s.name}
     out: dict[str, Any] = {}
     for name, value in values.items():
-        path = by_name.get(name) or (tuple(name.split(".")) if tuple(name.split(".")) in groups else None)
+        dotted = tuple(name.split("."))
+        if isinstance(value, dict) and (name in group_names or dotted in groups):
+            path = group_names.get(name, dotted)
+        else:
+            path = by_name.get(name) or (dotted if dotted in groups else None)
         if path is None:
             raise SparsexError(f"unknown {getattr(cls, 'what', cls.__name__)} setting {name!r}; valid: "
                                f"{', '.join(s.name for s in table)}")

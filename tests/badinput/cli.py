@@ -29,8 +29,8 @@ _CLASSIFIER = ["train", "classifier", "--data", "digits", "--backbone", "small-c
 _VSC = ["train", "vsc", "--data", "digits", "--out", "OUT", "--quiet"]
 _SIDE = ["train", "side", "--data", "digits", "--backbone", "small-cnn", "--no-pretrained", "--out", "OUT", "--quiet"]
 _PROTOSVIT = ["train", "protosvit", "--data", "digits", "--backbone", "small-cnn", "--no-pretrained", "--out", "OUT", "--quiet"]
-_EXPLAINER = ["train", "minimal-mask", "--classifier", "RUN", "--out", "OUT", "--quiet"]
-_CIRCUIT = ["circuit", "--classifier", "RUN", "--image", "IMG", "--out", "OUT"]
+_EXPLAINER = ["train", "minimal-mask", "--model", "RUN", "--out", "OUT", "--quiet"]
+_CIRCUIT = ["circuit", "--model", "RUN", "--image", "IMG", "--out", "OUT"]
 _EVALUATE = ["evaluate", "--model", "RUN", "--out", "OUT", "--quiet"]
 _ANALYZE = ["analyze", "vsc", "VSC", "--out", "OUT", "--quiet"]
 
@@ -82,7 +82,7 @@ CLI_OPTIONS: list[tuple[list[str], str | None, list[str], str]] = [
     (_EXPLAINER, "--epochs", ["0", "-2"], "epochs"),
     (_EXPLAINER, "--layers", ["bogus", ","], "layer"),
     (_EXPLAINER, "--set", ["width=0", "weights.area=-1", "bogus=1", "lr=nan"], "set"),
-    (["train", "minimal-mask", "--out", "OUT", "--quiet", "--classifier"], None, ["MISSING", "SIDE"], "checkpoint"),
+    (["train", "minimal-mask", "--out", "OUT", "--quiet", "--model"], None, ["MISSING"], "no such folder"),
     (["explain", "prototypes", "--image", "IMG", "--out", "OUT", "--model"], None, ["MISSING", "RUN"], "checkpoint"),
     (["explain", "prototypes", "--model", "SIDE", "--image", "IMG", "--out", "OUT", "--k"], None, ["0", "-1"], "k"),
     (["explain", "prototypes", "--model", "SIDE", "--out", "OUT", "--image"], None, ["BAD", "MISSING"], "image"),
@@ -93,15 +93,15 @@ CLI_OPTIONS: list[tuple[list[str], str | None, list[str], str]] = [
     (_CIRCUIT, "--other-classes", ["-1"], "other_classes"),
     (_CIRCUIT, "--target", ["-1", "99"], "target"),
     (_CIRCUIT, "--layers", ["bogus", ",", "head"], "layer"),
-    (["circuit", "--classifier", "RUN", "--out", "OUT", "--image"], None, ["BAD", "MISSING"], "image"),
-    (["circuit", "--image", "IMG", "--out", "OUT", "--classifier"], None, ["MISSING", "SIDE"], "checkpoint"),
+    (["circuit", "--model", "RUN", "--out", "OUT", "--image"], None, ["BAD", "MISSING"], "image"),
+    (["circuit", "--image", "IMG", "--out", "OUT", "--model"], None, ["MISSING", "SIDE"], "no such folder|circuit"),
     (_EVALUATE, "--limit", ["-1"], "limit"),
     (_EVALUATE, "--internal-batch-size", ["0", "-1"], "batch"),
     (_EVALUATE, "--explainer", ["bogus", ","], "explainer"),
     (_EVALUATE, "--set", ["noequals", "bogus.x=1", "integrated-gradients.n_steps=0", "n_steps=3"], "set"),
     (_EVALUATE, "--split", ["bogus"], "split"),
     (_EVALUATE, "--data", ["bogus", "parts"], "data"),
-    (["evaluate", "--out", "OUT", "--model"], None, ["MISSING", "BAD"], "checkpoint"),
+    (["evaluate", "--out", "OUT", "--model"], None, ["MISSING", "BAD"], "checkpoint|no such folder"),
     (_ANALYZE, "--steps", ["0", "-1"], "steps"),
     (_ANALYZE, "--span", ["nan", "-1", "0", "inf"], "span"),
     (_ANALYZE, "--dims", ["a,b", "-1", "999"], "dims"),
@@ -191,7 +191,8 @@ def check_cli(campaign: Campaign, fx: Fixtures, case: tuple[int, str, bool]) -> 
         raise CLIFailure(lines[0][len("error: "):])
 
     key = value.partition("=")[0] if "=" in value and option in ("--set", "--data-options") else None
-    words = [key.rpartition(".")[2]] if key else [word, word.replace("_", "-"), word.replace("-", "_")]
+    words = [key.rpartition(".")[2]] if key else [w for alt in word.split("|")  # "a|b": either names the problem
+                                                   for w in (alt, alt.replace("_", "-"), alt.replace("-", "_"))]
     if value and value not in places and key is None:
         words.append(value)  # naming the bad value names the problem too
     campaign.run("cli", f"sparsex {shown}{' (subprocess)' if use_subprocess else ''}", command, expect=words)

@@ -58,7 +58,7 @@ def _registered_explainer_targets() -> list[Target]:
 
         settings = nonsense.get(name, {})
         targets.append(Target(name, call, build, {"inputs": Arg("float")},
-                              {"target": [-1, 10**6, 2**63 - 1, 1.5, True, "a", [0], [0, 1, 2], torch.tensor([0.5, 1.0]),
+                              {"target": [-1, 10**6, 2**63 - 1, 1.5, True, "no-such-class", [0], [0, 1, 2], torch.tensor([0.5, 1.0]),
                                           torch.tensor([[0], [1]]), float("nan")],
                                **{f"create:{k}": v for k, v in settings.items()},
                                "create:model": [None, "model", torch.zeros(3)]}, check=check))

@@ -1,5 +1,7 @@
 import pytest
+import timm
 import torch
+import torchvision
 from torch import nn
 
 from sparsex.errors import InputError, SparsexError, UnknownNameError
@@ -159,6 +161,58 @@ def test_gradcam_layer_errors():
     with pytest.raises(InputError, match="must output a feature map") as err:
         explainer.attribute(torch.rand(2, 1, 2, 2))
     assert one_line(err)
+
+
+def tiny_vit(name: str = "vit_tiny_patch16_224", **settings) -> nn.Module:
+    """A timm ViT on 32x32 images: 8x8 patches on a 4x4 grid, 2 blocks of width 32, 3 classes (random weights)."""
+    torch.manual_seed(0)
+    return timm.create_model(name, num_classes=3, img_size=32, patch_size=8, depth=2, embed_dim=32, num_heads=2, **settings)
+
+
+def test_gradcam_on_a_vit_reads_the_last_blocks_tokens_on_the_patch_grid():
+    model = tiny_vit(reg_tokens=2)  # a class token and 2 register tokens before the 16 patch tokens
+    assert model.num_prefix_tokens == 3
+    explainer = create_explainer("gradcam", model, interpolate_mode="nearest")
+    assert explainer.layer == "blocks.1.norm1"  # never the patch embedding's convolution
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    maps = explainer.attribute(images, target=1)
+    assert maps.shape == (2, 1, 32, 32) and torch.isfinite(maps).all() and (maps >= 0).all()
+    assert (maps.flatten(1).std(dim=1) > 0).all()  # not constant
+    # reference: Grad-CAM on norm1's tokens, prefix tokens dropped, patches laid out row by row
+    store = {}
+    handle = model.blocks[1].norm1.register_forward_hook(lambda m, i, o: store.update(tokens=o))
+    logits = model(images.clone().requires_grad_(True))
+    handle.remove()
+    grads = torch.autograd.grad(logits[:, 1].sum(), store["tokens"])[0]
+    acts, grads = (t[:, 3:].reshape(2, 4, 4, 32).permute(0, 3, 1, 2) for t in (store["tokens"].detach(), grads))
+    cam = torch.relu((grads.mean(dim=(2, 3), keepdim=True) * acts).sum(dim=1))
+    torch.testing.assert_close(maps[:, 0, ::8, ::8], cam, atol=1e-6, rtol=1e-4)  # nearest: one 8x8 block per patch
+    assert not torch.allclose(maps, explainer.attribute(images, target=2))
+
+
+def test_gradcam_finds_vits_by_structure():
+    deit = tiny_vit("deit_tiny_distilled_patch16_224")  # class and distillation tokens
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    maps = create_explainer("gradcam", deit).attribute(images)
+    assert maps.shape == (2, 1, 32, 32) and (maps.flatten(1).std(dim=1) > 0).all()
+    torch.manual_seed(0)
+    vit = torchvision.models.vit_b_16(weights=None, image_size=32, num_classes=3)  # 2x2 patches of 16
+    nn.init.normal_(vit.heads.head.weight)  # torchvision starts the head at zero: every gradient would be 0
+    explainer = create_explainer("gradcam", vit)
+    assert explainer.layer == "encoder.layers.encoder_layer_11.ln_1"
+    maps = explainer.attribute(images)
+    assert maps.shape == (2, 1, 32, 32) and (maps.flatten(1).std(dim=1) > 0).all()
+    # a classifier on a ViT backbone, under its wrapper attributes; a CNN backbone keeps its last conv
+    from sparsex.backbones import create_backbone
+    from sparsex.models.base import create_model
+    from sparsex.models.classifier import ImageClassifier
+
+    for name, layer in [("vit_tiny_patch16_224", "backbone.model.blocks.11.norm1"), ("resnet18", "backbone.model.layer4.1.conv2")]:
+        backbone = create_backbone(name, image_size=32)
+        model = ImageClassifier(backbone, create_model("linear-probe", in_channels=backbone.info.channels, num_classes=3))
+        explainer = create_explainer("gradcam", model)
+        assert explainer.layer == layer
+        assert explainer.attribute(torch.rand(1, 3, 32, 32)).shape == (1, 1, 32, 32)
 
 
 def test_occlusion_highlights_the_deciding_region():

@@ -213,8 +213,7 @@ def test_save_load_round_trip_and_classifier_pairing(digits_classifier, images, 
     loaded = MinimalMask.load(tmp_path / "mm", model)
     assert torch.equal(loaded.attribute(images[1]), explainer.attribute(images[1]))
     assert loaded.image_size == (8, 8)
-    other = type(model)(model.backbone, torch.nn.Module(), None)
-    other.head = type(model.head)(64, 10)
+    other = type(model)(model.backbone, type(model.head)(64, 10))  # the same architecture, other weights
     with pytest.raises(CheckpointError, match="trained for another classifier"):
         MinimalMask.load(tmp_path / "mm", other)
 
@@ -260,3 +259,24 @@ def test_per_image_grid_is_about_32_cells_along_the_shorter_side(digits_classifi
     monkeypatch.setattr(F, "interpolate", lambda t, **kw: grids.append(tuple(t.shape[-2:])) or real_interpolate(t, **kw))
     PerImageMask(model, steps=1, internal_batch_size=2).attribute(images[1][:2])
     assert grids[0] == (8, 8)  # 8 x 8 digits: the full resolution
+
+
+def test_default_layers_are_the_feature_extractors_and_silent_layers_are_named():
+    """A prototype head applies its convolutions functionally: the default matched layers come from
+    the backbone, and a named layer that never runs is a one-line error naming candidates."""
+    from sparsex.backbones import create_backbone
+    from sparsex.explainers.hooks import default_layers
+    from sparsex.models import create_model
+    from sparsex.models.classifier import PrototypeClassifier
+
+    backbone = create_backbone("small-cnn", image_size=8, in_chans=3, width=4, seed=0)
+    head = create_model("side", in_channels=backbone.info.channels, num_classes=3, expanded_channels=4)
+    model = PrototypeClassifier(backbone, head, ["a", "b", "c"]).eval().requires_grad_(False)
+    layers = default_layers(model)
+    assert layers and all(name.startswith("backbone.") for name in layers)
+    x = torch.rand(2, 3, 8, 8)
+    assert MaskObjective(model, layers, MaskObjectiveWeights(), None).reference(x)["acts"].keys() == set(layers)
+    silent = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d) and n.startswith("head.")]
+    assert silent
+    with pytest.raises(InputError, match=f"layer '{silent[0]}' never runs as a module.*name layers that run, e.g. backbone"):
+        MaskObjective(model, silent[:1], MaskObjectiveWeights(), None).reference(x)

@@ -15,7 +15,7 @@ def test_run_resumes_and_explains_a_file(digits_classifier, tmp_path):
     from PIL import Image
 
     classifier, _ = digits_classifier
-    config = MinimalMaskTrainConfig.from_dict({"classifier": str(classifier), "train_limit": 128, "test_limit": 32,
+    config = MinimalMaskTrainConfig.from_dict({"model": str(classifier), "train_limit": 128, "test_limit": 32,
                                                "explainer": {"epochs": 2, "width": 4}})
     final = train_minimal_mask(config, tmp_path / "explainer", progress=False)
     assert final["stage"] == "calibrate" and 0 <= final["mask_area"] <= 1 and 0 <= final["sufficiency"] <= 1
@@ -31,7 +31,7 @@ def test_run_resumes_and_explains_a_file(digits_classifier, tmp_path):
     assert [row["area"] for row in final["rescued"]] == areas
     assert final["fallback_areas"] == [row["area"] for row in final["rescued"] if row["images"] >= 1.28 or row["area"] == areas[-1]]
     # calibrate=0: the epochs alone, the given threshold kept
-    plain = MinimalMaskTrainConfig.from_dict({"classifier": str(classifier), "train_limit": 128, "test_limit": 32,
+    plain = MinimalMaskTrainConfig.from_dict({"model": str(classifier), "train_limit": 128, "test_limit": 32,
                                               "explainer": {"epochs": 1, "width": 4, "calibrate": 0, "threshold": 0.5}})
     assert train_minimal_mask(plain, tmp_path / "plain", progress=False)["stage"] == "epoch-1"
     assert load_explainer_classifier(tmp_path / "plain")[0].config.threshold == 0.5

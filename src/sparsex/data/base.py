@@ -146,12 +146,21 @@ def save_image_png(image: torch.Tensor, path: str | os.PathLike) -> None:
     Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(path)
 
 
-def resize_center_crop(img: Image.Image, size: int, resize_to: int | None = None) -> Image.Image:
-    """Resize so the shorter side is ``resize_to`` (default ``size``; bilinear), then take the
-    central ``size x size`` crop. ImageNet evaluation is ``resize_center_crop(img, 224, resize_to=256)``."""
+def resize_center_crop(img: Image.Image, size: int, resize_to: int | None = None,
+                       resample: Image.Resampling = Image.Resampling.BILINEAR) -> Image.Image:
+    """Resize so the shorter side is ``resize_to`` (default ``size``; with ``resample``), then take
+    the central ``size x size`` crop. ImageNet evaluation is ``resize_center_crop(img, 224, resize_to=256)``."""
     new_w, new_h, left, top = resize_center_crop_geometry(*img.size, size, resize_to)
-    img = img.resize((new_w, new_h), Image.BILINEAR)
+    img = img.resize((new_w, new_h), resample)
     return img.crop((left, top, left + size, top + size))
+
+
+def resize_shorter_side(img: Image.Image, side: int,
+                        resample: Image.Resampling = Image.Resampling.BILINEAR) -> Image.Image:
+    """Resize so the shorter side is ``side``, keeping the aspect ratio (the sizes that
+    :func:`resize_center_crop` uses before it crops)."""
+    new_w, new_h, _, _ = resize_center_crop_geometry(*img.size, side)
+    return img.resize((new_w, new_h), resample)
 
 
 def resize_center_crop_geometry(w: int, h: int, size: int, resize_to: int | None = None) -> tuple[int, int, int, int]:

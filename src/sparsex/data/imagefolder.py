@@ -58,6 +58,21 @@ def scan_class_tree(folder: Path) -> tuple[list[str], list[Path], list[int]]:
     return classes, paths, labels
 
 
+def find_image_files(path: str | os.PathLike) -> tuple[Path, list[Path]]:
+    """``(base, files)``: one image file (its folder as the base), or every file with an image
+    suffix under a folder, recursively and sorted (hidden files and folders skipped)."""
+    path = Path(path).expanduser()
+    if path.is_file():
+        return path.parent, [path]
+    if not path.is_dir():
+        raise DataError(f"images not found: {path} is neither an image file nor a folder")
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                   and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    if not files:
+        raise DataError(f"folder {path} holds no images ({', '.join(e[1:] for e in IMAGE_EXTENSIONS)})")
+    return path, files
+
+
 class ImageFolderDataset(ImageDataset):
     """Images from a class-per-folder tree: items ``image`` ``(C, S, S)`` float32 in ``[0, 1]``
     (``(C, H, W)`` at native size when ``image_size`` is ``None``), ``label`` int and ``path`` str.

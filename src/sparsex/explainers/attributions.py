@@ -9,8 +9,9 @@ name                       captum method                                channels
 ``saliency``               ``Saliency`` with ``abs=True`` (Simonyan     max of ``|d logit / d x|`` over
                            2014)                                        channels (as Simonyan et al.)
 ``gradcam``                ``LayerGradCam`` (Selvaraju 2017) on a conv  one map already (channel-weighted
-                           layer, upsampled by                          sum inside Grad-CAM); ReLU,
-                           ``LayerAttribution.interpolate``             non-negative
+                           layer (a ViT: its tokens laid on the patch   sum inside Grad-CAM); ReLU,
+                           grid), upsampled by                          non-negative
+                           ``LayerAttribution.interpolate``
 ``occlusion``              ``Occlusion`` (Zeiler & Fergus 2014)         mean (the window spans all
                                                                         channels, so they are equal);
                                                                         signed
@@ -37,6 +38,7 @@ from ..errors import InputError
 from ..inference import DEFAULT_BATCH, choice
 from ..perturb import BASELINES, check_sigma, make_baseline
 from .base import EXPLAINERS, Explainer
+from .hooks import feature_convs, find_transformer
 
 IG_METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
 INTERPOLATE_MODES = ("bilinear", "nearest", "bicubic", "area")
@@ -54,7 +56,8 @@ def _chunks(n: int, size: int | None) -> Iterator[slice]:
         yield slice(start, min(start + step, n))
 
 
-@EXPLAINERS.register("integrated-gradients", description="captum IntegratedGradients from the blurred image (or zeros); channels summed")
+@EXPLAINERS.register("integrated-gradients", aliases=("ig",),
+                     description="captum IntegratedGradients from the blurred image (or zeros); channels summed")
 class IntegratedGradientsExplainer(Explainer):
     """Integrated gradients: ``(x - x') * mean_{a in (0, 1]} grad f_c(x' + a (x - x'))``,
     summed over channels.
@@ -109,16 +112,26 @@ def conv_layer_names(model: nn.Module) -> list[str]:
     return [name for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
 
 
-@EXPLAINERS.register("gradcam", description="captum LayerGradCam on a conv layer (default the last), upsampled, ReLU")
+@EXPLAINERS.register("gradcam", description="Grad-CAM on a conv layer (captum LayerGradCam; default the last) or a ViT's last block (tokens on the patch grid), upsampled, ReLU")
 class GradCAMExplainer(Explainer):
     """Grad-CAM: ``ReLU(sum_k alpha_k A_k)`` with ``A`` the output ``(B, k, h, w)`` of ``layer``
     and ``alpha_k`` the spatial mean of ``d f_c / d A_k``, upsampled to ``(H, W)`` with
     ``interpolate_mode`` (captum's ``LayerAttribution.interpolate``), then ReLU again.
 
-    ``layer``: a module name from ``model.named_modules()`` (default: the last ``nn.Conv2d`` of
-    the feature extractor, ``model.backbone`` where the model has one, as Grad-CAM is defined; a
-    prototype head's own convolutions may be applied functionally and never run as modules);
-    a name that does not exist raises a one-line error listing the conv layers.
+    ``layer``: a module name from ``model.named_modules()``. Default on a CNN: the last
+    ``nn.Conv2d`` of the feature extractor, ``model.backbone`` where the model has one, as Grad-CAM
+    is defined (a prototype head's own convolutions may be applied functionally and never run as
+    modules). A name that does not exist raises a one-line error listing the conv layers.
+
+    On a vision transformer (:func:`~sparsex.explainers.hooks.find_transformer`: a ``patch_embed``
+    with ``blocks``, or torchvision's ``conv_proj`` with ``encoder.layers``) the default layer is
+    the first norm of the last block (``norm1`` / ``ln_1``, as pytorch-grad-cam does: the last
+    block's attention is where the class token still reads the patch tokens, while the gradient
+    at the last block's *output* reaches the class token only). A layer that outputs tokens
+    ``(B, N, D)`` is laid on the patch grid first, the standard reshape transform: the
+    class/register tokens (the first ``N - h w``, with ``(h, w)`` the patch embedding's output grid
+    on these inputs) are dropped and ``(B, h w, D)`` becomes ``A (B, D, h, w)``. Never the patch
+    embedding's convolution by default: it sees each patch alone.
     """
 
     name = "gradcam"
@@ -127,12 +140,14 @@ class GradCAMExplainer(Explainer):
         super().__init__(model)
         convs = conv_layer_names(self.model)
         modules = dict(self.model.named_modules())
-        if layer is None:
+        self.transformer = find_transformer(self.model)
+        if layer is None and self.transformer is not None:
+            layer = self.transformer.last_norm
+        elif layer is None:
             if not convs:
                 raise InputError("gradcam needs a conv layer, but the model has no nn.Conv2d; name a layer with a "
                                  "(B, C, h, w) output as layer=")
-            extractor = [n for n in convs if n.startswith("backbone.")] if hasattr(self.model, "backbone") else []
-            layer = (extractor or convs)[-1]
+            layer = feature_convs(self.model)[-1]
         elif not isinstance(layer, str) or layer not in modules:
             close = difflib.get_close_matches(str(layer), convs, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -140,15 +155,64 @@ class GradCAMExplainer(Explainer):
                              f"{', '.join(convs) or '(none)'}")
         self.layer = layer
         self.interpolate_mode = choice(interpolate_mode, "interpolate_mode", INTERPOLATE_MODES)
-        self._captum = LayerGradCam(self.model, modules[layer])
+        self._captum = LayerGradCam(self.model, modules[layer]) if self.transformer is None else None
 
     def _attribute(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        cam = self._captum.attribute(inputs, target=targets, relu_attributions=True)
+        if self._captum is not None:
+            cam = self._captum.attribute(inputs, target=targets, relu_attributions=True)
+        else:
+            cam = self._token_cam(inputs, targets)
         if not isinstance(cam, torch.Tensor) or cam.dim() != 4:
             got = tuple(cam.shape) if isinstance(cam, torch.Tensor) else type(cam).__name__
-            raise InputError(f"gradcam layer {self.layer!r} must output a feature map (B, C, h, w), got {got}")
+            tokens = " or tokens (B, N, D)" if self.transformer is not None else ""
+            raise InputError(f"gradcam layer {self.layer!r} must output a feature map (B, C, h, w){tokens}, got {got}")
         cam = LayerAttribution.interpolate(cam.detach(), tuple(inputs.shape[2:]), interpolate_mode=self.interpolate_mode)
         return cam.clamp_min(0)
+
+    def _token_cam(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor | None:
+        """Grad-CAM on a vision transformer, captum's arithmetic on ``A (B, D, h, w)``: the layer's
+        output (made a leaf that requires grad, so the frozen model's gradient reaches it) and
+        ``d f_c / d A`` from one forward and backward pass, tokens laid on the patch grid. None, or
+        a tensor of another shape, where the layer gives no map (the caller's one-line error)."""
+        modules = dict(self.model.named_modules())
+        seen: dict[str, Any] = {}
+
+        def keep_grid(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+            seen["grid"] = tuple(output.shape[2:])
+
+        def keep_output(_module: nn.Module, _inputs: tuple, output: Any) -> Any:
+            if not isinstance(output, torch.Tensor) or "output" in seen:
+                return None
+            seen["output"] = output.detach().requires_grad_(True)
+            return seen["output"]
+
+        handles = [modules[self.transformer.embed].register_forward_hook(keep_grid),
+                   modules[self.layer].register_forward_hook(keep_output)]
+        try:
+            logits = self.model(inputs)
+        finally:
+            for handle in handles:
+                handle.remove()
+        if "output" not in seen:  # the layer did not run, or gave no tensor
+            return None
+        acts = seen["output"]
+        grads = torch.autograd.grad(logits.gather(1, targets[:, None]).sum(), acts, allow_unused=True)[0]
+        grads = torch.zeros_like(acts) if grads is None else grads
+        if acts.dim() == 3:
+            acts, grads = (self._on_grid(t, seen["grid"]) for t in (acts, grads))
+        if acts.dim() != 4:
+            return acts
+        return torch.relu((grads.mean(dim=(2, 3), keepdim=True) * acts).sum(dim=1, keepdim=True))
+
+    def _on_grid(self, tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """Tokens ``(B, N, D)`` -> ``(B, D, h, w)``: the class/register tokens (the first ``N - h w``)
+        dropped, the patch tokens laid out row by row on the ``(h, w)`` grid."""
+        batch, count, dim = tokens.shape
+        prefix = count - grid[0] * grid[1]
+        if prefix < 0:
+            raise InputError(f"gradcam layer {self.layer!r} gives {count} tokens, fewer than the {grid[0]}x{grid[1]} "
+                             f"patches of {self.transformer.embed}; name a layer inside {self.transformer.blocks}")
+        return tokens[:, prefix:].transpose(1, 2).reshape(batch, dim, *grid)
 
 
 def _pair(value: Any, name: str) -> tuple[int, int] | None:

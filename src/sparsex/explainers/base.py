@@ -26,7 +26,7 @@ from torch import nn
 
 from ..checks import check_tensor
 from ..errors import SparsexError
-from ..inference import Target, check_model, check_model_device, frozen, predict_logits, resolve_targets
+from ..inference import Target, check_model, check_model_device, class_index, class_names, class_targets, frozen, predict_logits
 from ..registry import Registry
 
 EXPLAINERS: Registry[Callable[..., "Explainer"]] = Registry("explainer")
@@ -67,6 +67,9 @@ class Explainer:
 
     #: the registered name, set by subclasses
     name: ClassVar[str] = ""
+    #: True for explainers that explain only the model's predicted class (a mask explainer):
+    #: protocols that ask for other classes' explanations skip them
+    explains_predicted_class_only: ClassVar[bool] = False
     #: at most this many images go through the model in one forward pass (``None``: all at once)
     internal_batch_size: int | None = None
 
@@ -77,16 +80,23 @@ class Explainer:
         """Per-pixel attributions ``(B, 1, H, W)`` for ``inputs (B, C, H, W)``, detached, on the
         inputs' device, in their dtype.
 
-        ``target``: ``None`` explains the model's top-1 class on ``inputs``; an int explains that
-        class for every image; a ``(B,)`` tensor (or sequence) one class per image. A class outside
+        ``target``: ``None`` explains the model's top-1 class on ``inputs``; an int or a class name
+        (``"daisy"``, from the model's ``classes``) explains that class for every image; a ``(B,)``
+        tensor (or sequence) one class per image. A class outside
         ``[0, K)`` raises a one-line :class:`~sparsex.errors.InputError` naming ``K``.
         """
         check_tensor(inputs, "inputs", "(B, C, H, W)", nonempty=True)
         check_model_device(self.model, inputs)
         inputs = inputs.detach()
+        num_classes = getattr(self.model, "num_classes", None)
         with frozen(self.model):
-            logits = predict_logits(self.model, inputs, self.internal_batch_size)
-            targets = resolve_targets(logits, target)
+            if target is None or not isinstance(num_classes, int):  # the prediction (or K) needs a forward pass
+                logits = predict_logits(self.model, inputs, self.internal_batch_size)
+                num_classes = logits.shape[1]
+            if isinstance(target, str):  # a class name (the model's classes, e.g. "daisy")
+                target = class_index(target, class_names(self.model, num_classes))
+            targets = logits.argmax(dim=1) if target is None else class_targets(target, len(inputs), num_classes,
+                                                                                inputs.device)
             with torch.enable_grad():
                 maps = self._attribute(inputs, targets)
         expected = (inputs.shape[0], 1, *inputs.shape[2:])

@@ -58,7 +58,7 @@ from ..perturb import blur, composite
 from ..progress import progress_bar
 from ..weights import module_sha256
 from .base import EXPLAINERS, Explainer
-from .hooks import default_layers, record_activations, resolve_layers
+from .hooks import check_layers_ran, default_layers, record_activations, resolve_layers
 
 FAMILY = "minimal-mask"
 READOUTS = ("verified", "threshold")
@@ -197,6 +197,7 @@ class MaskObjective:
         """Activations of ``x`` and the labels to keep (default: the classifier's top-1)."""
         with torch.no_grad(), record_activations(self.model, self.layers) as acts:
             logits = self.model(x)
+            check_layers_ran(self.model, self.layers, acts)
             return {"x": x, "labels": logits.argmax(dim=1) if labels is None else labels,
                     "acts": {k: v.detach() for k, v in acts.items()}, "fill": blur(x, self.blur_sigma)}
 
@@ -359,6 +360,7 @@ class MinimalMask(Explainer):
     """
 
     name = "minimal-mask"
+    explains_predicted_class_only = True
 
     def __init__(self, model: nn.Module, config: MinimalMaskConfig | None = None, in_chans: int | None = None) -> None:
         self.model = model.eval().requires_grad_(False)
@@ -604,18 +606,19 @@ class PerImageMask(Explainer):
 
 def load_explainer_classifier(path: str | os.PathLike,
                               device: str | torch.device = "cpu") -> tuple["MinimalMask", nn.Module]:
-    """The explainer saved at ``path`` and the classifier it names (``config.classifier``), on ``device``."""
-    from ..models.classifier import load_classifier
+    """The explainer saved at ``path`` and the classifier it names (``config.model``: its spec and
+    options; runs before 0.2 name a classifier run folder, ``config.classifier``), on ``device``."""
+    from ..models.specs import load_classifier
 
     checkpoint = load_checkpoint(path, family=FAMILY)
-    folder = checkpoint.path
-    classifier_dir = checkpoint.config.get("classifier")
-    if not classifier_dir:
-        raise CheckpointError(f"explainer {path} does not name its classifier (config.classifier); load it with "
+    spec = checkpoint.config.get("model") or (
+        {"spec": checkpoint.config["classifier"]} if checkpoint.config.get("classifier") else None)
+    if not isinstance(spec, dict) or not spec.get("spec"):
+        raise CheckpointError(f"explainer {path} does not name its classifier (config.model); load it with "
                               f"MinimalMask.load(path, model)")
-    model, _ = load_classifier(classifier_dir)
-    model = model.to(device)
-    return MinimalMask.load(folder, model), model
+    model = load_classifier(spec["spec"], weights=spec.get("weights"), num_classes=spec.get("num_classes"),
+                            image_size=spec.get("image_size")).to(device)
+    return MinimalMask.load(checkpoint.path, model), model
 
 
 def explain_file(explainer_path: str | os.PathLike, image: str | os.PathLike, out: str | os.PathLike,

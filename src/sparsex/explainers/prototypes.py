@@ -28,7 +28,7 @@ from ..backbones import Backbone, create_backbone
 from ..checkpoint import checkpoint_dir, load_checkpoint
 from ..checks import check_int, check_number, check_tensor
 from ..data.base import create_dataset, load_image, pil_to_tensor, resize_center_crop
-from ..errors import CheckpointError, InputError, SparsexError
+from ..errors import CheckpointError, DataError, InputError, SparsexError
 from ..features import extract_features
 from ..inference import check_model_dtype, resolve_targets
 from ..io import atomic_dir, check_output_dir, write_json
@@ -250,7 +250,7 @@ def _fit(img: Image.Image, size: tuple[int, int]) -> Image.Image:
 
 def explain_checkpoint(checkpoint: str | os.PathLike, image_path: str | os.PathLike, out_dir: str | os.PathLike,
                        k: int = 5, top_classes: int = 3, overwrite: bool = False, progress: bool = True,
-                       device: str | torch.device = "cpu") -> Path:
+                       device: str | torch.device = "cpu", root: str | os.PathLike | None = None) -> Path:
     """Explain ``image_path`` with a trained prototype head; write ``out_dir/explanation.png``
     and ``out_dir/explanation.json`` (atomically; an existing ``out_dir`` needs ``overwrite``).
 
@@ -258,7 +258,9 @@ def explain_checkpoint(checkpoint: str | os.PathLike, image_path: str | os.PathL
     names the backbone, the training data and the feature cache. The image is resized and
     centre-cropped to the backbone's input size. The gallery (``k`` nearest training patches per
     prototype) is read from the checkpoint folder, or built from the cached training features and
-    saved there on first use. The checkpoint must hold a prototype model (SIDE, InfoDisent or
+    saved there on first use. ``root`` points at the training data where it has moved since the
+    run; where it cannot be read at all, the prediction is explained without training-set patches
+    and one warning says so. The checkpoint must hold a prototype model (SIDE, InfoDisent or
     ProtoS-ViT; its family is read from it).
     """
     for setting, value in (("k", k), ("top_classes", top_classes)):
@@ -277,28 +279,35 @@ def explain_checkpoint(checkpoint: str | os.PathLike, image_path: str | os.PathL
     head = head.to(device)
     backbone = create_backbone(**cfg["backbone"]).to(device)
     data_cfg = cfg["data"]
-    dataset = create_dataset(data_cfg["name"], split="train", root=data_cfg.get("root"), **data_cfg.get("options", {}))
-    image = pil_to_tensor(_fit(load_image(image_path, channels=dataset.channels), backbone.info.input_size))
+    data_root = root if root is not None else data_cfg.get("root")
+    try:
+        dataset = create_dataset(data_cfg["name"], split="train", root=data_root, **data_cfg.get("options", {}))
+    except DataError as e:
+        warnings.warn(f"the training data of {folder} cannot be read ({e}); explaining without training-set patches "
+                      f"(pass root=/--root DIR where the data has moved)", stacklevel=2)
+        dataset = None
+    channels = dataset.channels if dataset is not None else (3 if backbone.info.in_chans == 3 else 1)
+    image = pil_to_tensor(_fit(load_image(image_path, channels=channels), backbone.info.input_size))
 
     gallery = load_gallery(folder)
-    if gallery is None or gallery.k < min(k, gallery.num_items):
+    if dataset is not None and (gallery is None or gallery.k < min(k, gallery.num_items)):
         cache, _ = extract_features(dataset, backbone, cfg["cache_dir"], device=device, progress=progress)
         gallery = build_gallery(head, cache, k=k)
         try:
             save_gallery(folder, gallery)
         except OSError as e:
             warnings.warn(f"could not save the gallery into {folder} ({e}); it will be rebuilt next time", stacklevel=2)
-    gallery = gallery.top(k)
+    gallery = gallery.top(k) if gallery is not None and dataset is not None else None
 
     explanation = PrototypeExplainer(head, backbone).explain(image, top_classes=top_classes)
     shown = [c.prototype for c in explanation.prototypes[:MAX_ROWS]]
-    patches = gallery_patches(gallery, dataset, shown)
-    class_names = list(data_cfg.get("classes") or dataset.classes)
+    patches = gallery_patches(gallery, dataset, shown) if gallery is not None else None
+    class_names = list(data_cfg.get("classes") or (dataset.classes if dataset is not None else []))
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
-        explanation_figure(explanation, image, gallery=gallery, gallery_patches=patches, class_names=class_names,
+        explanation_figure(explanation, image, gallery=gallery, gallery_patches=patches, class_names=class_names or None,
                            out=tmp / "explanation.png")
         write_json(tmp / "explanation.json", {
-            "checkpoint": str(folder), "image": str(image_path), "k": gallery.k,
-            **explanation.to_dict(class_names, gallery),
+            "checkpoint": str(folder), "image": str(image_path), "k": gallery.k if gallery is not None else 0,
+            **explanation.to_dict(class_names or None, gallery),
         })
     return out_dir

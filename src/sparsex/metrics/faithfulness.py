@@ -26,7 +26,7 @@ from typing import ClassVar, Union
 import torch
 from torch import nn
 
-from ..checks import check_int, check_tensor
+from ..checks import check_int, check_number, check_tensor
 from ..errors import InputError
 from ..inference import DEFAULT_BATCH, Target, check_model, check_model_device, frozen, predict_logits, resolve_targets
 from ..perturb import composite, make_baseline
@@ -115,6 +115,24 @@ def sufficiency(model: nn.Module, x: torch.Tensor, masks: torch.Tensor, baseline
     """Sufficiency: the fraction of images whose top-1 label on ``m x + (1 - m) x'`` equals the
     label on ``x`` (:func:`sufficient`, averaged). Returns a ``float`` in ``[0, 1]``."""
     return sufficient(model, x, masks, baseline, internal_batch_size).double().mean().item()
+
+
+def top_fraction_mask(attributions: torch.Tensor, fraction: float) -> torch.Tensor:
+    """The 0/1 mask ``(B, 1, H, W)`` of the top ``floor(fraction * H * W)`` pixels of each image by
+    ``attributions (B, 1, H, W)`` (:func:`pixel_ranks`: ties to the lower position)."""
+    check_number(fraction, "fraction of the pixels", 0, 1, low_open=True)
+    ranks = pixel_ranks(_check_map(attributions, "attributions"))
+    keep = ranks < int(fraction * ranks.shape[1])
+    return keep.to(attributions.dtype).view_as(attributions)
+
+
+def map_sufficient(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, area: float = 0.1,
+                   internal_batch_size: int | None = DEFAULT_BATCH) -> torch.Tensor:
+    """Per image, whether an explanation keeps the decision on the blurred image (:func:`sufficient`):
+    a binary mask (every value 0 or 1) as it is, any other map by its top ``area`` of the pixels
+    (:func:`top_fraction_mask`), so attribution maps and masks are compared at a stated area."""
+    binary = bool(((maps == 0) | (maps == 1)).all())
+    return sufficient(model, x, maps if binary else top_fraction_mask(maps, area), internal_batch_size=internal_batch_size)
 
 
 def _check_mode(mode: str) -> str:

@@ -5,7 +5,8 @@ that post-hoc explainers explain.
 - :class:`ImageClassifier`: backbone + head as one module on raw ``[0, 1]`` images, what
   ``sparsex train classifier`` checkpoints (family ``classifier``) and :func:`load_classifier`
   rebuilds. The checkpoint holds the backbone's weights too, so it does not depend on where they
-  came from.
+  came from. Like every classifier of :func:`sparsex.load_classifier` it has ``classes``,
+  ``num_classes``, ``input_size``, ``preprocess`` and ``layer_names()`` / ``layer(name)``.
 - :class:`PrototypeClassifier`: a prototype head (SIDE, InfoDisent, ProtoS-ViT) on its frozen
   backbone as one module on raw images returning logits, so that every explainer and metric can
   treat it as a classifier. :func:`load_image_classifier` rebuilds either kind from a run folder.
@@ -24,6 +25,7 @@ from ..checkpoint import Checkpoint, checkpoint_dir, load_checkpoint
 from ..checks import check_images, check_int
 from ..errors import CheckpointError, SparsexError
 from .base import MODELS, check_head_features, create_model
+from .specs import NamedLayers, Preprocess
 
 FAMILY = "classifier"
 #: checkpoint families of prototype classifiers
@@ -52,19 +54,20 @@ def create_linear_probe(**cfg: Any) -> LinearProbe:
     return LinearProbe(**cfg)
 
 
-class ImageClassifier(nn.Module):
+class ImageClassifier(NamedLayers, nn.Module):
     """``logits = head(backbone(preprocess(images)))`` for raw images ``(B, C, H, W)`` in ``[0, 1]``
     (any size and 1 or 3 channels: the backbone's ``preprocess`` converts them).
 
-    ``layer_names()`` lists the modules explainers may hook (the backbone's convolutions and
-    blocks, then ``head``); :meth:`module` returns one by name.
+    ``classes``: the K class names (default ``"0"`` .. ``"K-1"``). ``layer_names()`` lists the
+    modules explainers may hook (the backbone's convolutions and blocks, then ``head``);
+    ``layer(name)`` returns one by name.
     """
 
     def __init__(self, backbone: Backbone, head: nn.Module, classes: list[str] | None = None) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
-        self.classes = list(classes) if classes else None
+        self.classes = list(classes) if classes else [str(i) for i in range(self.num_classes)]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         check_images(images)
@@ -78,18 +81,12 @@ class ImageClassifier(nn.Module):
     def input_size(self) -> tuple[int, int]:
         return tuple(self.backbone.info.input_size)
 
-    def layer_names(self) -> list[str]:
-        """Names of the hookable modules (``named_modules`` with a non-empty name)."""
-        return [name for name, _ in self.named_modules() if name]
-
-    def module(self, name: str) -> nn.Module:
-        """The sub-module called ``name``; an unknown name lists a few valid ones."""
-        modules = dict(self.named_modules())
-        if not name or name not in modules:
-            convs = [n for n, m in modules.items() if isinstance(m, nn.Conv2d)]
-            raise SparsexError(f"classifier has no layer {name!r}; convolution layers: {', '.join(convs[-6:])} "
-                               f"(all names: ImageClassifier.layer_names())")
-        return modules[name]
+    @property
+    def preprocess(self) -> Preprocess:
+        """How an image file becomes this model's input: the shorter side resized to the backbone's
+        input size, the central square cropped; mean 0 / std 1 (the backbone normalises)."""
+        side = min(self.input_size)
+        return Preprocess(resize=side, crop=side, channels=self.backbone.info.in_chans)
 
 
 def load_classifier(path: str | os.PathLike) -> tuple[ImageClassifier, Checkpoint]:

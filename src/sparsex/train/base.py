@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Callable, ClassVar, TypeVar
 
 from ..checks import from_settings
+from ..models.specs import is_spec
 from ..registry import Registry
+from ..settings import nest
 
 C = TypeVar("C", bound="TrainConfig")
 TrainFn = Callable[..., dict[str, Any]]
@@ -31,9 +34,20 @@ TrainFn = Callable[..., dict[str, Any]]
 @dataclass
 class TrainConfig:
     """Base of every trainer's settings: built from a flat or nested dict of setting names (unknown
-    names raise one line listing the valid ones), stored as JSON in the run folder."""
+    names raise one line listing the valid ones), stored as JSON in the run folder.
+
+    Settings named in ``path_settings`` that hold a path are stored absolute, so that a run folder
+    (its config.json, its checkpoints' configs) means the same from any working directory.
+    """
 
     what: ClassVar[str] = "training"  # the method's name in error messages
+    path_settings: ClassVar[tuple[str, ...]] = ("root", "weights", "cache_dir", "model")
+
+    def __post_init__(self) -> None:
+        for name in self.path_settings:
+            value = getattr(self, name, None)
+            if isinstance(value, (str, os.PathLike)) and value and not is_spec(value):
+                setattr(self, name, str(Path(value).expanduser().resolve()))
 
     @classmethod
     def from_dict(cls: type[C], settings: dict[str, Any]) -> C:
@@ -57,7 +71,9 @@ class Trainer:
 
     def __call__(self, out: str | os.PathLike, overwrite: bool = False, progress: bool = True,
                  **settings: Any) -> dict[str, Any]:
-        return self.train(self.config.from_dict(settings), out, overwrite=overwrite, progress=progress)
+        """Train with ``settings`` named as on the command line (:func:`sparsex.settings.nest`:
+        ``epochs=3``, ``weights={"area": 2}``) or nested (``explainer={"epochs": 3}``)."""
+        return self.train(self.config.from_dict(nest(self.config, settings)), out, overwrite=overwrite, progress=progress)
 
 
 TRAINERS: Registry[Trainer] = Registry("training method")

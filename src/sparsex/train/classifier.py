@@ -97,7 +97,7 @@ def train_classifier(config: ClassifierTrainConfig, out: str | os.PathLike, over
         train_x, train_y, classes = _images(config, "train", progress)
         test_x, test_y, _ = _images(config, "test", progress)
     else:
-        cache_dir = Path(config.cache_dir) if config.cache_dir else run.path / "features"
+        cache_dir = Path(config.cache_dir) if config.cache_dir else run.path.resolve() / "features"
         train_cache = cached_split(config, "train", backbone, cache_dir, progress)
         test_cache = cached_split(config, "test", backbone, cache_dir, progress)
         train_x, train_y, classes = train_cache.features, train_cache.labels, train_cache.classes

@@ -57,6 +57,7 @@ class BackboneTrainConfig(TrainConfig):
     amp: bool = False  # mixed precision (bfloat16 autocast; float16 with a scaler on older GPUs)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.check_counts("batch_size")
         check_int(self.seed, "seed", 0)
         distributed.check_device(self.device)
@@ -125,7 +126,7 @@ def train_head_stages(config: HeadTrainConfig, out: str | os.PathLike, stages: l
     distributed.check_batch_size(config.batch_size)
     run = open_run(out, config.to_dict(), stages, overwrite=overwrite)
     progress = progress and distributed.is_main()
-    cache_dir = Path(config.cache_dir) if config.cache_dir else run.path / "features"
+    cache_dir = Path(config.cache_dir) if config.cache_dir else run.path.resolve() / "features"
     backbone_cfg = config.backbone_settings()
     backbone = create_backbone(**backbone_cfg)
     train = cached_split(config, "train", backbone, cache_dir, progress)

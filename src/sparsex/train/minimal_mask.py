@@ -19,19 +19,19 @@ from __future__ import annotations
 import copy
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from .. import distributed
-from ..checkpoint import Checkpoint
+from ..checkpoint import Checkpoint, load_checkpoint
 from ..checks import check_int
 from ..data import create_dataset
 from ..data.sampler import dataset_tensors
 from ..errors import SparsexError
 from ..explainers.minimal_mask import FAMILY, MinimalMask, MinimalMaskConfig
-from ..models.classifier import load_classifier
+from ..models.specs import is_spec, load_classifier
 from .base import TrainConfig, register_trainer
 from .loop import open_run
 from .run import removes_unstarted_run, run_stages
@@ -44,21 +44,41 @@ class MinimalMaskTrainConfig(TrainConfig):
 
     what = "minimal-mask explainer"
 
-    classifier: str = ""  # the classifier's run or checkpoint folder (sparsex train classifier)
-    data: str | None = None  # dataset (default: the classifier's own)
-    root: str | None = None  # local folder with the dataset's files (default: the classifier's)
-    data_options: dict[str, Any] | None = None  # dataset settings KEY=VALUE (default: the classifier's)
+    model: str = ""  # the classifier: a sparsex run folder, timm:NAME, torchvision:NAME or lite0-imagenet
+    weights: str | None = None  # weight file of a timm:/torchvision: model (safetensors or a state dict)
+    num_classes: int | None = None  # classes of a timm:/torchvision: model (default: its weights' head)
+    image_size: int | None = None  # input side of a timm:/torchvision: model (default: its own)
+    data: str | None = None  # dataset (default: a run's own; e.g. imagefolder with --root for other models)
+    root: str | None = None  # local folder with the dataset's files (default: a run's own)
+    data_options: dict[str, Any] | None = None  # dataset settings KEY=VALUE (default: a run's own)
     train_limit: int | None = None  # train on the first N training images (default: all)
     test_limit: int | None = 500  # measure each stage on the first N test images
     device: str = "cpu"  # torch device, e.g. cpu or cuda
     explainer: MinimalMaskConfig = field(default_factory=MinimalMaskConfig, metadata={"flatten": True})
 
     def __post_init__(self) -> None:
-        if not self.classifier:
-            raise SparsexError("the explainer needs a classifier folder (--classifier DIR)")
+        super().__post_init__()
+        if not self.model:
+            raise SparsexError("the explainer needs the classifier it explains (--model SPEC)")
         for name in ("train_limit", "test_limit"):
             check_int(getattr(self, name), name, 1, none_ok=True)
         distributed.check_device(self.device)
+
+
+def training_data(config: MinimalMaskTrainConfig, model: nn.Module) -> tuple[str, str | None, dict[str, Any]]:
+    """The dataset the explainer trains on: the given one, or the run's own (its root unless
+    ``--root`` points elsewhere, its options unless others are given). A model named by spec has
+    no training data of its own; an image folder is read at its input size unless said otherwise."""
+    own = {} if is_spec(config.model) else (load_checkpoint(config.model).config.get("data") or {})
+    data = config.data or own.get("name")
+    if data is None:
+        raise SparsexError(f"model {config.model} records no training data; pass --data (e.g. imagefolder --root DIR)")
+    same = data == own.get("name")
+    root = config.root if config.root is not None else (own.get("root") if same else None)
+    options = dict(config.data_options) if config.data_options is not None else dict(own.get("options") or {} if same else {})
+    if data == "imagefolder" and "image_size" not in options and getattr(model, "input_size", None):
+        options["image_size"] = model.input_size[0]
+    return data, root, options
 
 
 def load_images(data: str, split: str, root: str | None, options: dict[str, Any], limit: int | None,
@@ -84,23 +104,20 @@ def train_minimal_mask(config: MinimalMaskTrainConfig, out: str | os.PathLike, o
                        progress: bool = True) -> dict[str, Any]:
     """Run (or resume) a mask-explainer run in ``out``; return the final metrics."""
     distributed.init(config.device)
-    model, classifier_checkpoint = load_classifier(config.classifier)
-    model = model.to(config.device)
+    spec = {"spec": config.model, "weights": config.weights, "num_classes": config.num_classes,
+            "image_size": config.image_size}
+    model = load_classifier(config.model, weights=config.weights, num_classes=config.num_classes,
+                            image_size=config.image_size).to(config.device)
     mask_config = copy.deepcopy(config.explainer)  # the explainer fills in its defaults (layers)
     distributed.check_batch_size(mask_config.batch_size)
     progress = progress and distributed.is_main()
     stages = [f"epoch-{e + 1}" for e in range(mask_config.epochs)] + (["calibrate"] if mask_config.calibrate else [])
     run = open_run(out, config.to_dict(), stages, overwrite=overwrite)
-    data_cfg = classifier_checkpoint.config["data"]
-    data = config.data or data_cfg["name"]
-    root = config.root if config.data else data_cfg.get("root")
-    options = config.data_options if config.data_options is not None else (data_cfg.get("options") or {})
+    data, root, options = training_data(config, model)
     train = load_images(data, "train", root, options, config.train_limit, progress).to(config.device)
     test = load_images(data, "test", root, options, config.test_limit, progress).to(config.device)
     explainer = MinimalMask(model, mask_config, in_chans=train.shape[1])
     explainer.net.to(config.device)
-    classifier_dir = str(Path(classifier_checkpoint.path).resolve())
-
     def resume(checkpoint: Checkpoint) -> None:
         checkpoint.load_into(explainer.net)
         explainer.config.threshold = checkpoint.config["explainer"]["threshold"]
@@ -117,7 +134,7 @@ def train_minimal_mask(config: MinimalMaskTrainConfig, out: str | os.PathLike, o
         return {"threshold": calibration["threshold"], "calibration": calibration["table"], **pruning}
 
     def stage_config() -> dict[str, Any]:
-        return explainer.checkpoint_config(classifier=classifier_dir)
+        return explainer.checkpoint_config(model=spec)
 
     return run_stages(run, FAMILY, run_stage=run_stage, evaluate=lambda _index: mask_test_metrics(explainer, test),
                       resume=resume, stage_state=lambda: explainer.net, checkpoint_config=stage_config)

@@ -101,6 +101,7 @@ class VSCTrainConfig(TrainConfig):
     amp: bool = False  # mixed precision (sparsex.train.loop.MixedPrecision)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name in ("latent_dim", "hidden_dim", "conv_channels", "epochs", "batch_size", "eval_batch_size",
                      "jsd_pairs", "probe_max_iter"):
             check_int(getattr(self, name), name, 1)

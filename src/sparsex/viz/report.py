@@ -142,13 +142,13 @@ class MapRow:
     captions: Sequence[str] | None = None
 
 
-def _rgb(images: torch.Tensor) -> np.ndarray:
+def rgb_pictures(images: torch.Tensor) -> np.ndarray:
     """``(N, C, H, W)`` in ``[0, 1]`` (``C`` = 1 or 3) -> ``(N, H, W, 3)`` for imshow."""
     pictures = _as_numpy(images, "explanation images").clip(0.0, 1.0).transpose(0, 2, 3, 1)
     return np.repeat(pictures, 3, axis=3) if pictures.shape[3] == 1 else pictures
 
 
-def _map_panel(maps: np.ndarray, i: int, picture: np.ndarray) -> tuple[np.ndarray, str]:
+def map_panel(maps: np.ndarray, i: int, picture: np.ndarray) -> tuple[np.ndarray, str]:
     """The RGB panel of map ``i`` of ``maps (N, h, w)`` over ``picture (h, w, 3)``, and its note."""
     a = maps[i]
     grey = np.repeat(0.2 + 0.6 * picture.mean(axis=2, keepdims=True), 3, axis=2)
@@ -190,7 +190,7 @@ def explanations_figure(images: torch.Tensor, rows: Sequence[MapRow], captions: 
     if not rows:
         raise InputError("explanations figure needs at least one row of maps, got none")
     n = len(images)
-    pictures = _rgb(images)
+    pictures = rgb_pictures(images)
     maps = []
     for row in rows:
         if not isinstance(row, MapRow):
@@ -250,10 +250,10 @@ def explanations_figure(images: torch.Tensor, rows: Sequence[MapRow], captions: 
     for r, (row, array) in enumerate(zip(rows, maps), start=1 + (parts is not None)):
         resized = pictures
         if array.shape[1:] != pictures.shape[1:3]:  # the model saw the image at another resolution
-            resized = _rgb(F.interpolate(images.float().clamp(0, 1), size=array.shape[1:], mode="bilinear",
+            resized = rgb_pictures(F.interpolate(images.float().clamp(0, 1), size=array.shape[1:], mode="bilinear",
                                          align_corners=False, antialias=True))
         for i in range(n):
-            shown, note = _map_panel(array, i, resized[i])
+            shown, note = map_panel(array, i, resized[i])
             ax = axes[r, i]
             ax.imshow(shown, interpolation="nearest")
             ax.text(0.03, 0.03, note, transform=ax.transAxes, fontsize=6, color="white", ha="left", va="bottom",
