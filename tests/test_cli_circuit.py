@@ -115,3 +115,66 @@ def test_circuit_of_a_timm_model_from_a_weights_file(capsys, tmp_path):
     assert circuit["readout"] == "module.fc"
     assert circuit["model"] == "timm:resnet18" and circuit["target"] in (0, 1, 2)
     assert Image.open(out / "image.png").size == (32, 32)
+
+
+def test_circuit_faithfulness_on_the_digits_classifier(capsys, trained, tmp_path):
+    """--faithfulness: faithfulness.json beside circuit.json, the figures printed, each channel's own drop in circuit.json."""
+    from sparsex.data import create_dataset
+
+    out = tmp_path / "circuit"
+    code, stdout, err = run(capsys, "circuit", "--model", str(trained["classifier"]), "--image", str(trained["image"]),
+                            "--out", str(out), "--faithfulness")
+    assert code == 0, err
+    assert {p.name for p in out.iterdir()} == {"circuit.json", "circuit.png", "image.png", "faithfulness.json"}
+    report = json.loads((out / "faithfulness.json").read_text())
+    circuit = json.loads((out / "circuit.json").read_text())
+    assert report["reference"] == "blur(x)" and report["reference_images"] == 1 and report["ablation"] == "mean"
+    assert report["layers"] == circuit["layers"] and report["random"]["draws"] == 20 and report["images"] == 1
+    assert report["per_image"][0]["target"] == circuit["target"] and 0 <= report["sufficiency"]["label"] <= 1
+    channels = [n for n in circuit["nodes"] if n["kind"] == "channel"]
+    assert channels and all("single_drop" in n and n["necessary"] == (n["single_drop"] >= 0.05) for n in channels)
+    assert report["necessary"] == sorted(n["id"] for n in channels if n["necessary"])
+    assert "faithfulness (mean ablation over blur(x))" in stdout and "ablating it drops the logit by" in stdout
+    assert "necessary channels" in stdout and "faithfulness.json" in stdout
+
+    # a reference folder of digits for the means, zero ablation
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    for i, digit in enumerate(create_dataset("digits", split="train").images[:6]):
+        Image.fromarray((digit[0].numpy() * 255).astype(np.uint8)).save(reference / f"{i}.png")
+    code, stdout, err = run(capsys, "circuit", "--model", str(trained["classifier"]), "--image", str(trained["image"]),
+                            "--out", str(out), "--faithfulness", "--reference", str(reference), "--overwrite")
+    assert code == 0, err
+    report = json.loads((out / "faithfulness.json").read_text())
+    assert report["reference_images"] == 6 and report["reference"] == str(reference)
+    code, stdout, err = run(capsys, "circuit", "--model", str(trained["classifier"]), "--image", str(trained["image"]),
+                            "--out", str(out), "--faithfulness", "--ablation", "zero", "--overwrite")
+    assert code == 0, err
+    report = json.loads((out / "faithfulness.json").read_text())
+    assert report["ablation"] == "zero" and report["reference_images"] == 0 and "zero ablation" in stdout
+
+    # with the mask explainer: whether the mask is empty and whether the explanation keeps the label
+    code, stdout, err = run(capsys, "circuit", "--model", str(trained["classifier"]), "--image", str(trained["image"]),
+                            "--explainer", str(trained["explainer"]), "--out", str(out), "--faithfulness", "--overwrite")
+    assert code == 0, err
+    report = json.loads((out / "faithfulness.json").read_text())
+    explained = report["explanation"]
+    assert report["input"] == "explanation" and set(explained) == {"mask_area", "empty", "keeps_label", "predicted"}
+    assert explained["empty"] == (explained["mask_area"] == 0)
+    assert ("warning" in stdout) == (explained["empty"] or not explained["keeps_label"])
+
+
+def test_circuit_faithfulness_bad_input_is_one_line_error(capsys, trained, tmp_path):
+    base = ["circuit", "--model", str(trained["classifier"]), "--image", str(trained["image"]), "--out", str(tmp_path / "out")]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases = [
+        (["--faithfulness", "--ablation", "median"], r"ablation must be one of mean, zero"),
+        (["--reference", str(empty)], r"--reference and --ablation set how --faithfulness ablates"),
+        (["--faithfulness", "--reference", str(empty)], r"holds no images"),
+        (["--faithfulness", "--reference", str(tmp_path / "missing")], r"images not found"),
+    ]
+    for extra, pattern in cases:
+        code, _, err = run(capsys, *base, *extra)
+        assert_one_line_error(code, err, pattern)
+    assert not (tmp_path / "out").exists()

@@ -152,11 +152,13 @@ def data_make(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (must not exist unless --overwrite)."),
     seed: int = typer.Option(0, help="Generator seed: same seed, same bytes."),
     image_size: int = typer.Option(224, help="Image side in pixels."),
-    train_size: int = typer.Option(2400, help="Images in the train split."),
-    val_size: int = typer.Option(480, help="Images in the val split."),
-    test_size: int = typer.Option(480, help="Images in the test split."),
-    max_clutter: int = typer.Option(3, help="At most this many background objects per image."),
+    train_size: Optional[int] = typer.Option(None, help="Images in the train split (default 2400, or the preset's)."),
+    val_size: Optional[int] = typer.Option(None, help="Images in the val split (default 480, or the preset's)."),
+    test_size: Optional[int] = typer.Option(None, help="Images in the test split (default 480, or the preset's)."),
+    max_clutter: Optional[int] = typer.Option(None, help="At most this many background objects per image (default 3, or the preset's)."),
     part_dropout: float = typer.Option(0.0, help="Train split: probability of removing a random subset of parts."),
+    preset: Optional[str] = typer.Option(None, help="Named part-world settings, e.g. parts-fine (docs/partworld.md)."),
+    data_options: Optional[list[str]] = DATA_OPTIONS,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
     quiet: bool = QUIET,
 ) -> None:
@@ -165,10 +167,11 @@ def data_make(
 
     if name != "parts":
         raise SparsexError(f"only the procedural dataset 'parts' can be made, not {name!r}")
-    config = PartWorldConfig(seed=seed, image_size=image_size, train_size=train_size, val_size=val_size,
-                             test_size=test_size, max_clutter=max_clutter, part_dropout=part_dropout)
+    given = dict(seed=seed, image_size=image_size, train_size=train_size, val_size=val_size, test_size=test_size,
+                 max_clutter=max_clutter, part_dropout=part_dropout, preset=preset)
+    config = PartWorldConfig.from_dict({**{k: v for k, v in given.items() if v is not None}, **parse_options(data_options)})
     path = write_parts_tree(out, config, overwrite=overwrite, progress=not quiet)
-    console.print(f"wrote {train_size + val_size + test_size} images with masks to {path}")
+    console.print(f"wrote {config.train_size + config.val_size + config.test_size} images with masks to {path}")
 
 
 @data_app.command("preview")
@@ -434,6 +437,13 @@ def circuit_command(
     threshold: float = typer.Option(0.1, "--threshold", help="A channel is active above this fraction of its layer's largest activation."),
     edge_top_k: Optional[int] = typer.Option(None, "--edge-top-k", help="Edges kept between consecutive layers and into each class (default: all)."),
     other_classes: int = typer.Option(0, "--other-classes", help="Also show the classes with the next highest logits."),
+    faithfulness: bool = typer.Option(
+        False, "--faithfulness", help="Also ablate the circuit: sufficiency, necessity vs random channels, each channel's "
+                                      "own drop (faithfulness.json; necessary channels outlined in the figure)."),
+    reference: Optional[Path] = typer.Option(
+        None, "--reference", help="With --faithfulness: images (a folder or file) whose mean activations replace ablated "
+                                  "channels (default: the blurred input)."),
+    ablation: str = typer.Option("mean", "--ablation", help="With --faithfulness: mean or zero ablation."),
     weights: Optional[Path] = WEIGHTS, num_classes: Optional[int] = NUM_CLASSES, image_size: Optional[int] = IMAGE_SIZE,
     device: str = DEVICE, overwrite: bool = OVERWRITE,
 ) -> None:
@@ -441,18 +451,42 @@ def circuit_command(
     from .explainers.circuit import circuit_file
 
     check_device(device)
+    if not faithfulness and (reference is not None or ablation != "mean"):
+        raise SparsexError("--reference and --ablation set how --faithfulness ablates; add --faithfulness")
     layer_list = comma_list(layers, "--layers") if layers else None
     settings = {"weights": str(weights) if weights else None, "num_classes": num_classes, "image_size": image_size}
     with printed_warnings():
         path = circuit_file(model, image, out, explainer=explainer, target=target, layers=layer_list, top_k=top_k,
-                            threshold=threshold, edge_top_k=edge_top_k, other_classes=other_classes, overwrite=overwrite,
+                            threshold=threshold, edge_top_k=edge_top_k, other_classes=other_classes,
+                            faithfulness=faithfulness, reference=reference, ablation=ablation, overwrite=overwrite,
                             device=device, **{k: v for k, v in settings.items() if v is not None})
     circuit = read_json(path / "circuit.json", "circuit")
     name = "" if str(circuit["target_name"]) == str(circuit["target"]) else f" ({escape(str(circuit['target_name']))})"
     console.print(f"circuit for class {circuit['target']}{name} on the {circuit['input']}: "
                   f"{len(circuit['nodes'])} nodes, {len(circuit['edges'])} edges over {len(circuit['layers'])} layers "
                   f"({escape(', '.join(circuit['layers']))})")
-    console.print(f"wrote {path} (circuit.json, circuit.png, image.png{', mask.png, explanation.png' if explainer else ''})")
+    if faithfulness:
+        report = read_json(path / "faithfulness.json", "faithfulness")
+
+        def share(value: Optional[float]) -> str:
+            return "n/a (target logit <= 0)" if value is None else f"{value:.0%}"
+
+        sufficiency, necessity = report["sufficiency"], report["necessity"]
+        console.print(f"faithfulness ({report['ablation']} ablation over {escape(report['reference'])}): the circuit alone "
+                      f"keeps {share(sufficiency['logit'])} of the target logit (probability {report['clean']['probability']:.3f}"
+                      f" -> {sufficiency['probability']:.3f}) and {'keeps' if sufficiency['label'] else 'loses'} the label; "
+                      f"ablating it drops the logit by {share(necessity['drop'])}, the same number of random channels by "
+                      f"{share(report['random']['drop'])}, the most active ones by {share(report['activation']['drop'])}",
+                      highlight=False)
+        console.print(f"necessary channels (alone drop the logit by >= {report['necessary_drop']:.0%}): "
+                      f"{escape(', '.join(report['necessary'])) or 'none'}", highlight=False)
+        explained = report.get("explanation")
+        if explained and (explained["empty"] or not explained["keeps_label"]):
+            problem = "the mask is empty" if explained["empty"] else f"the explanation is classified {explained['predicted']}"
+            console.print(f"[yellow]warning: {problem}: the circuit of the explanation does not show the class {circuit['target']}"
+                          f" decision[/]")
+    files = "circuit.json, circuit.png, image.png" + (", faithfulness.json" if faithfulness else "")
+    console.print(f"wrote {path} ({files}{', mask.png, explanation.png' if explainer else ''})")
 
 
 def explainer_settings(pairs: Optional[list[str]]) -> dict[str, dict[str, Any]]:

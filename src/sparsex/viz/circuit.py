@@ -1,6 +1,7 @@
 """The figure of a circuit readout (:func:`sparsex.explainers.circuit.readout`): one column per
 layer from left to right, the class nodes in the rightmost column (the target class highlighted),
-edge width by score."""
+edge width by score; after an ablation test (``sparsex circuit --faithfulness``) each channel's own
+logit drop under it and the necessary channels outlined in bold."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 TARGET_COLOUR = "#c0392b"
 CLASS_COLOUR = "#7f8c8d"
+NECESSARY_COLOUR = "#e67e22"
 
 
 def _short(name: str, parts: int = 3) -> str:
@@ -49,7 +51,10 @@ def circuit_figure(graph: "nx.DiGraph", out: str | os.PathLike, image: torch.Ten
     coloured by their activation relative to their layer's largest and labelled with the channel
     index, class nodes as squares (the target red), edge width and opacity by score relative to the
     highest score between the same two columns (scores of different layer pairs have different
-    scales). ``image`` ``(C, H, W)`` or ``(1, C, H, W)`` in ``[0, 1]``, if given, is shown on the left."""
+    scales). A channel node with ``single_drop`` (the fraction of the target logit lost when it
+    alone is ablated, :func:`sparsex.explainers.circuit_faithfulness.circuit_faithfulness`) shows it
+    under the node, and one with ``necessary`` true gets a thick orange outline. ``image``
+    ``(C, H, W)`` or ``(1, C, H, W)`` in ``[0, 1]``, if given, is shown on the left."""
     if not hasattr(graph, "nodes") or not hasattr(graph, "edges"):
         raise InputError(f"circuit_figure needs a networkx graph from readout(), got {type(graph).__name__}")
     meta = graph.graph
@@ -105,9 +110,15 @@ def circuit_figure(graph: "nx.DiGraph", out: str | os.PathLike, image: torch.Ten
                     fontweight="bold" if attrs.get("target") else "normal", zorder=4)
         else:
             rel = float(attrs.get("relative", 1.0))
-            ax.scatter([x], [y], s=300, color=cmap(0.15 + 0.85 * rel), zorder=3, edgecolors="black", linewidths=0.5)
+            necessary = bool(attrs.get("necessary", False))
+            ax.scatter([x], [y], s=300, color=cmap(0.15 + 0.85 * rel), zorder=3,
+                       edgecolors=NECESSARY_COLOUR if necessary else "black", linewidths=3.0 if necessary else 0.5)
             ax.text(x, y, str(attrs.get("channel", "")), va="center", ha="center", fontsize=7,
                     color="white" if rel < 0.6 else "black", zorder=4)
+            if attrs.get("single_drop") is not None:
+                ax.text(x, y - 0.3, f"{-float(attrs['single_drop']):+.0%}", va="top", ha="center", fontsize=6,
+                        color=NECESSARY_COLOUR if necessary else "dimgrey", fontweight="bold" if necessary else "normal",
+                        zorder=4)
 
     top = (tallest - 1) / 2 + 0.8
     for depth in range(columns):
@@ -128,6 +139,8 @@ def circuit_figure(graph: "nx.DiGraph", out: str | os.PathLike, image: torch.Ten
         title = (f"circuit for class {named(target, meta.get('target_name'))}; predicted "
                  f"{named(meta.get('predicted'), meta.get('predicted_name'))}: {graph.number_of_nodes()} nodes, "
                  f"{graph.number_of_edges()} edges")
+        if any(d.get("single_drop") is not None for _, d in graph.nodes(data=True)):
+            title += "\nunder each channel: the target logit's drop when it alone is ablated; outlined: necessary"
     fig.suptitle(title, fontsize=9)
 
     out = Path(out)

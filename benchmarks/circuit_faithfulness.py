@@ -1,0 +1,134 @@
+"""Faithfulness of the circuit readout by ablation (``sparsex.explainers.circuit_faithfulness``) on the
+classifiers of ``benchmarks/minimal_mask.py``: the small CNN trained on Fashion-MNIST and the linear
+probe on frozen Lite0 features of the part world (128 px).
+
+    python benchmarks/circuit_faithfulness.py --out RESULT.json [--quick] [--resume] [--only fmnist|parts]
+
+Per test image, its own readout at the default ``top_k`` (8 channels per layer, the default 3
+layers) is ablated: mean ablation over ``REFERENCE_N`` training images (the dataset mean, Wang et
+al. 2022), and zero ablation beside it. Figures ``<clf>.circuit.*``: ``sufficiency_label`` (the
+fraction of images whose label the circuit alone keeps), ``sufficiency_logit`` (mean
+``z_t^C / z_t``), ``necessity_drop`` (mean ``(z_t - z_t^{-C}) / z_t``), ``random_drop`` (the same
+number of random channels per layer, 20 draws), ``activation_drop`` (the most active channels),
+the curve over ``k`` with its areas, and on the part world the share of circuit channels'
+activation mass on the parts (``part_overlap``) against the parts' share of the image. The
+issue's bar: ``sufficiency_label >= 0.9`` and ``necessity_drop >= 3 random_drop``; ``bar.*`` says
+whether each is met, by how much, without changing the metric.
+
+The classifiers are trained as ``minimal_mask.py`` trains them; its run folders
+(``<cache>/minimal_mask_runs[_quick]/<clf>_classifier``) are reused when they hold a finished
+run, otherwise the classifier is trained into ``<cache>/circuit_faithfulness_runs[_quick]``.
+"""
+
+from __future__ import annotations
+
+import sparsex  # noqa: F401  (first, before torch: its runtime settings, sparsex.runtime)
+
+# isort: split
+import time
+
+import torch
+from _common import parse_run_args, run_folders, write_result
+
+from sparsex.data import create_dataset
+from sparsex.explainers.circuit import DEFAULT_TOP_K, readout
+from sparsex.explainers.circuit_faithfulness import circuit_faithfulness, faithfulness_curve, part_overlap
+from sparsex.models.classifier import load_classifier
+from sparsex.train.classifier import ClassifierTrainConfig, train_classifier
+from sparsex.train.minimal_mask import load_images
+
+REFERENCE_N = 256  # training images whose mean activations replace ablated channels
+BAR_LABEL, BAR_RATIO = 0.9, 3.0
+CURVE_N = 32  # the first test images, for the curve over k (each k ablates all of them 23 times)
+
+
+def classifier_folder(name: str, config: dict, runs, args):
+    """A finished classifier run of minimal_mask.py, or one trained here."""
+    theirs = args.cache / ("minimal_mask_runs_quick" if args.quick else "minimal_mask_runs") / f"{name}_classifier"
+    if (theirs / "checkpoint").exists():
+        return theirs, "minimal_mask"
+    train_classifier(ClassifierTrainConfig(**config), runs / f"{name}_classifier", progress=False)
+    return runs / f"{name}_classifier", "trained here"
+
+
+def measure(name: str, config: dict, eval_n: int, reference_n: int, runs, args, figures: dict) -> None:
+    start = time.perf_counter()
+    folder, source = classifier_folder(name, config, runs, args)
+    figures[f"{name}.classifier.run"] = source
+    figures[f"time_s.{name}.classifier"] = round(time.perf_counter() - start, 1)
+    model, checkpoint = load_classifier(folder)
+    model.eval()
+    data = checkpoint.config["data"]
+    x = load_images(data["name"], "test", data["root"], data["options"] or {}, eval_n, progress=False)
+    reference = load_images(data["name"], "train", data["root"], data["options"] or {}, reference_n, progress=False)
+    figures[f"{name}.eval_images"], figures[f"{name}.reference_images"] = len(x), len(reference)
+
+    start = time.perf_counter()
+    graphs = [readout(model, x[i]) for i in range(len(x))]
+    prefix = f"{name}.circuit"
+    figures[f"{prefix}.top_k"] = DEFAULT_TOP_K
+    figures[f"{prefix}.layers"] = graphs[0].graph["layers"]
+    for ablation, key in (("mean", prefix), ("zero", f"{prefix}.zero")):
+        result = circuit_faithfulness(model, x, graphs, reference=reference, ablation=ablation)
+        figures.update({
+            f"{key}.sufficiency_label": result["sufficiency"]["label"],
+            f"{key}.sufficiency_logit": result["sufficiency"]["logit"],
+            f"{key}.sufficiency_probability": result["sufficiency"]["probability"],
+            f"{key}.clean_probability": result["clean"]["probability"],
+            f"{key}.necessity_drop": result["necessity"]["drop"],
+            f"{key}.necessity_label_lost": result["necessity"]["label_lost"],
+            f"{key}.random_drop": result["random"]["drop"],
+            f"{key}.random_drop_std": result["random"]["drop_std"],
+            f"{key}.activation_drop": result["activation"]["drop"],
+            f"{key}.activation_same": result["activation"]["same"],
+            f"{key}.necessity_over_random": result["necessity_over_random"],
+            f"{key}.positive_logit_images": result["positive_logit_images"],
+        })
+        if ablation == "mean":
+            figures[f"{prefix}.circuit_channels"] = result["circuit_channels"]
+            figures[f"{prefix}.layer_channels"] = result["layer_channels"]
+    label, ratio = figures[f"{prefix}.sufficiency_label"], figures[f"{prefix}.necessity_over_random"]
+    figures[f"{prefix}.bar.sufficiency_label_met"] = label >= BAR_LABEL
+    figures[f"{prefix}.bar.sufficiency_label_short_by"] = round(max(0.0, BAR_LABEL - label), 4)
+    figures[f"{prefix}.bar.necessity_ratio_met"] = ratio is not None and ratio >= BAR_RATIO
+    figures[f"{prefix}.bar.necessity_ratio_short_by"] = None if ratio is None else round(max(0.0, BAR_RATIO - ratio), 4)
+
+    curve = faithfulness_curve(model, x[:CURVE_N], reference=reference)
+    figures[f"{prefix}.curve.images"] = curve["images"]
+    figures[f"{prefix}.curve.points"] = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in p.items()}
+                                         for p in [curve["empty"], *curve["points"], curve["full"]]]
+    figures[f"{prefix}.curve.auc"] = {k: round(v, 4) for k, v in curve["auc"].items()}
+
+    if data["name"] == "parts":
+        world = create_dataset("parts", split="test", root=data["root"], **(data["options"] or {}))
+        masks = torch.stack([world[i]["part_masks"] for i in range(len(x))])
+        overlap = part_overlap(model, x, masks, graphs)
+        figures.update({f"{prefix}.part_overlap.{k}": v for k, v in overlap.items()})
+    figures[f"time_s.{name}.circuit_faithfulness"] = round(time.perf_counter() - start, 1)
+
+
+def main() -> None:
+    def options(parser) -> None:
+        parser.add_argument("--only", choices=("fmnist", "parts"), help="measure one classifier (default: both)")
+
+    args = parse_run_args(__doc__, options)
+    runs = run_folders(args, "circuit_faithfulness")
+    if args.quick:  # minimal_mask.py's quick classifiers
+        fmnist = dict(data="fashion-mnist", data_options={"limit": 256}, backbone="small-cnn", epochs=1)
+        parts = dict(data="parts", data_options={"image_size": 64, "train_size": 96, "test_size": 48}, backbone="lite0",
+                     image_size=64, epochs=3, lr=1e-2, cache_dir=str(args.cache))
+        eval_n, reference_n = 8, 16
+    else:  # minimal_mask.py's classifiers
+        fmnist = dict(data="fashion-mnist", backbone="small-cnn", epochs=3)
+        parts = dict(data="parts", data_options={"image_size": 128, "train_size": 2400, "test_size": 480},
+                     backbone="lite0", image_size=128, epochs=100, lr=1e-2, cache_dir=str(args.cache))
+        eval_n, reference_n = 200, REFERENCE_N
+    figures: dict = {"settings.reference_n": reference_n}
+    for name, config in (("fmnist", fmnist), ("parts", parts)):
+        if args.only in (None, name):
+            measure(name, config, eval_n, reference_n, runs, args, figures)
+    write_result(args.out, args.quick, figures)
+
+
+if __name__ == "__main__":
+    main()
