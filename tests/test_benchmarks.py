@@ -25,11 +25,14 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
     ("vsc_fashion.py", ["vsc.bce", "aligned.bce", "vsc.jsd_within", "aligned.jsd_within", "time_s.aligned"],
      ["--cache", "{tmp}/cache"]),
     ("ddp_scaling.py", ["ddp.images_per_s.np1", "ddp.images_per_s.np2", "ddp.speedup"], []),
+    ("circuit_faithfulness.py", ["fmnist.circuit.sufficiency_label", "fmnist.circuit.necessity_drop", "fmnist.circuit.random_drop"],
+     ["--cache", "{tmp}/cache"]),
+    ("explain_throughput.py", ["gradcam.captum_images_per_s", "gradcam.attribute_overhead", "gradcam.command_overhead"], []),
     ("shared_machine.py", ["after.idle.extract", "before.loaded.head_step", "ratio.after.extract.loaded_vs_idle",
                            "speedup.loaded.extract.after_vs_before"], ["--jobs", "1"]),
 ])
 def test_benchmark_quick_run(tmp_path, script, keys, extra):
-    if script in ("vsc_fashion.py", "minimal_mask.py"):
+    if script in ("vsc_fashion.py", "minimal_mask.py", "circuit_faithfulness.py"):
         from sparsex.data.idx import FASHION_MNIST_ROOT, find_idx_files
 
         if None in find_idx_files(FASHION_MNIST_ROOT, "train").values():

@@ -91,7 +91,7 @@ def test_output_folder_of_an_evaluation(evaluated):
     assert EvaluateConfig.from_dict(config) == EvaluateConfig(model=result["model"], explainers=["saliency", "gradcam"],
                                                               limit=12)
     table = (out / "tables.md").read_text().splitlines()
-    assert len(table) == 2 + 2 and table[0].startswith("| row | accuracy | bi |")
+    assert len(table) == 2 + 2 and table[0].startswith("| row | accuracy | abstention | bi |")
     assert table[2].startswith("| small-cnn.saliency |") and table[3].startswith("| small-cnn.gradcam |")
     for png in ("radar.png", "explanations.png"):
         with Image.open(out / png) as image:
@@ -220,7 +220,8 @@ def test_side_run_is_evaluated_with_its_prototypes(side_run, tmp_path):
     row = result["rows"]["side.prototypes"]
     assert 0.0 <= row["consistency"] <= 1.0 and 0.0 <= row["stability"] <= 1.0
     assert 0 < row["local_size"] <= 2  # at most prune_k prototypes contribute to a class
-    assert isinstance(row["global_size"], int) and 0 < row["global_size"] <= 12
+    assert float(row["global_size"]).is_integer() and 0 < row["global_size"] <= 12
+    assert 0 < row["global_size_used"] <= row["global_size"] and 0 <= row["local_size_true"] <= 2
     _radar_scores_in_range(result["rows"])
     assert "side.prototypes" in (tmp_path / "side" / "report.html").read_text()
     assert "local_size" in (tmp_path / "side" / "tables.md").read_text()
@@ -333,13 +334,14 @@ def test_dataset_without_part_masks(digits_classifier, tmp_path):
     assert "'digits' has no part masks" in messages[0]
     assert result["data"] == "digits" and result["images"] == 16
     row = result["rows"]["small-cnn.saliency"]
-    assert set(row) == {"accuracy", "deletion_auc", "insertion_auc", "sufficiency", "explain_seconds"}
+    assert set(row) == {"accuracy", "abstention", "deletion_auc", "insertion_auc", "sufficiency", "explain_seconds"}
     assert 0.0 <= row["deletion_auc"] <= 1.0 and 0.0 <= row["insertion_auc"] <= 1.0
     model, _ = load_image_classifier(run_folder)
     images, labels = dataset_tensors(create_dataset("digits", split="test"), False, 16)
     with torch.no_grad():
         accuracy = float((model(images).argmax(dim=1) == labels).float().mean())
     assert row["accuracy"] == pytest.approx(accuracy) and accuracy > 0.3  # trained: well above chance
+    assert row["abstention"] == 0.0  # a trained CNN's logits never tie exactly
     assert "forward_passes" not in result["protocol"]
     metrics = json.loads((tmp_path / "digits" / "metrics.json").read_text())
     assert sorted(metrics["skipped"]) == sorted(PART_PROTOCOLS)
@@ -406,3 +408,26 @@ def test_auc_limit_measures_the_curves_on_the_first_images(digits_classifier):
     assert row["deletion_auc"] == pytest.approx(float(deletion_auc(model, images, maps).mean()), abs=1e-6)
     with pytest.raises(SparsexError, match="auc_limit"):
         EvaluateConfig(model="m", auc_limit=0)
+
+
+def test_evaluate_measures_sizes_as_the_trainer_does(tmp_path):
+    """One function, one threshold: evaluate's sizes of a ProtoS-ViT run (importance threshold 0.1,
+    above the metrics' eps 1e-3) on its whole test split equal the trainer's on the same images."""
+    from sparsex.train.protosvit import ProtoSViTTrainConfig, train_protosvit
+
+    tiny = dict(data="parts", data_options={"image_size": 48, "train_size": 48, "test_size": 24}, backbone="small-cnn",
+                num_prototypes=12, embed_dim=8, epochs=3, hoyer_warmup_epochs=1, batch_size=16, gallery_k=2)
+    run = tmp_path / "protosvit"
+    config = ProtoSViTTrainConfig(**tiny, cache_dir=str(tmp_path / "features"))
+    assert config.importance_threshold > 1e-3
+    final = train_protosvit(config, run, progress=False)
+    result = evaluate(EvaluateConfig(model=str(run), limit=24, figure_images=2), tmp_path / "eval", progress=False)
+    row = result["rows"]["protosvit.prototypes"]
+    for key in ("local_size", "local_size_true", "local_size_all", "global_size", "global_size_used"):
+        assert row[key] == pytest.approx(final[key], abs=1e-6), key
+    settings = result["prototype_settings"]
+    assert settings["sizes"]["contribution_eps"] == config.importance_threshold
+    assert settings["stability"]["noise_space"] == "normalised" and settings["stability"]["average"] == "prototypes"
+    assert settings["stability"]["sigma_pixels"] == pytest.approx(0.2 * 0.5)  # small-cnn normalises with std 0.5
+    saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert saved["prototype_settings"]["stability"]["noise_space"] == "normalised"

@@ -6,9 +6,11 @@ one output folder:
 
 - ``metrics.json``: the model's scores (accuracy, background independence) and one row per
   explainer (the part-world protocols of :mod:`sparsex.partworld.protocols`, deletion / insertion AUC,
-  mask area for binary explainers; consistency / stability / local size for a prototype model's
-  own ``prototypes`` explainer), the skipped protocols with the reason, and the protocol's cost
-  (forward passes, time);
+  mask area for binary explainers; consistency / stability and the local and global sizes, in
+  both definitions, for a prototype model's own ``prototypes`` explainer), the skipped protocols
+  with the reason, the protocol's cost (forward passes, time), and for a prototype model
+  ``prototype_settings``: which definition each size is, and the stability noise (its space,
+  sigma, sigma in pixel units) and average;
 - ``explanations.safetensors`` (:class:`FigureExplanations`: the first ``figure_images`` test
   images, their labels, predictions, part masks and every explainer's map of the predicted
   class) and ``explanations.png`` (their grid), ``radar.png`` (accuracy, BI, completeness,
@@ -50,6 +52,7 @@ from .errors import DataError, InputError, SparsexError
 from .explainers.base import EXPLAINERS, create_explainer
 from .inference import DEFAULT_BATCH, class_names
 from .io import atomic_dir, atomic_file, check_output_dir, read_json, write_json
+from .metrics.accuracy import accuracy_with_abstentions
 from .metrics.faithfulness import deletion_auc, insertion_auc, map_sufficient
 from .models.classifier import PrototypeClassifier
 from .models.specs import is_spec, load_classifier
@@ -61,6 +64,9 @@ from .progress import progress_bar
 DEFAULT_EXPLAINERS = {"classifier": ("integrated-gradients", "gradcam"), "prototype": ("prototypes",)}
 #: what the part protocols need, for the message when a dataset lacks it
 PART_PROTOCOLS = ("bi", "completeness", "correctness", "contrastivity", "consistency", "stability")
+#: the sizes' threshold: the trainers' default (``HeadTrainConfig.eps``), raised to the head's own
+#: importance threshold where it has one (:func:`sparsex.models.contribution_threshold`)
+SIZE_EPS = 1e-3
 #: the figure images of an evaluation folder (:class:`FigureExplanations`)
 EXPLANATIONS_FILE = "explanations.safetensors"
 
@@ -335,10 +341,15 @@ def _faithfulness(model: nn.Module, images: torch.Tensor, explain: ExplanationMe
 
 
 def _prototype_scores(model: PrototypeClassifier, dataset: Any, indices: list[int], images: torch.Tensor,
-                      config: EvaluateConfig, parts: bool, progress: bool) -> dict[str, Any]:
-    """Local size of the prototype model on the evaluated images, and (part world) consistency and
-    stability of its prototypes."""
-    from .metrics.prototype import global_size, local_size
+                      labels: torch.Tensor | None, config: EvaluateConfig, parts: bool,
+                      progress: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The sizes of the prototype model on the evaluated images (:func:`~sparsex.metrics.prototype.
+    prototype_sizes`, the trainers' function, at the trainers' threshold; the true-class sizes need
+    ``labels``), and (part world) the consistency and stability of its prototypes. Returns the
+    scores and the settings that say which definitions they are (``metrics.json``'s
+    ``prototype_settings``)."""
+    from .metrics.consistency import consistency_stability
+    from .metrics.prototype import prototype_sizes
     from .models import contribution_threshold
 
     weights = model.head.class_weights()
@@ -346,16 +357,22 @@ def _prototype_scores(model: PrototypeClassifier, dataset: Any, indices: list[in
         outs = [model.head(model.backbone.extract(x)) for x in images.split(config.internal_batch_size)]
     scores_ = torch.cat([o.scores for o in outs])
     predicted = torch.cat([o.logits.argmax(dim=1) for o in outs])
-    eps = contribution_threshold(model.head, 1e-3)  # the trainers' threshold: importances the head drops do not count
-    result: dict[str, Any] = {"local_size": float(local_size(scores_, weights, predicted, eps=eps).float().mean()),
-                              "global_size": int(global_size(weights))}
+    contribution_eps = contribution_threshold(model.head, SIZE_EPS)  # as the trainers measure it
+    result: dict[str, Any] = prototype_sizes(scores_, weights, predicted, labels, SIZE_EPS, contribution_eps)
+    settings: dict[str, Any] = {"sizes": {
+        "eps": SIZE_EPS, "contribution_eps": contribution_eps,
+        "local_size": "predicted class, contributions s_p W[c, p] > contribution_eps (sparsex)",
+        "local_size_true": "true class, importances >= contribution_eps (ProtoS-ViT compute_model_stats)",
+        "global_size": "prototypes with max_c W[c, p] > eps (sparsex)",
+        "global_size_used": "prototypes with a true-class importance >= contribution_eps on an evaluated image (ProtoS-ViT)",
+    }}
     if parts:
-        from .metrics.consistency import consistency_stability
-
         cs = consistency_stability((model.head, model.backbone), dataset, indices=indices,
                                    batch_size=config.internal_batch_size, progress=progress)
         result.update(consistency=cs["consistency"], stability=cs["stability"])
-    return result
+        settings["stability"] = {key: cs[key] for key in ("noise_space", "sigma", "noise_bound", "sigma_pixels", "average",
+                                                            "region", "mu", "seed")}
+    return result, settings
 
 
 def _number(value: Any) -> Any:
@@ -413,7 +430,7 @@ def evaluate(config: EvaluateConfig, out: str | os.PathLike | None = None, overw
     elif dataset.classes:
         with torch.no_grad():
             logits = torch.cat([model(x) for x in images.split(config.internal_batch_size)])
-        model_scores = {"accuracy": float((logits.argmax(dim=1) == labels).float().mean())}
+        model_scores = accuracy_with_abstentions(logits, labels)
     else:
         model_scores = {}  # unlabelled images: no accuracy
     result["model_scores"] = {k: _number(v) for k, v in model_scores.items()}
@@ -437,7 +454,9 @@ def evaluate(config: EvaluateConfig, out: str | os.PathLike | None = None, overw
                 protocol_seconds += time.perf_counter() - started - (memo.seconds - explained)
             row.update(_faithfulness(model, images, memo, config))
             if explainer_name == "prototypes" and isinstance(model, PrototypeClassifier):
-                row.update(_prototype_scores(model, dataset, indices, images, config, parts, progress))
+                prototype_scores, result["prototype_settings"] = _prototype_scores(
+                    model, dataset, indices, images, labels if dataset.classes else None, config, parts, progress)
+                row.update(prototype_scores)
             row["explain_seconds"] = memo.seconds
             result["rows"][f"{name}.{explainer_name}"] = {k: _number(v) for k, v in row.items()}
     except SparsexError:  # bad settings or input: nothing to resume, nothing left behind

@@ -1,5 +1,5 @@
-"""Perturbation baselines shared by explainers and metrics: the blurred image of DESIGN.md
-("Post-hoc masks and attributions"), constant fills, and the composite
+"""Perturbation baselines shared by explainers and metrics: the blurred image of docs/metrics.md
+("Masks and attributions"), constant fills, and the composite
 ``mask * x + (1 - mask) * baseline``.
 
 Everything works on batches of float images ``(B, C, H, W)`` on any device and keeps the

@@ -38,6 +38,47 @@ def test_asl_hand_computed_case():
         assert asymmetric_loss(logits, matrix).item() == pytest.approx(expected, abs=1e-6)
 
 
+def test_reduction_sum_is_the_reference_and_b_times_the_mean():
+    # The hand case above: per-image losses L_0, L_1 (summed over classes); mean = (L_0 + L_1) / 2,
+    # sum = L_0 + L_1, so value and gradient of "sum" are B = 2 times those of "mean".
+    p_m = sigmoid(-1.0) - 0.05
+    image_0 = -(0.45**4 * math.log(0.55) + (1 - sigmoid(2.0)) * math.log(sigmoid(2.0)))
+    image_1 = -((1 - sigmoid(1.0)) * math.log(sigmoid(1.0)) + p_m**4 * math.log(1 - p_m))
+    targets = torch.tensor([1, 0])
+    logits = torch.tensor(LOGITS, dtype=torch.float64, requires_grad=True)
+    mean = asymmetric_loss(logits, targets)
+    (grad_mean,) = torch.autograd.grad(mean, logits)
+    total = asymmetric_loss(logits, targets, reduction="sum")
+    (grad_sum,) = torch.autograd.grad(total, logits)
+    assert mean.item() == pytest.approx((image_0 + image_1) / 2, abs=1e-12)
+    assert total.item() == pytest.approx(image_0 + image_1, abs=1e-12)
+    assert total.item() == pytest.approx(2 * mean.item(), abs=1e-12)
+    assert torch.allclose(grad_sum, 2 * grad_mean, atol=1e-14) and grad_mean.abs().sum() > 0
+
+
+def _reference_asl(x: torch.Tensor, y: torch.Tensor, gamma_neg=4.0, gamma_pos=1.0, clip=0.05, eps=1e-8):
+    """A transcription of Alibaba-MIIL/ASL src/loss_functions/losses.py AsymmetricLoss.forward."""
+    xs_pos = torch.sigmoid(x)
+    xs_neg = (1 - xs_pos + clip).clamp(max=1)
+    loss = y * torch.log(xs_pos.clamp(min=eps)) + (1 - y) * torch.log(xs_neg.clamp(min=eps))
+    pt = xs_pos * y + xs_neg * (1 - y)
+    loss = loss * torch.pow(1 - pt, gamma_pos * y + gamma_neg * (1 - y))
+    return -loss.sum()
+
+
+def test_reduction_sum_matches_the_reference_implementation():
+    torch.manual_seed(0)
+    logits = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+    matrix = (torch.rand(5, 4) > 0.5).double()
+    ours = asymmetric_loss(logits, matrix, reduction="sum")
+    reference = _reference_asl(logits, matrix)
+    assert ours.item() == pytest.approx(reference.item(), rel=1e-9)
+    (g_ours,) = torch.autograd.grad(ours, logits)
+    (g_reference,) = torch.autograd.grad(reference, logits)
+    assert torch.allclose(g_ours, g_reference, atol=1e-9)
+    assert asymmetric_loss(logits, matrix).item() == pytest.approx(reference.item() / 5, rel=1e-9)
+
+
 def test_margin_discards_easy_negatives():
     # class 0 is a negative with p = s(-4) ~ 0.018 < m = 0.05: p_m = 0, its term is exactly 0;
     # only the positive class 1 (logit 3) remains: -(1 - s(3)) log s(3).
@@ -108,6 +149,7 @@ def test_gradients_are_finite_even_for_saturated_logits(gammas, margin):
         (torch.tensor([0, 1]), {"margin": 1.0}, "margin must be below 1"),
         (torch.tensor([0, 1]), {"gamma_neg": float("nan")}, "gamma_neg must be"),
         (torch.tensor([0, 1]), {"eps": 0.0}, "eps must be in (0, 1)"),
+        (torch.tensor([0, 1]), {"reduction": "none"}, "reduction must be one of mean, sum, got 'none'"),
     ],
 )
 def test_asl_invalid_inputs(targets, kwargs, message):

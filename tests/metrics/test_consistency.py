@@ -206,6 +206,42 @@ def test_stability_hand_computed(fill):
     assert Stability.higher_is_better and Stability.name == "stability"
 
 
+def test_stability_compares_whole_part_vectors():
+    # One prototype of class 0 on one image swaps part 0 for part 1 under the noise: not stable.
+    # EvalProtoPNet's 2022 eval_stability.py tested (clean - noisy).sum(-1) == 0, which calls
+    # this stable ([1,0] - [0,1] sums to 0); its 2023 code and sparsex compare the whole vectors.
+    clean, noisy = torch.tensor([[[True, False]]]), torch.tensor([[[False, True]]])
+    labels, classes = torch.tensor([0]), torch.tensor([0])
+    assert stability(clean, noisy, labels, classes) == 0.0
+    summed_2022 = float(((clean.int() - noisy.int()).sum(-1) == 0).float().mean())
+    assert summed_2022 == 1.0  # the old rule, for the record
+    assert stability(clean, clean, labels, classes) == 1.0
+
+
+def test_average_over_classes_hand_computed():
+    # Stability per prototype (test_stability_hand_computed): p0 2/3 and p2 1/3 (class 0), p1 1
+    # (class 1). Over prototypes: (2/3 + 1 + 1/3) / 3 = 2/3; over classes: ((2/3 + 1/3) / 2 + 1) / 2 = 3/4.
+    # Consistency per prototype: p0 1, p2 0 (class 0), p1 0 (class 1): 1/3 over prototypes,
+    # (1/2 + 0) / 2 = 1/4 over classes.
+    noisy_rows = {
+        0: [(0, [1, 0]), (1, [1, 0]), (2, [1, 0])],
+        1: [(3, [1, 0]), (4, [0, 1])],
+        2: [(0, [1, 0]), (1, [0, 1]), (2, [0, 0])],
+    }
+    clean, noisy = _vecs(CLEAN, 0), _vecs(noisy_rows, 1)
+    assert stability(clean, noisy, LABELS, CLASSES, average="classes") == pytest.approx(3 / 4)
+    assert Stability(average="classes")(clean, noisy, LABELS, CLASSES) == pytest.approx(3 / 4)
+    assert consistency(clean, LABELS, CLASSES, average="classes") == pytest.approx(1 / 4)
+    assert Consistency(average="classes")(clean, LABELS, CLASSES) == pytest.approx(1 / 4)
+    # with one prototype per class the two averages agree (ProtoPNet's equal classes)
+    one_each = torch.tensor([0, 1, -1, -1, 2])
+    assert stability(clean, noisy, LABELS, one_each, average="classes") == pytest.approx(
+        stability(clean, noisy, LABELS, one_each))
+    _one_line_error("average must be one of 'prototypes', 'classes', got 'images'", stability, clean, noisy, LABELS,
+                    CLASSES, average="images")
+    _one_line_error("average must be one of 'prototypes', 'classes', got 'images'", Consistency, 0.8, "images")
+
+
 def _one_line_error(match: str, fn, *args, **kwargs) -> None:
     with pytest.raises(InputError, match=match) as info:
         fn(*args, **kwargs)
@@ -250,14 +286,31 @@ def test_bad_inputs():
 
 
 class FakeBackbone(nn.Module):
-    """Features = the image average-pooled by ``pool`` (``pool=16`` on 48 px: a 3x3 map)."""
+    """Features = the normalised image (mean 0.5, std ``std``) average-pooled by ``pool``
+    (``pool=16`` on 48 px: a 3x3 map), with a sparsex Backbone's ``preprocess`` / ``forward`` /
+    ``extract``."""
 
-    def __init__(self, pool: int) -> None:
+    def __init__(self, pool: int, std: tuple[float, float, float] = (0.5, 0.5, 0.5)) -> None:
         super().__init__()
         self.pool = pool
+        self.register_buffer("mean", torch.full((1, 3, 1, 1), 0.5))
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        return (images - self.mean) / self.std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(x, self.pool) if self.pool > 1 else x
 
     def extract(self, images: torch.Tensor) -> torch.Tensor:
-        return F.avg_pool2d(images, self.pool) if self.pool > 1 else images
+        return self.forward(self.preprocess(images))
+
+
+class ExtractOnly(nn.Module):
+    """A backbone with ``extract`` alone: pixel-space noise only."""
+
+    def extract(self, images: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(images, 16)
 
 
 class FakeHead(nn.Module):
@@ -376,10 +429,56 @@ def test_driver_stability(world3):
     assert per[:2].tolist() == [1.0, 1.0] and math.isnan(per[3])
     result = consistency_stability(model, world, region=region, seed=3)  # batch size 32
     assert result["stability"] == pytest.approx(per[:3].mean().item())
-    assert result["stability"] < 1.0  # p2's noisy peak lands on other parts (noise std 0.2 per pixel)
+    assert result["stability"] < 1.0  # p2's noisy peak lands on other parts (noise 0.2 x std 0.5 = 0.1 per pixel)
+    assert (result["noise_space"], result["noise_bound"], result["average"]) == ("normalised", 0.25, "prototypes")
+    assert result["sigma_pixels"] == pytest.approx(0.1)
     # the noise depends on (seed, item index) only: a subset sees the same noisy images
     sub = collect_part_vectors(model, world, indices=[5, 2], region=region, seed=3)
     assert torch.equal(sub.noisy, vecs.noisy[[5, 2]]) and sub.indices.tolist() == [5, 2]
+
+
+def test_noise_spaces():
+    from sparsex.metrics.consistency import _noisy_features, pixel_sigma
+
+    backbone = FakeBackbone(1, std=(0.2, 0.25, 0.5))
+    gen = torch.Generator().manual_seed(0)
+    images, z = torch.rand(2, 3, 8, 8, generator=gen), torch.randn(2, 3, 8, 8, generator=gen)
+    std = backbone.std
+    # normalised, unbounded: EvalProtoPNet's norm_img + N(0, sigma) = pixel noise sigma * std, the image not clipped
+    unbounded = _noisy_features(backbone, images, z, 0.2, "normalised", None)
+    assert torch.allclose(unbounded, backbone.extract(images + 0.2 * std * z), atol=1e-5)
+    assert ((images + 0.2 * std * z) > 1).any() or ((images + 0.2 * std * z) < 0).any()  # some pixels leave [0, 1]
+    # normalised, bounded at 0.25 (EvalProtoPNet's torch.clip(noise, -eps, eps))
+    bounded = _noisy_features(backbone, images, z, 0.2, "normalised", 0.25)
+    assert torch.allclose(bounded, backbone.preprocess(images) + (0.2 * z).clamp(-0.25, 0.25), atol=1e-6)
+    assert not torch.allclose(bounded, unbounded)  # |0.2 z| > 0.25 happens (|z| > 1.25 on ~21% of draws)
+    # pixel: sparsex's earlier default, clipped to [0, 1]
+    pixel = _noisy_features(backbone, images, z, 0.2, "pixel", 0.25)
+    assert torch.allclose(pixel, backbone.extract((images + 0.2 * z).clamp(0, 1)), atol=1e-6)
+    assert pixel_sigma(backbone, 0.2) == pytest.approx(0.2 * (0.2 + 0.25 + 0.5) / 3)
+    assert pixel_sigma(backbone, 0.2, "pixel") == 0.2
+    # ImageNet statistics: about 0.045 in pixel units
+    assert pixel_sigma(FakeBackbone(1, std=(0.229, 0.224, 0.225)), 0.2) == pytest.approx(0.0452, abs=1e-4)
+
+
+def test_driver_noise_space_pixel(world3):
+    # pixel-space noise of 0.2 is stronger than normalised-space 0.2 x std 0.5 (bounded): p2 moves more often
+    model = (FakeHead(), FakeBackbone(1))
+    pixel = consistency_stability(model, world3, region=1 / 6, seed=3, noise_space="pixel")
+    assert pixel["noise_space"] == "pixel" and pixel["noise_bound"] is None and pixel["sigma_pixels"] == 0.2
+    # extract-only backbones measure pixel noise; normalised noise needs preprocess and std
+    assert consistency_stability((FakeHead(), ExtractOnly()), world3, noise_space="pixel")["num_images"] == 24
+    _one_line_error("noise_space='normalised' needs a backbone with preprocess", consistency_stability,
+                    (FakeHead(), ExtractOnly()), world3)
+    _one_line_error("noise_space must be one of 'normalised', 'pixel', got 'raw'", consistency_stability, model, world3,
+                    noise_space="raw")
+    _one_line_error("noise_bound must be a finite number > 0", consistency_stability, model, world3, noise_bound=0)
+    by_class = consistency_stability(model, world3, region=1 / 6, seed=3, average="classes")
+    by_prototype = consistency_stability(model, world3, region=1 / 6, seed=3)
+    assert pixel["stability"] < by_prototype["stability"]  # seed 3: p2 keeps its parts on 3/8 vs 6/8 of its images
+    assert by_class["average"] == "classes"
+    # one prototype per class here (p0, p1, p2 of classes 0, 1, 2): both averages agree
+    assert by_class["stability"] == pytest.approx(by_prototype["stability"])
 
 
 def test_driver_bad_inputs(world, tiny_images):

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -18,6 +19,7 @@ from sparsex.metrics import (
     prototype_metrics,
     zero_weight_fraction,
 )
+from sparsex.metrics.prototype import GlobalSizeUsed, LocalSizeTrueClass, prototype_sizes
 
 # K = 2 classes, P = 4 prototypes; eps = 1e-3 throughout.
 W = torch.tensor(
@@ -53,6 +55,75 @@ def test_local_size():
     assert sizes.tolist() == [2, 1, 2] and sizes.dtype == torch.int64
     assert LocalSize()(S, W, PREDICTED) == pytest.approx(5 / 3)
     assert local_size(S, W, PREDICTED, eps=0.1).tolist() == [1, 1, 1]
+
+
+# The two definitions on 2 prototypes x 2 classes (powers of two: every product is exact).
+# importances s[n, p] W[c, p]:
+#   image 0, class 0: [0.5, 0.0625]    class 1: [0, 0.125]
+#   image 1, class 0: [0.125, 0.125]   class 1: [0, 0.25]
+W2 = torch.tensor([[0.5, 0.125], [0.0, 0.25]])
+S2 = torch.tensor([[1.0, 0.5], [0.25, 1.0]])
+PREDICTED2, LABELS2 = torch.tensor([0, 1]), torch.tensor([1, 0])
+
+
+def test_local_size_two_definitions():
+    # predicted (sparsex), > 0.125: image 0 class 0 -> [0.5] -> 1; image 1 class 1 -> [0.25] -> 1
+    assert local_size(S2, W2, PREDICTED2, eps=0.125).tolist() == [1, 1]
+    # true (ProtoS-ViT), >= 0.125: image 0 class 1 -> [0.125] -> 1; image 1 class 0 -> [0.125, 0.125] -> 2
+    assert local_size(S2, W2, eps=0.125, target="true", labels=LABELS2).tolist() == [1, 2]
+    assert LocalSizeTrueClass(0.125)(S2, W2, LABELS2) == 1.5
+    # threshold 0 (compute_model_stats' default): importances > 0 count
+    assert local_size(S2, W2, eps=0.0, target="true", labels=LABELS2).tolist() == [1, 2]
+    # above 0.125 only image 1's class 0 (nothing) and image 0's class 1 (nothing) are left
+    assert local_size(S2, W2, eps=0.2, target="true", labels=LABELS2).tolist() == [0, 0]
+
+
+def test_global_size_two_definitions():
+    # weights (sparsex): max_c W = [0.5, 0.25]
+    assert global_size(W2, eps=0.125) == 2 and global_size(W2, eps=0.3) == 1
+    # used (ProtoS-ViT), true-class importances >= t on some image: t = 0.125 -> p1 (image 0), p0 and p1 (image 1)
+    assert global_size(W2, 0.125, rule="used", scores=S2, labels=LABELS2) == 2
+    assert global_size(W2, 0.2, rule="used", scores=S2, labels=LABELS2) == 0  # no true-class importance reaches 0.2
+    # with labels = predictions: image 0 class 0 [0.5, 0.0625], image 1 class 1 [0, 0.25]
+    assert global_size(W2, 0.2, rule="used", scores=S2, labels=PREDICTED2) == 2
+    assert global_size(W2, 0.3, rule="used", scores=S2, labels=PREDICTED2) == 1
+    assert GlobalSizeUsed(0.3)(S2, W2, PREDICTED2) == 1.0
+    assert not LocalSizeTrueClass.higher_is_better and not GlobalSizeUsed.higher_is_better
+
+
+def test_prototype_sizes_without_labels():
+    # unlabelled images: the true-class sizes are left out, the others measured as with labels
+    # (local_size_all at 0.125: s * max_c W = [0.5, 0.0625] and [0.125, 0.25] -> 1 and 1)
+    with_labels = prototype_sizes(S2, W2, PREDICTED2, LABELS2, eps=1e-3, contribution_eps=0.125)
+    assert with_labels == {"local_size": 1.0, "local_size_all": 1.0, "global_size": 2.0, "local_size_true": 1.5,
+                           "global_size_used": 2.0}
+    assert prototype_sizes(S2, W2, PREDICTED2, None, eps=1e-3, contribution_eps=0.125) == {
+        "local_size": 1.0, "local_size_all": 1.0, "global_size": 2.0}
+
+
+def official_model_stats(scores: np.ndarray, weights: np.ndarray, labels: np.ndarray, threshold: float) -> tuple:
+    """hturbe/protosvit src/shared_utils/utils_experiments.py compute_model_stats (local and global
+    size), transcribed; ``importance`` as NonNegLinear.forward builds it (train=False)."""
+    importance = np.einsum("bp,cp->bpc", scores, weights)
+    if threshold > 0:
+        importance[importance < threshold] = 0
+    class_importance = importance[np.arange(importance.shape[0]), :, labels]
+    local_size = (class_importance > 0).sum(axis=1).mean()
+    global_size = ((class_importance > 0).sum(axis=0) > 0).sum()
+    return local_size, global_size
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.1, 0.3])
+def test_sizes_match_an_independent_port(threshold):
+    gen = torch.Generator().manual_seed(int(threshold * 10))
+    scores = torch.rand(64, 20, generator=gen)
+    weights = torch.rand(6, 20, generator=gen) * (torch.rand(6, 20, generator=gen) < 0.3)  # sparse, non-negative
+    labels = torch.randint(0, 6, (64,), generator=gen)
+    port_local, port_global = official_model_stats(scores.numpy(), weights.numpy(), labels.numpy(), threshold)
+    ours = local_size(scores, weights, eps=threshold, target="true", labels=labels).double().mean().item()
+    assert ours == pytest.approx(port_local, abs=1e-5)
+    assert global_size(weights, threshold, rule="used", scores=scores, labels=labels) == port_global
+    assert 0 < port_global < 20 or threshold == 0.0  # the threshold matters for some prototype
 
 
 def test_local_size_all_classes():
@@ -120,9 +191,13 @@ def test_prototype_metrics_and_inputs_are_not_mutated():
     result = prototype_metrics(S, W, logits, probs, targets)
     assert result == {
         "accuracy": pytest.approx(2 / 3),
+        "abstention": 0.0,
         "local_size": pytest.approx(5 / 3),
+        # true classes [0, 1, 1]: image 0 [0.5, 0.005] -> 2, image 1 [0.6] -> 1, image 2 [0.0002] -> 0
+        "local_size_true": pytest.approx(1.0),
         "local_size_all": pytest.approx(7 / 3),
         "global_size": 3.0,
+        "global_size_used": 3.0,  # p0, p1 (0.6), p2 (0.005); p3 never reaches 1e-3 for the true class
         "ocla_score": pytest.approx(2 / 3),  # image 2: only class 0 (0.62) above, target 1
         "classes_above_t_histogram": [0, 3],
         "zero_weight_fraction": 0.625,
@@ -166,6 +241,12 @@ INF_W[0, 0] = float("inf")
         (lambda: prototype_metrics(S, W, torch.zeros(2, 2), torch.zeros(2, 2), PREDICTED), "same number of images, got 3, 2 and 2"),
         (lambda: prototype_metrics(S, W, torch.zeros(3, 2), torch.full((3, 2), float("nan")), PREDICTED), "probs contain NaN"),
         (lambda: LocalSize(eps=float("nan")), "eps must be"),
+        (lambda: local_size(S, W, PREDICTED, target="label"), "local size target must be one of 'predicted', 'true'"),
+        (lambda: local_size(S, W, PREDICTED, target="true"), "local size target 'true' needs labels=, the true labels"),
+        (lambda: local_size(S, W), "local size target 'predicted' needs predicted=, the predicted classes"),
+        (lambda: global_size(W, rule="used"), "global size rule 'used' needs the test images' scores and labels"),
+        (lambda: global_size(W, rule="all"), "global size rule must be one of 'weights', 'used'"),
+        (lambda: global_size(W, rule="used", scores=S, labels=PREDICTED[:2]), "labels must have shape (3,)"),
         (lambda: OCLAScore(threshold=0.0), "threshold must be in (0, 1)"),
     ],
 )
@@ -173,3 +254,11 @@ def test_invalid_inputs(call, message):
     with pytest.raises(InputError) as err:
         call()
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_accuracy_counts_a_tie_of_all_classes_as_wrong():
+    """The issue's case: all-zero logits argmax to class 0, which is the label, yet nothing decided."""
+    logits = torch.tensor([[0.0, 0.0, 0.0], [0.0, 2.0, 1.0], [1.0, 1.0, 0.0]])
+    targets = torch.tensor([0, 1, 0])
+    assert accuracy(logits, targets) == pytest.approx(2 / 3)  # the partial tie of image 2 still decides (class 0)
+    assert Accuracy()(logits, targets) == pytest.approx(2 / 3)

@@ -156,7 +156,7 @@ TAUS = [0.1, 0.3]
 EXPECTED_CURVES = {"tau": TAUS, "csdc": [1.0, 0.5], "pc": [1.0, 0.5], "dc": [1.0, 0.0],
                    "distractibility": [0.25, 1.0], "completeness": [0.625, 2 / 3]}
 EXPECTED = {
-    "accuracy": 0.5, "bi": 2 / 3, "csdc": 0.5, "pc": 0.5, "dc": 0.0, "distractibility": 1.0,
+    "accuracy": 0.5, "abstention": 0.0, "bi": 2 / 3, "csdc": 0.5, "pc": 0.5, "dc": 0.0, "distractibility": 1.0,
     "completeness": 2 / 3, "completeness_tau": 0.3, "correctness": 0.5 + 0.5 * 4 / math.sqrt(17 * 16.5),
     "contrastivity": 0.5, "images": 2, "bi_objects": 3, "csdc_images": 1, "distractibility_images": 2,
     "distractibility_skipped": 0, "correctness_images": 1, "correctness_skipped": 1, "contrastivity_images": 1,
@@ -181,7 +181,8 @@ def test_every_protocol_matches_the_hand_computation():
 
 def test_the_model_only_scores_match_the_hand_computation():
     result = evaluate_parts_model(StubModel(), StubWorld())
-    assert result.metrics == pytest.approx({"accuracy": 0.5, "bi": 2 / 3, "images": 2, "bi_objects": 3})
+    assert result.metrics == pytest.approx({"accuracy": 0.5, "abstention": 0.0, "bi": 2 / 3, "images": 2,
+                                            "bi_objects": 3})
     assert result.curves == {}
 
 

@@ -22,6 +22,7 @@ def test_end_to_end_run_learns_and_checkpoints_every_epoch(digits_run):
     out, final = digits_run
     assert sorted(p.name for p in (out / "stages").iterdir()) == ["1-epoch-1", "2-epoch-2"]
     assert final["stage"] == "epoch-2" and final["test_accuracy"] > 0.5  # chance is 0.1
+    assert final["test_abstention"] == 0.0  # a trained CNN's logits never all tie
     model, checkpoint = load_classifier(out)
     assert isinstance(model, ImageClassifier) and checkpoint.config["mode"] == "end-to-end"
     assert model.classes == [str(i) for i in range(10)] and model.num_classes == 10

@@ -91,3 +91,42 @@ def test_bad_config(kw, pattern):
 def test_unknown_setting_is_named():
     with pytest.raises(SparsexError, match="unknown ProtoS-ViT setting.*prune_k"):
         ProtoSViTTrainConfig.from_dict({"prune_k": 3})
+
+
+def test_preset_loss_weights():
+    sparsex = ProtoSViTTrainConfig()
+    assert (sparsex.preset, sparsex.tanh_weight, sparsex.hoyer_weight, sparsex.hoyer_l2_weight) == ("sparsex", 0.0, 0.01, 0.0)
+    official = ProtoSViTTrainConfig(preset="official")
+    assert (official.tanh_weight, official.hoyer_weight, official.hoyer_l2_weight) == (1.0, 0.01, 0.01)
+    assert ProtoSViTTrainConfig(preset="official", tanh_weight=0.0).tanh_weight == 0.0  # set values win
+    assert official.model_settings()["preset"] == "official"
+    with pytest.raises(SparsexError, match="unknown ProtoS-ViT preset 'paper'; valid presets: sparsex, official"):
+        ProtoSViTTrainConfig(preset="paper")
+
+
+def test_official_loss_terms():
+    from sparsex.models import create_model
+
+    torch.manual_seed(0)
+    head = create_model("protosvit", in_channels=4, num_classes=2, num_prototypes=3, embed_dim=4, preset="official")
+    out = head(torch.randn(5, 4, 2, 2))
+    y = torch.tensor([0, 1, 0, 1, 1])
+    ce = torch.nn.functional.cross_entropy(out.logits, y)
+    # tanh on the similarities of all 5 x 4 patches; Hoyer-Square over all K P importances / sqrt(K P) + L2
+    presence = -torch.log(torch.tanh(out.similarities.sum(dim=(0, 2, 3))) + 1e-20).mean()
+    importances = (out.scores[:, None, :] * head.class_weights()[None]).flatten(1)
+    hs = importances.sum(1) ** 2 / importances.square().sum(1) / 6**0.5
+    sparsity = (0.01 * hs + 0.01 * importances.norm(dim=1)).mean()
+    config = ProtoSViTTrainConfig(preset="official", hoyer_warmup_epochs=4)
+    loss = protosvit_loss(head, config)
+    assert loss(out, y, 0.0).item() == pytest.approx((ce + presence).item(), rel=1e-5)
+    assert loss(out, y, 2.0).item() == pytest.approx((ce + presence + 0.5 * sparsity).item(), rel=1e-5)
+
+
+def test_official_preset_trains_and_reloads(tmp_path):
+    config = ProtoSViTTrainConfig(**{**TINY, "epochs": 1}, preset="official", cache_dir=str(tmp_path / "features"))
+    final = train_protosvit(config, tmp_path / "run", progress=False)
+    head, checkpoint = load_model(tmp_path / "run" / "checkpoint", family="protosvit")
+    assert checkpoint.config["model"]["preset"] == "official" and head.config.preset == "official"
+    assert hasattr(head, "project_out") and 0 <= head.class_weights().min() and head.class_weights().max() <= 5
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["final"] == final

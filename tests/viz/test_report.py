@@ -175,11 +175,11 @@ def test_metrics_table_takes_directions_from_the_registry():
     assert table.count("<td>–</td>") == 5  # None, NaN and the three absent entries
     headers = re.findall(r"<th( [^>]*)?>(.*?)</th>", table.split("</thead>")[0])
     texts = [text for _, text in headers]
-    assert "BI&nbsp;↑" in texts and "del AUC&nbsp;↓" in texts and "global size&nbsp;↓" in texts
+    assert "BI&nbsp;↑" in texts and "del AUC&nbsp;↓" in texts and "global size (weights)&nbsp;↓" in texts
     assert "compl τ" in texts and "my_score" in texts  # no arrow without a direction
     assert 'title="deletion_auc: area under' in table and "(lower is better)" in table
     # in the registry's order, grouped under their categories
-    assert texts.index("BI&nbsp;↑") < texts.index("del AUC&nbsp;↓") < texts.index("global size&nbsp;↓") < texts.index("compl τ")
+    assert texts.index("BI&nbsp;↑") < texts.index("del AUC&nbsp;↓") < texts.index("global size (weights)&nbsp;↓") < texts.index("compl τ")
     assert '<th class="category" colspan="1">part protocols</th>' in table
     assert '<th class="category" colspan="2"></th>' in table  # the unregistered keys: no category named
     assert parse(table).seen.count("tr") == 5

@@ -3,7 +3,7 @@ Generation and Circuit Discovery"), amortised and per image.
 
 For an image ``x`` and a frozen classifier ``f`` with top-1 label ``y = argmax f(x)``, a mask
 ``m (B, 1, H, W)`` defines the explanation ``e = m * x + (1 - m) * fill`` (``fill`` the blurred
-image, DESIGN.md's baseline). The objective (:class:`MaskObjective`) is::
+image, the baseline of docs/metrics.md). The objective (:class:`MaskObjective`) is::
 
     L = w_match  sum_layers A(a_l(x), a_l(e))              activation matching (KL + cosine)
       + w_label  CE(f(e), y)                                label consistency

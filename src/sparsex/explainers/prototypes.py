@@ -9,6 +9,13 @@ and ``head.probabilities(logits) -> (B, K)``. The logit of class ``c`` is read a
 contributes (in the sense of the local-size metric) when that exceeds ``eps``. A head with a
 ``contribution_threshold`` (ProtoS-ViT) drops importances at or below it from its logits at
 inference; they are dropped here too, so the explanation adds up to the logit.
+
+The evidence map of :meth:`PrototypeExplainer.attribute` comes in two modes: ``"sparsex"``
+(the default: contributions times the bilinear-upsampled post-head maps) and ``"official"``
+(ProtoS-ViT's FunnyBirds map, hturbe/protosvit ``src/evaluation/funny_birds/explainers/
+explainer_wrapper.py``, ``ProtoExplainer.explain``: importances times the nearest-upsampled
+softmax similarities, each normalised to unit mass, so the map sums to the logit). The
+official mode needs a head with ``similarities(features) -> (B, P, h, w)`` (ProtoS-ViT).
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from ..errors import CheckpointError, DataError, InputError, SparsexError
 from ..features import extract_features
 from ..inference import check_model_dtype, resolve_targets
 from ..io import atomic_dir, check_output_dir, write_json
+from ..metrics.accuracy import abstains
 from ..models import PrototypeOutput, contribution_threshold, load_model
 from ..models.classifier import PROTOTYPE_FAMILIES
 from ..models.gallery import Gallery, build_gallery, load_gallery, save_gallery
@@ -96,6 +104,8 @@ class PrototypeExplanation:
     prototypes: list[PrototypeContribution]
     image_size: tuple[int, int]
     feature_size: tuple[int, int]
+    #: the logits all tie (:func:`sparsex.metrics.abstains`): the target is the lowest index, not a decision
+    abstains: bool = False
 
     def to_dict(self, class_names: Sequence[str] | None = None, gallery: Gallery | None = None) -> dict[str, Any]:
         """A JSON-serialisable summary (no maps); with ``gallery``, each prototype lists its
@@ -127,6 +137,7 @@ class PrototypeExplanation:
             "image_size": list(self.image_size),
             "feature_size": list(self.feature_size),
             "num_contributing": len(self.prototypes),
+            "abstains": self.abstains,
             "prototypes": prototypes,
         }
 
@@ -136,18 +147,38 @@ def _upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(maps.float(), size=size, mode="bilinear", align_corners=False)
 
 
+#: The evidence maps :meth:`PrototypeExplainer.attribute` draws: sparsex's and ProtoS-ViT's official one.
+EVIDENCE_MODES = ("sparsex", "official")
+
+
+def _nearest_pixel_counts(size: int, full: int, device: torch.device) -> torch.Tensor:
+    """How many of ``full`` output pixels nearest upsampling (``F.interpolate``'s default mode)
+    takes from each of ``size`` input pixels: ``(size,)`` float."""
+    source = F.interpolate(torch.arange(size, dtype=torch.float32, device=device).view(1, 1, size), size=full,
+                           mode="nearest")
+    return torch.bincount(source.flatten().long(), minlength=size).float()
+
+
 class PrototypeExplainer:
     """Explain a prototype head on a frozen backbone: ``explain`` one image in full, or
     ``attribute`` a batch in captum's shape.
 
     ``eps`` is the contribution threshold (the local-size metric's): prototype ``p`` contributes
-    to class ``c`` when ``s_p W[c, p] > eps``.
+    to class ``c`` when ``s_p W[c, p] > eps``. ``mode`` picks the evidence map of
+    :meth:`attribute`: ``"sparsex"`` or ``"official"`` (ProtoS-ViT's; heads with softmax
+    similarities only).
     """
 
-    def __init__(self, head: nn.Module, backbone: Backbone, eps: float = 1e-3) -> None:
+    def __init__(self, head: nn.Module, backbone: Backbone, eps: float = 1e-3, mode: str = "sparsex") -> None:
+        if mode not in EVIDENCE_MODES:
+            raise InputError(f"mode must be one of {', '.join(map(repr, EVIDENCE_MODES))}, got {mode!r}")
+        if mode == "official" and not callable(getattr(head, "similarities", None)):
+            raise InputError(f"mode='official' (ProtoS-ViT's evidence map) needs a head with softmax similarities; "
+                             f"{type(head).__name__} has none (use mode='sparsex')")
         self.head = head
         self.backbone = backbone
         self.eps = check_number(eps, "eps", 0)
+        self.mode = mode
 
     def _forward(self, images: torch.Tensor) -> PrototypeOutput:
         device = next(self.head.parameters()).device
@@ -194,25 +225,45 @@ class PrototypeExplainer:
         return PrototypeExplanation(
             predictions=[ClassPrediction(int(k), float(probs[k]), float(logits[k])) for k in shown],
             target=c, logit=float(logits[c]), bias=float(logits[c] - contributions.sum()), eps=eps,
-            prototypes=prototypes, image_size=(H, W), feature_size=(h, w))
+            prototypes=prototypes, image_size=(H, W), feature_size=(h, w), abstains=bool(abstains(out.logits)[0]))
 
     @torch.no_grad()
     def attribute(self, inputs: torch.Tensor, target: int | Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
-        """Class evidence maps ``(B, 1, H, W)`` for images ``(B, C, H, W)`` in ``[0, 1]``.
+        """Class evidence maps ``(B, 1, H, W)`` for images ``(B, C, H, W)`` in ``[0, 1]``, for class
+        ``c``: the ``target`` (an int for all images, or one per image) or the predicted class.
+        Returned on the input's device.
 
-        ``A_c = sum_p [s_p W[c, p] > eps] s_p W[c, p] up(map_p)`` with ``up`` the bilinear upsampling
-        to ``(H, W)`` and ``c`` the ``target`` (an int for all images, or one per image) or the
-        predicted class. Returned on the input's device.
+        ``mode="sparsex"``: ``A_c = sum_p [s_p W[c, p] > eps] s_p W[c, p] up(M_p)`` with ``M_p`` the
+        prototype's map (post-head for ProtoS-ViT) and ``up`` the bilinear upsampling to ``(H, W)``.
+
+        ``mode="official"`` (ProtoS-ViT, ``ProtoExplainer.explain``): ``A_c = sum_p I_p(c)
+        near(S_p) / sum_{pixels} near(S_p)`` with ``S_p`` the softmax similarity map, ``near`` the
+        nearest upsampling and ``I_p(c)`` the importance ``s_p W[c, p]`` as it enters the logit (zero
+        at or below the head's importance threshold; ``eps`` is not applied), so ``A_c`` sums to the
+        logit. Computed on the ``h x w`` grid (nearest upsampling repeats cells, so each map's mass is
+        ``sum_ij S_p[i, j] n_i m_j`` with ``n_i``, ``m_j`` the pixel rows and columns a cell takes)
+        and upsampled once.
         """
         check_tensor(inputs, "inputs", "(B, C, H, W)", nonempty=True)
         check_model_dtype(self.backbone, inputs)
-        out = self._forward(inputs)
+        device = next(self.head.parameters()).device
+        features = self.backbone.extract(inputs.to(device))
+        out = self.head(features)
         classes = resolve_targets(out.logits, target)
         weights = self.head.class_weights()[classes]  # (B, P)
         contributions = out.scores * weights
-        coefficients = contributions * (contributions > contribution_threshold(self.head, self.eps))
-        evidence = torch.einsum("bp,bphw->bhw", coefficients, out.maps)[:, None]
-        return _upsample(evidence, tuple(inputs.shape[-2:])).to(inputs.device)
+        size = tuple(inputs.shape[-2:])
+        if self.mode == "sparsex":
+            coefficients = contributions * (contributions > contribution_threshold(self.head, self.eps))
+            evidence = torch.einsum("bp,bphw->bhw", coefficients, out.maps)[:, None]
+            return _upsample(evidence, size).to(inputs.device)
+        importances = contributions * (contributions > contribution_threshold(self.head, 0.0))  # as in the logit
+        similarities = self.head.similarities(features).float()  # (B, P, h, w)
+        h, w = similarities.shape[-2:]
+        rows, cols = _nearest_pixel_counts(h, size[0], device), _nearest_pixel_counts(w, size[1], device)
+        mass = torch.einsum("bphw,h,w->bp", similarities, rows, cols)
+        evidence = torch.einsum("bp,bphw->bhw", importances.float() / mass, similarities)[:, None]
+        return F.interpolate(evidence, size=size, mode="nearest").to(inputs.device)
 
 
 @EXPLAINERS.register("prototypes", description="a prototype model's own evidence: sum of its contributing prototypes' maps")
@@ -223,12 +274,12 @@ class PrototypeEvidence(Explainer):
 
     name = "prototypes"
 
-    def __init__(self, model: nn.Module, eps: float = 1e-3) -> None:
+    def __init__(self, model: nn.Module, eps: float = 1e-3, mode: str = "sparsex") -> None:
         super().__init__(model)
         if not hasattr(getattr(model, "head", None), "class_weights") or not hasattr(model, "backbone"):
             raise SparsexError(f"the prototypes explainer needs a prototype model (SIDE, InfoDisent, ProtoS-ViT); "
                                f"got {type(model).__name__}")
-        self.explainer = PrototypeExplainer(model.head, model.backbone, eps)
+        self.explainer = PrototypeExplainer(model.head, model.backbone, eps, mode)
 
     def _attribute(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return self.explainer.attribute(inputs, targets)

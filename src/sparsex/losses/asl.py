@@ -64,6 +64,10 @@ def target_matrix(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.one_hot(indices.long(), logits.shape[1]).to(logits.dtype)
 
 
+#: How :func:`asymmetric_loss` reduces over the batch: ``"mean"`` (sparsex's default) or ``"sum"`` (the reference's).
+REDUCTIONS = ("mean", "sum")
+
+
 def _check_non_negative(**values: float) -> None:
     for name, value in values.items():
         check_number(value, name, 0)
@@ -76,17 +80,25 @@ def asymmetric_loss(
     gamma_neg: float = 4.0,
     margin: float = 0.05,
     eps: float = 1e-8,
+    reduction: str = "mean",
 ) -> torch.Tensor:
-    """Asymmetric Loss (Ridnik et al., ICCV 2021, Sec. 3), summed over classes, mean over the batch.
+    """Asymmetric Loss (Ridnik et al., ICCV 2021, Sec. 3), summed over classes, mean over the batch
+    (``reduction="mean"``, the default) or summed over it (``reduction="sum"``).
 
     With ``p = sigmoid(logits)`` and the shifted probability ``p_m = max(p - m, 0)`` used for
     negatives::
 
-        L = -1/B sum_b sum_k [ y_bk (1 - p_bk)^{gamma+} log(p_bk)
-                               + (1 - y_bk) p_m,bk^{gamma-} log(1 - p_m,bk) ]
+        L_b = -sum_k [ y_bk (1 - p_bk)^{gamma+} log(p_bk) + (1 - y_bk) p_m,bk^{gamma-} log(1 - p_m,bk) ]
+        L = 1/B sum_b L_b   (reduction="mean")      L = sum_b L_b   (reduction="sum")
 
     ``logits (B, K)``; ``targets`` integer class indices ``(B,)`` (one-hot encoded) or a
     ``{0, 1}`` matrix ``(B, K)``. Returns a scalar tensor.
+
+    **Batch reduction.** The reference implementation (Alibaba-MIIL/ASL,
+    ``src/loss_functions/losses.py``, ``AsymmetricLoss.forward``: ``return -loss.sum()``) sums
+    over the batch as well; the default here averages, so its value and gradient are ``1/B``
+    of the reference's (the learning rate absorbs the factor, but only at a fixed batch size).
+    ``reduction="sum"`` gives the reference's value and gradient (docs/references.md, "ASL").
 
     ``log(p)`` is computed as ``logsigmoid(logits)`` and, for ``margin = 0``, ``log(1 - p)`` as
     ``logsigmoid(-logits)``, so ``gamma_pos = gamma_neg = margin = 0`` is exactly binary
@@ -98,6 +110,8 @@ def asymmetric_loss(
     check_logits(logits)
     y = target_matrix(logits, targets)
     _check_non_negative(gamma_pos=gamma_pos, gamma_neg=gamma_neg, margin=margin)
+    if reduction not in REDUCTIONS:
+        raise InputError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
     if not margin < 1:
         raise InputError(f"margin must be below 1, got {margin!r}")
     if not (isinstance(eps, (int, float)) and 0 < eps < 1):
@@ -109,8 +123,8 @@ def asymmetric_loss(
     log_one_minus_p_m = F.logsigmoid(-logits) if margin == 0 else torch.log1p(-p_m)
     focus_pos = torch.sigmoid(-logits).clamp(min=eps).pow(gamma_pos)
     focus_neg = p_m.clamp(min=eps).pow(gamma_neg)
-    per_class = y * focus_pos * log_p + (1 - y) * focus_neg * log_one_minus_p_m
-    return -per_class.sum(dim=1).mean()
+    per_image = -(y * focus_pos * log_p + (1 - y) * focus_neg * log_one_minus_p_m).sum(dim=1)
+    return per_image.sum() if reduction == "sum" else per_image.mean()
 
 
 def binary_cross_entropy_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

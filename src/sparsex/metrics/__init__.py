@@ -1,5 +1,6 @@
 """Metrics, batched in torch: settings at construction, data at call, each with its direction."""
 
+from .accuracy import Abstention, abstains, accuracy_with_abstentions
 from .consistency import (
     DEFAULT_REGION,
     Consistency,
@@ -47,6 +48,9 @@ from .prototype import (
 from .registry import CATEGORIES, MetricInfo, list_metrics, metric_info
 
 __all__ = [
+    "Abstention",
+    "abstains",
+    "accuracy_with_abstentions",
     "DEFAULT_REGION",
     "Consistency",
     "PrototypePartVectors",

@@ -1,5 +1,5 @@
 """Consistency and stability of prototype models (EvalProtoPNet style, with part masks in place
-of keypoints), as DESIGN.md ("Metric definitions") names them.
+of keypoints), as docs/metrics.md defines them (differences from the reference code: docs/references.md).
 
 Reference: Q. Huang, M. Xue, W. Huang, H. Zhang, J. Song, Y. Jing, M. Song, "Evaluation and
 Improvement of Interpretability for Self-Explainable Part-Prototype Networks", ICCV 2023
@@ -26,9 +26,25 @@ of map ``p`` on image ``n`` (``PrototypeOutput.locations``).
   (EvalProtoPNet divides by the number of images on which the part is annotated; with every part
   visible this is the plain mean), and ``p`` is consistent iff ``max_k f_p[k] >= mu`` (``mu = 0.8``).
   The score is the fraction of scored prototypes that are consistent.
-- **Stability**: with ``x~_n = clip(x_n + sigma z, 0, 1)``, ``z ~ N(0, I)``, the stability of ``p``
-  is ``(1 / |I_c(p)|) sum_{n in I_c(p)} [o_p(x_n) = o_p(x~_n)]`` (whole vectors equal); the score
-  is its mean over the scored prototypes.
+- **Stability**: the stability of ``p`` is ``(1 / |I_c(p)|) sum_{n in I_c(p)} [o_p(x_n) = o_p(x~_n)]``
+  (whole vectors equal) for a noisy image ``x~_n``, ``z ~ N(0, I)``:
+
+  - ``noise_space="normalised"`` (default; EvalProtoPNet ``util/eval_interpretability.py``,
+    ``perturb_img``): the noise is added to the *normalised* image the backbone sees,
+    ``(x_n - m) / s + clip(sigma z, -b, b)`` with ``sigma = 0.2`` and ``b = 0.25``
+    (``noise_bound``; None: unclipped, as EvalProtoPNet's 2022 ``eval_stability.py``), and the
+    image is not clipped: for ImageNet statistics ``s ~ 0.226`` this is about ``0.045`` in
+    ``[0, 1]`` pixel units (Lite0: ``s = 0.5``, ``0.1``);
+  - ``noise_space="pixel"`` (sparsex's earlier default): ``x~_n = clip(x_n + sigma z, 0, 1)`` in
+    ``[0, 1]`` pixel units (``noise_bound`` unused).
+
+Both scores are averaged over the scored prototypes (``average="prototypes"``, default;
+EvalProtoPNet's current code) or over classes (``average="classes"``: the mean over the classes
+with a scored prototype of the mean over that class's prototypes; EvalProtoPNet's 2022
+``eval_stability.py``, which equals the former when every class has as many prototypes, as
+ProtoPNet's do). The part vectors are compared whole, as EvalProtoPNet does since 2023
+(``np.abs(a - b).sum(-1) == 0``); its 2022 code compared ``(a - b).sum(-1) == 0``, which counts a
+prototype that swaps one part for another as stable.
 
 A prototype is *scored* when it is used (``c(p) >= 0``) and its class has at least one image;
 used prototypes whose class has no image are skipped (the driver counts them). The pure functions
@@ -54,6 +70,12 @@ from .prototype import Metric, _check_eps
 
 #: EvalProtoPNet's region: a 72 x 72 patch of a 224 x 224 image.
 DEFAULT_REGION = 72 / 224
+#: Where the stability noise is added: the backbone's normalised input (EvalProtoPNet) or the [0, 1] image.
+NOISE_SPACES = ("normalised", "pixel")
+#: EvalProtoPNet's bound on the noise in normalised units (``perturb_img(eps=0.25)``).
+DEFAULT_NOISE_BOUND = 0.25
+#: What consistency and stability are averaged over.
+AVERAGES = ("prototypes", "classes")
 #: Snaps a box edge within this many pixels of a pixel-centre boundary onto it (float round-off).
 _EDGE_TOLERANCE = 1e-9
 
@@ -94,6 +116,12 @@ def _check_region(region: Any) -> float | None:
 
 def _check_sigma(sigma: Any) -> float:
     return check_number(sigma, "sigma", 0)
+
+
+def _check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise InputError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
 
 
 def _check_feature_size(feature_size: Any) -> tuple[int, int]:
@@ -253,30 +281,43 @@ def consistency_per_prototype(part_vecs: torch.Tensor, labels: torch.Tensor, pro
     return torch.where(best.isnan(), best, (best >= mu).double())
 
 
-def _mean_scored(values: torch.Tensor, what: str) -> float:
+def _mean_scored(values: torch.Tensor, classes: torch.Tensor, average: str, what: str) -> float:
+    """The mean of the per-prototype ``values`` (NaN: not scored) over the scored prototypes, or
+    with ``average="classes"`` over the classes ``classes (P,)`` of the scored prototypes of the
+    mean over each class's."""
+    _check_choice(average, "average", AVERAGES)
     scored = ~values.isnan()
     if not scored.any():
         raise InputError(f"no prototype can be scored for {what}: every prototype is unused or its class has no image")
-    return values[scored].mean().item()
+    if average == "prototypes":
+        return values[scored].mean().item()
+    _, group = classes.to(values.device)[scored].unique(return_inverse=True)
+    sums = torch.zeros(int(group.max()) + 1, dtype=values.dtype, device=values.device).index_add_(0, group, values[scored])
+    return (sums / torch.bincount(group).to(values.dtype)).mean().item()
 
 
 @torch.no_grad()
 def consistency(part_vecs: torch.Tensor, labels: torch.Tensor, prototype_classes: torch.Tensor,
-                mu: float = 0.8, visible: torch.Tensor | None = None) -> float:
-    """Consistency score: the fraction of scored prototypes ``p`` with ``max_k f_p[k] >= mu``.
+                mu: float = 0.8, visible: torch.Tensor | None = None, average: str = "prototypes") -> float:
+    """Consistency score: the fraction of scored prototypes ``p`` with ``max_k f_p[k] >= mu``
+    (``average="prototypes"``), or its mean over classes (``average="classes"``, see the module
+    docstring).
 
     See :func:`part_frequencies` for ``f_p`` and the inputs; ``mu`` in ``(0, 1]`` (EvalProtoPNet:
     0.8). Prototypes that are unused or whose class has no image are skipped; raises
     :class:`InputError` when none is left.
     """
-    return _mean_scored(consistency_per_prototype(part_vecs, labels, prototype_classes, mu, visible), "consistency")
+    _check_choice(average, "average", AVERAGES)
+    return _mean_scored(consistency_per_prototype(part_vecs, labels, prototype_classes, mu, visible), prototype_classes,
+                        average, "consistency")
 
 
 @torch.no_grad()
 def stability_per_prototype(part_vecs: torch.Tensor, noisy_part_vecs: torch.Tensor, labels: torch.Tensor,
                             prototype_classes: torch.Tensor) -> torch.Tensor:
     """Stability of each prototype: the fraction of the images of its class on which its part
-    vector is unchanged by the noise, ``mean_{n: y_n = c(p)} [o_p(x_n) = o_p(x~_n)]``.
+    vector is unchanged by the noise, ``mean_{n: y_n = c(p)} [o_p(x_n) = o_p(x~_n)]`` (the whole
+    vector: a prototype that swaps one part for another is not stable).
 
     ``part_vecs`` and ``noisy_part_vecs`` bool ``(N, P, K)`` (the same images, clean and noisy).
     Returns float64 ``(P,)``, NaN for prototypes that are not scored.
@@ -295,10 +336,13 @@ def stability_per_prototype(part_vecs: torch.Tensor, noisy_part_vecs: torch.Tens
 
 @torch.no_grad()
 def stability(part_vecs: torch.Tensor, noisy_part_vecs: torch.Tensor, labels: torch.Tensor,
-              prototype_classes: torch.Tensor) -> float:
+              prototype_classes: torch.Tensor, average: str = "prototypes") -> float:
     """Stability score: the mean of :func:`stability_per_prototype` over the scored prototypes
-    (raises :class:`InputError` when none is)."""
-    return _mean_scored(stability_per_prototype(part_vecs, noisy_part_vecs, labels, prototype_classes), "stability")
+    (``average="prototypes"``) or over their classes (``average="classes"``); raises
+    :class:`InputError` when none is scored."""
+    _check_choice(average, "average", AVERAGES)
+    return _mean_scored(stability_per_prototype(part_vecs, noisy_part_vecs, labels, prototype_classes), prototype_classes,
+                        average, "stability")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -308,28 +352,34 @@ def stability(part_vecs: torch.Tensor, noisy_part_vecs: torch.Tensor, labels: to
 
 @dataclass(frozen=True)
 class Consistency(Metric):
-    """:func:`consistency` as a metric: ``Consistency(mu)(part_vecs, labels, prototype_classes, visible=None)``."""
+    """:func:`consistency` as a metric: ``Consistency(mu, average)(part_vecs, labels, prototype_classes, visible=None)``."""
 
     mu: float = 0.8
+    average: str = "prototypes"
     name: ClassVar[str] = "consistency"
 
     def __post_init__(self) -> None:
         _check_mu(self.mu)
+        _check_choice(self.average, "average", AVERAGES)
 
     def __call__(self, part_vecs: torch.Tensor, labels: torch.Tensor, prototype_classes: torch.Tensor,
                  visible: torch.Tensor | None = None) -> float:
-        return consistency(part_vecs, labels, prototype_classes, self.mu, visible)
+        return consistency(part_vecs, labels, prototype_classes, self.mu, visible, self.average)
 
 
 @dataclass(frozen=True)
 class Stability(Metric):
-    """:func:`stability` as a metric: ``Stability()(part_vecs, noisy_part_vecs, labels, prototype_classes)``."""
+    """:func:`stability` as a metric: ``Stability(average)(part_vecs, noisy_part_vecs, labels, prototype_classes)``."""
 
+    average: str = "prototypes"
     name: ClassVar[str] = "stability"
+
+    def __post_init__(self) -> None:
+        _check_choice(self.average, "average", AVERAGES)
 
     def __call__(self, part_vecs: torch.Tensor, noisy_part_vecs: torch.Tensor, labels: torch.Tensor,
                  prototype_classes: torch.Tensor) -> float:
-        return stability(part_vecs, noisy_part_vecs, labels, prototype_classes)
+        return stability(part_vecs, noisy_part_vecs, labels, prototype_classes, self.average)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -381,10 +431,40 @@ def _noise(index: int, shape: torch.Size, seed: int) -> torch.Tensor:
     return torch.randn(shape, generator=torch.Generator().manual_seed(item_seed))
 
 
+def _noisy_features(backbone: nn.Module, images: torch.Tensor, noise: torch.Tensor, sigma: float, noise_space: str,
+                    noise_bound: float | None) -> torch.Tensor:
+    """The backbone's features of the noisy images (see the module docstring): ``noise`` is standard
+    normal of the normalised input's shape (``normalised``) or of the images' (``pixel``)."""
+    if noise_space == "pixel":
+        return backbone.extract((images + sigma * noise).clamp(0, 1))
+    step = sigma * noise
+    if noise_bound is not None:
+        step = step.clamp(-noise_bound, noise_bound)
+    normalised = backbone.preprocess(images)
+    return backbone(normalised + step.to(normalised.device))
+
+
+def pixel_sigma(backbone: nn.Module, sigma: float, noise_space: str = "normalised") -> float:
+    """The noise's standard deviation in ``[0, 1]`` pixel units (before any bound): ``sigma`` for
+    pixel-space noise, ``sigma`` times the backbone's mean channel ``std`` for normalised-space noise."""
+    _check_choice(noise_space, "noise_space", NOISE_SPACES)
+    if noise_space == "pixel":
+        return float(sigma)
+    return float(sigma * torch.as_tensor(backbone.std).float().mean())
+
+
+def _check_noise_backbone(backbone: nn.Module, noise_space: str) -> None:
+    if noise_space == "normalised" and not (callable(getattr(backbone, "preprocess", None))
+                                            and isinstance(getattr(backbone, "std", None), torch.Tensor)):
+        raise InputError(f"noise_space='normalised' needs a backbone with preprocess() and std (a sparsex Backbone); "
+                         f"{type(backbone).__name__} has not: pass noise_space='pixel'")
+
+
 @torch.no_grad()
 def collect_part_vectors(model: Any, dataset: Any, indices: Sequence[int] | None = None, batch_size: int = 32,
                          sigma: float = 0.2, seed: int = 0, region: float | None = DEFAULT_REGION,
-                         min_overlap: int = 1, eps: float = 1e-3, progress: bool = False) -> PrototypePartVectors:
+                         min_overlap: int = 1, eps: float = 1e-3, progress: bool = False, noise_space: str = "normalised",
+                         noise_bound: float | None = DEFAULT_NOISE_BOUND) -> PrototypePartVectors:
     """Run the model on every item of ``dataset`` (or ``indices``) twice, clean and with noise, and
     return the part vectors (:func:`part_vectors`) of both.
 
@@ -392,10 +472,11 @@ def collect_part_vectors(model: Any, dataset: Any, indices: Sequence[int] | None
     (``backbone.extract(images) -> features``, ``head(features) -> PrototypeOutput``,
     ``head.class_weights() -> (C, P)``); both are run frozen (eval mode, restored afterwards).
     ``dataset`` items are dicts with ``image (3, H, W)`` in ``[0, 1]``, ``label`` and
-    ``part_masks (K, H, W)`` bool (the part world). The noisy image is
-    ``clip(x + sigma z, 0, 1)`` with ``z`` drawn from a ``torch.Generator`` seeded from
-    ``(seed, item index)``. Part masks are in the dataset image's pixels; the feature map is taken
-    to cover the whole image (the backbone resizes, it does not crop).
+    ``part_masks (K, H, W)`` bool (the part world). The noise (module docstring: ``noise_space``
+    ``"normalised"``, EvalProtoPNet's, needs ``backbone.preprocess``, ``backbone.std`` and
+    ``backbone(normalised)``; ``"pixel"`` only ``extract``) is ``sigma z`` with ``z`` drawn from a
+    ``torch.Generator`` seeded from ``(seed, item index)``. Part masks are in the dataset image's
+    pixels; the feature map is taken to cover the whole image (the backbone resizes, it does not crop).
     """
     head, backbone = _head_and_backbone(model)
     batch_size = check_int(batch_size, "batch_size", 1)
@@ -403,6 +484,9 @@ def collect_part_vectors(model: Any, dataset: Any, indices: Sequence[int] | None
     region = _check_region(region)
     min_overlap = check_int(min_overlap, "min_overlap", 1)
     check_int(seed, "seed", 0)
+    _check_choice(noise_space, "noise_space", NOISE_SPACES)
+    noise_bound = check_number(noise_bound, "noise_bound", 0, low_open=True, none_ok=True)
+    _check_noise_backbone(backbone, noise_space)
     indices = check_indices(indices, len(dataset))
     device = _device(head, backbone)
     with frozen(head), frozen(backbone):
@@ -419,8 +503,11 @@ def collect_part_vectors(model: Any, dataset: Any, indices: Sequence[int] | None
             masks = torch.stack([item["part_masks"] for item in items]).bool()
             if images.dim() != 4 or masks.shape[0] != images.shape[0] or masks.shape[-2:] != images.shape[-2:]:
                 raise InputError(f"dataset images {tuple(images.shape)} and part_masks {tuple(masks.shape)} do not match")
-            noise = torch.stack([_noise(i, images.shape[1:], seed) for i in batch])
-            outs = [head(backbone.extract(x.to(device))) for x in (images, (images + sigma * noise).clamp(0, 1))]
+            images = images.to(device)
+            noise_shape = (backbone.preprocess(images[:1]).shape[1:] if noise_space == "normalised" else images.shape[1:])
+            noise = torch.stack([_noise(i, noise_shape, seed) for i in batch]).to(device)
+            outs = [head(backbone.extract(images)),
+                    head(_noisy_features(backbone, images, noise, sigma, noise_space, noise_bound))]
             h, w = outs[0].maps.shape[-2:]
             num = outs[0].locations.shape[1]
             locations = torch.cat([out.locations.long().cpu() for out in outs], dim=1)  # (B, 2P): one table for both
@@ -440,30 +527,36 @@ def collect_part_vectors(model: Any, dataset: Any, indices: Sequence[int] | None
 def consistency_stability(model: Any, dataset: Any, indices: Sequence[int] | None = None, batch_size: int = 32,
                           sigma: float = 0.2, seed: int = 0, region: float | None = DEFAULT_REGION,
                           mu: float = 0.8, min_overlap: int = 1, eps: float = 1e-3,
-                          progress: bool = False) -> dict[str, Any]:
+                          progress: bool = False, noise_space: str = "normalised",
+                          noise_bound: float | None = DEFAULT_NOISE_BOUND, average: str = "prototypes") -> dict[str, Any]:
     """Consistency and stability of a prototype model on a part-mask dataset (each image is
     forwarded once clean and once noisy; see :func:`collect_part_vectors` for the arguments).
 
     A part counts as visible on an image when its mask is not empty (EvalProtoPNet's annotated
     keypoints), which sets the denominators of :func:`part_frequencies`. Returns plain Python
-    numbers: ``consistency``, ``stability``, ``prototypes_counted`` (scored prototypes),
-    ``prototypes_skipped`` (used, but no image of their class among the measured ones),
-    ``prototypes_unused`` (``max_c W[c, p] <= eps``), ``num_images`` and the settings ``mu``,
-    ``sigma``, ``region``, ``min_overlap``, ``seed``, ``eps``.
+    numbers: ``consistency``, ``stability`` (averaged as ``average`` says), ``prototypes_counted``
+    (scored prototypes), ``prototypes_skipped`` (used, but no image of their class among the
+    measured ones), ``prototypes_unused`` (``max_c W[c, p] <= eps``), ``num_images``, the settings
+    ``mu``, ``sigma``, ``noise_space``, ``noise_bound``, ``average``, ``region``, ``min_overlap``,
+    ``seed``, ``eps``, and ``sigma_pixels`` (:func:`pixel_sigma`: the noise in ``[0, 1]`` pixel units).
     """
     mu = _check_mu(mu)
-    vecs = collect_part_vectors(model, dataset, indices, batch_size, sigma, seed, region, min_overlap, eps, progress)
+    _check_choice(average, "average", AVERAGES)
+    vecs = collect_part_vectors(model, dataset, indices, batch_size, sigma, seed, region, min_overlap, eps, progress,
+                                noise_space, noise_bound)
     per_consistency = consistency_per_prototype(vecs.clean, vecs.labels, vecs.classes, mu, vecs.visible)
     per_stability = stability_per_prototype(vecs.clean, vecs.noisy, vecs.labels, vecs.classes)
     used = int((vecs.classes >= 0).sum())
     counted = int((~per_consistency.isnan()).sum())
     return {
-        Consistency.name: _mean_scored(per_consistency, "consistency"),
-        Stability.name: _mean_scored(per_stability, "stability"),
+        Consistency.name: _mean_scored(per_consistency, vecs.classes, average, "consistency"),
+        Stability.name: _mean_scored(per_stability, vecs.classes, average, "stability"),
         "prototypes_counted": counted,
         "prototypes_skipped": used - counted,
         "prototypes_unused": int(vecs.classes.shape[0]) - used,
         "num_images": int(vecs.labels.shape[0]),
-        "mu": mu, "sigma": float(sigma), "region": region, "min_overlap": int(min_overlap), "seed": int(seed),
-        "eps": float(eps),
+        "mu": mu, "sigma": float(sigma), "noise_space": noise_space,
+        "noise_bound": None if noise_space == "pixel" or noise_bound is None else float(noise_bound),
+        "sigma_pixels": pixel_sigma(_head_and_backbone(model)[1], sigma, noise_space), "average": average,
+        "region": region, "min_overlap": int(min_overlap), "seed": int(seed), "eps": float(eps),
     }

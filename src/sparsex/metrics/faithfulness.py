@@ -1,4 +1,4 @@
-"""Faithfulness of post-hoc masks and attributions, exactly as DESIGN.md ("Post-hoc masks and
+"""Faithfulness of post-hoc masks and attributions, exactly as docs/metrics.md ("Masks and
 attributions") states them, batched in torch.
 
 Notation: a classifier ``model`` mapping images ``x (B, C, H, W)`` to logits ``(B, K)`` (run

@@ -1,4 +1,4 @@
-"""Metrics of sparse latent models, exactly as DESIGN.md ("Sparse latents") states them.
+"""Metrics of sparse latent models, exactly as docs/metrics.md ("Sparse latents") states them.
 
 Notation: spike probabilities ``gamma (N, D)`` in ``[0, 1]`` (the probability that each of the
 ``D`` latent dimensions is active for each of ``N`` samples), true labels ``(N,)`` of ``K``
@@ -28,7 +28,7 @@ from ..errors import InputError
 from ..losses.vsc import bernoulli_jsd, pairwise_bernoulli_jsd
 from .prototype import Metric, _check_labels, _check_threshold
 
-#: DESIGN.md: a dimension is active for a sample where its spike probability exceeds this.
+#: docs/metrics.md: a dimension is active for a sample where its spike probability exceeds this.
 ACTIVE_THRESHOLD = 0.5
 
 
@@ -233,7 +233,7 @@ class ProbeAccuracy(Metric):
 def latent_metrics(gamma: torch.Tensor, labels: torch.Tensor, classes: Sequence[str],
                    train_gamma: torch.Tensor | None = None, train_labels: torch.Tensor | None = None,
                    jsd_pairs: int | None = 20_000, probe_max_iter: int = 500, seed: int = 0) -> dict[str, Any]:
-    """DESIGN.md's sparse-latent metrics of one test split's spike probabilities ``gamma (N, D)``:
+    """The sparse-latent metrics (docs/metrics.md) of one test split's spike probabilities ``gamma (N, D)``:
     ``active_dims`` and ``jsd_within``; with ``train_gamma``/``train_labels`` also
     ``probe_accuracy``, the class ``correlation_matrix`` (K x K, NaN as ``None``), the ``classes``
     it is indexed by, and the number of ``global``/``class-specific``/``unused`` dimensions."""

@@ -1,11 +1,22 @@
-"""Sparsity and calibration metrics of prototype models, exactly as DESIGN.md ("Metric
-definitions") states them, batched in torch.
+"""Sparsity and calibration metrics of prototype models, as docs/metrics.md defines them (the
+reference code's conventions and the differences: docs/references.md), batched in torch.
 
 Notation: pooled prototype scores ``s (N, P)`` (non-negative for SIDE and ProtoS-ViT; signed
 scores are measured literally too), effective class weights ``W (K, P)`` (after the model's
 ReLU and pruning mask, e.g. ``SIDEHead.class_weights()``; signed weights are measured
 literally), logits or probabilities ``(N, K)``, true labels ``(N,)``, and a threshold ``eps``
 (default 1e-3). Thresholds are applied when measuring; nothing here mutates its inputs.
+
+The sizes come in two definitions, and every printed key names its own (docs/metrics.md):
+
+- **local size**: sparsex's ``local_size`` counts the contributions ``s_p W[yhat, p] > eps`` to the
+  *predicted* class ``yhat``; ProtoS-ViT's (``local_size_true``; hturbe/protosvit,
+  ``src/shared_utils/utils_experiments.py``, ``compute_model_stats``) counts the importances
+  ``s_p W[y, p]`` of the *true* class ``y`` that survive its threshold: zeroed when ``< t``,
+  counted when ``> 0`` (``t = 0.1`` in its notebooks);
+- **global size**: sparsex's ``global_size`` counts the prototypes with ``max_c W[c, p] > eps``
+  (rule ``"weights"``); ProtoS-ViT's (``global_size_used``, rule ``"used"``) counts those whose
+  true-class importance survives the threshold on at least one test image.
 
 Each metric exists as a plain function and as a Quantus-style class (settings at construction,
 data at call, ``higher_is_better`` giving the score direction as :mod:`sparsex.metrics.registry`
@@ -77,31 +88,76 @@ def _check_probs(probs: torch.Tensor) -> torch.Tensor:
     return probs
 
 
-@torch.no_grad()
-def global_size(weights: torch.Tensor, eps: float = 1e-3) -> int:
-    """Global size: the number of prototypes ``p`` with ``max_c W[c, p] > eps``.
+#: Which class's importances a local size counts: the predicted one (sparsex) or the true one (ProtoS-ViT).
+LOCAL_SIZE_TARGETS = ("predicted", "true")
+#: Which prototypes a global size counts: those with a class weight (sparsex) or those used on a test image (ProtoS-ViT).
+GLOBAL_SIZE_RULES = ("weights", "used")
 
-    ``weights (K, P)`` effective class weights. Returns an ``int`` in ``[0, P]``.
+
+def _check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise InputError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
+
+
+def _surviving_importances(scores: torch.Tensor, weights: torch.Tensor, labels: torch.Tensor, threshold: float
+                           ) -> torch.Tensor:
+    """ProtoS-ViT's counted importances ``(N, P)`` bool: ``s[n, p] W[y_n, p]`` is zeroed when
+    ``< threshold`` and counted when ``> 0`` (``compute_model_stats``: ``importance[importance <
+    threshold] = 0``, then ``class_importance > 0``)."""
+    importances = scores * weights[labels.long()]
+    return (importances >= threshold) & (importances > 0)
+
+
+@torch.no_grad()
+def global_size(weights: torch.Tensor, eps: float = 1e-3, rule: str = "weights", scores: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None) -> int:
+    """Global size: the number of prototypes the model uses. Returns an ``int`` in ``[0, P]``.
+
+    ``weights (K, P)`` effective class weights. ``rule="weights"`` (sparsex): ``#{p : max_c W[c, p]
+    > eps}``. ``rule="used"`` (ProtoS-ViT, ``compute_model_stats``: ``((class_importance > 0).sum(0)
+    > 0).sum()``): ``#{p : exists n, s[n, p] W[y_n, p] >= eps and > 0}`` over the test images'
+    ``scores (N, P)`` and true ``labels (N,)``, both required for this rule.
     """
     check_tensor(weights, "weights", "(K, P)", nonempty=True)
     _check_eps(eps)
-    return int((weights.amax(dim=0) > eps).sum().item())
+    _check_choice(rule, "global size rule", GLOBAL_SIZE_RULES)
+    if rule == "weights":
+        return int((weights.amax(dim=0) > eps).sum().item())
+    if scores is None or labels is None:
+        raise InputError("global size rule 'used' needs the test images' scores and labels")
+    check_tensor(scores, "scores", "(N, P)", nonempty=True)
+    _check_num_prototypes(scores, weights)
+    _check_labels(labels, "labels", scores.shape[0], weights.shape[0])
+    _check_same_device(scores=scores, weights=weights, labels=labels)
+    return int(_surviving_importances(scores, weights, labels, eps).any(dim=0).sum().item())
 
 
 @torch.no_grad()
-def local_size(scores: torch.Tensor, weights: torch.Tensor, predicted: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
-    """Local size per image: ``#{p : s[p] * W[yhat, p] > eps}`` for the predicted class ``yhat``.
+def local_size(scores: torch.Tensor, weights: torch.Tensor, predicted: torch.Tensor | None = None, eps: float = 1e-3,
+               target: str = "predicted", labels: torch.Tensor | None = None) -> torch.Tensor:
+    """Local size per image: how many prototypes explain one class of it.
 
-    ``scores (N, P)``, ``weights (K, P)``, ``predicted (N,)`` class indices. Returns an int64
-    tensor ``(N,)`` on the inputs' device; the reported metric is its mean.
+    ``target="predicted"`` (sparsex): ``#{p : s[p] W[yhat, p] > eps}`` for the ``predicted (N,)``
+    class ``yhat``. ``target="true"`` (ProtoS-ViT, ``compute_model_stats``: ``(class_importance >
+    0).sum(axis=1)`` after ``importance[importance < threshold] = 0``): ``#{p : s[p] W[y, p] >= eps
+    and > 0}`` for the true ``labels (N,)`` ``y``. ``scores (N, P)``, ``weights (K, P)``. Returns
+    an int64 tensor ``(N,)`` on the inputs' device; the reported metric is its mean.
     """
     check_tensor(scores, "scores", "(N, P)", nonempty=True)
     check_tensor(weights, "weights", "(K, P)", nonempty=True)
     _check_num_prototypes(scores, weights)
-    _check_labels(predicted, "predicted", scores.shape[0], weights.shape[0])
-    _check_same_device(scores=scores, weights=weights, predicted=predicted)
+    _check_choice(target, "local size target", LOCAL_SIZE_TARGETS)
+    classes, name, what = (predicted, "predicted", "predicted classes") if target == "predicted" else (
+        labels, "labels", "true labels")
+    if classes is None:
+        raise InputError(f"local size target {target!r} needs {name}=, the {what}")
+    _check_labels(classes, name, scores.shape[0], weights.shape[0])
+    _check_same_device(scores=scores, weights=weights, **{name: classes})
     _check_eps(eps)
-    return (scores * weights[predicted.long()] > eps).sum(dim=1)
+    if target == "true":
+        return _surviving_importances(scores, weights, classes, eps).sum(dim=1)
+    return (scores * weights[classes.long()] > eps).sum(dim=1)
 
 
 @torch.no_grad()
@@ -160,15 +216,16 @@ def classes_above_histogram(probs: torch.Tensor, threshold: float = 0.5, max_bin
 
 @torch.no_grad()
 def accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
-    """Top-1 accuracy: the fraction of images whose arg-max class equals the true label.
+    """Top-1 accuracy: the fraction of images whose arg-max class equals the true label, an image
+    whose logits all tie counting as wrong (an abstention:
+    :func:`sparsex.metrics.accuracy.accuracy_with_abstentions`, the one definition).
 
     ``logits (N, K)`` (probabilities work too: the arg-max is the same), ``targets (N,)``.
-    Ties go to the lowest class index. Returns a ``float`` in ``[0, 1]``.
+    Returns a ``float`` in ``[0, 1]``.
     """
-    check_tensor(logits, "logits", "(N, K)", nonempty=True)
-    _check_labels(targets, "targets", *logits.shape)
-    _check_same_device(logits=logits, targets=targets)
-    return (logits.argmax(dim=1) == targets).double().mean().item()
+    from .accuracy import accuracy_with_abstentions  # accuracy.py builds on this module's Metric
+
+    return accuracy_with_abstentions(logits, targets)["accuracy"]
 
 
 @torch.no_grad()
@@ -249,6 +306,36 @@ class LocalSizeAllClasses(Metric):
 
 
 @dataclass(frozen=True)
+class LocalSizeTrueClass(Metric):
+    """Mean :func:`local_size` of the true class (ProtoS-ViT's definition):
+    ``LocalSizeTrueClass(eps)(scores, weights, labels) -> float``."""
+
+    eps: float = 1e-3
+    name: ClassVar[str] = "local_size_true"
+
+    def __post_init__(self) -> None:
+        _check_eps(self.eps)
+
+    def __call__(self, scores: torch.Tensor, weights: torch.Tensor, labels: torch.Tensor) -> float:
+        return local_size(scores, weights, eps=self.eps, target="true", labels=labels).double().mean().item()
+
+
+@dataclass(frozen=True)
+class GlobalSizeUsed(Metric):
+    """:func:`global_size` with rule ``"used"`` (ProtoS-ViT's definition):
+    ``GlobalSizeUsed(eps)(scores, weights, labels) -> float``."""
+
+    eps: float = 1e-3
+    name: ClassVar[str] = "global_size_used"
+
+    def __post_init__(self) -> None:
+        _check_eps(self.eps)
+
+    def __call__(self, scores: torch.Tensor, weights: torch.Tensor, labels: torch.Tensor) -> float:
+        return float(global_size(weights, self.eps, rule="used", scores=scores, labels=labels))
+
+
+@dataclass(frozen=True)
 class OCLAScore(Metric):
     """:func:`ocla_score` as a metric: ``OCLAScore(threshold)(probs, targets) -> float``."""
 
@@ -287,6 +374,31 @@ class ZeroWeightFraction(Metric):
         return zero_weight_fraction(weights, self.eps)
 
 
+def prototype_sizes(scores: torch.Tensor, weights: torch.Tensor, predicted: torch.Tensor, labels: torch.Tensor | None,
+                    eps: float = 1e-3, contribution_eps: float | None = None) -> dict[str, float]:
+    """Every size of one test set, under both definitions: the one function the trainers
+    (:func:`prototype_metrics`) and ``sparsex evaluate`` measure sizes with.
+
+    ``scores (N, P)``, ``weights (K, P)`` effective class weights, ``predicted (N,)`` and true
+    ``labels (N,)`` (None for unlabelled images: the true-class sizes are left out). Keys:
+    ``local_size`` (predicted class, ``> contribution_eps``), ``local_size_true`` (true class,
+    ProtoS-ViT's), ``local_size_all``, ``global_size`` (``max_c W > eps``) and
+    ``global_size_used`` (ProtoS-ViT's). ``contribution_eps`` (default ``eps``) thresholds the
+    contributions ``s_p W[c, p]``; pass ``sparsex.models.contribution_threshold(head, eps)`` so a
+    head that zeroes importances below its own threshold in its logits is measured with it.
+    """
+    contribution_eps = eps if contribution_eps is None else _check_eps(contribution_eps)
+    sizes = {
+        LocalSize.name: LocalSize(contribution_eps)(scores, weights, predicted),
+        LocalSizeAllClasses.name: LocalSizeAllClasses(contribution_eps)(scores, weights),
+        GlobalSize.name: GlobalSize(eps)(weights),
+    }
+    if labels is not None:
+        sizes[LocalSizeTrueClass.name] = LocalSizeTrueClass(contribution_eps)(scores, weights, labels)
+        sizes[GlobalSizeUsed.name] = GlobalSizeUsed(contribution_eps)(scores, weights, labels)
+    return sizes
+
+
 def prototype_metrics(
     scores: torch.Tensor,
     weights: torch.Tensor,
@@ -301,12 +413,13 @@ def prototype_metrics(
 
     ``scores (N, P)``, ``weights (K, P)`` effective class weights, ``logits (N, K)``,
     ``probs (N, K)`` the model's probabilities, ``targets (N,)``. The predicted class is
-    ``logits.argmax(1)``. Keys: ``accuracy``, ``local_size`` (mean), ``local_size_all`` (mean),
-    ``global_size``, ``ocla_score``, ``classes_above_t_histogram`` (list, see
+    ``logits.argmax(1)``. Keys: ``accuracy`` and ``abstention``
+    (:func:`~sparsex.metrics.accuracy.accuracy_with_abstentions`), the sizes of :func:`prototype_sizes`
+    (``local_size``, ``local_size_true``, ``local_size_all``, ``global_size``,
+    ``global_size_used``), ``ocla_score``, ``classes_above_t_histogram`` (list, see
     :func:`classes_above_histogram`), ``zero_weight_fraction``. ``eps`` thresholds the weights
     (global size, zero weights) and, unless ``contribution_eps`` is given, the contributions
-    ``s_p W[c, p]`` of the local sizes (a head that zeroes importances below its own threshold
-    in its logits is measured with that threshold there).
+    ``s_p W[c, p]`` of the local sizes and of ``global_size_used``.
     """
     check_tensor(scores, "scores", "(N, P)", nonempty=True)
     check_tensor(weights, "weights", "(K, P)", nonempty=True)
@@ -322,13 +435,11 @@ def prototype_metrics(
         )
     _check_labels(targets, "targets", *logits.shape)
     _check_same_device(scores=scores, weights=weights, logits=logits, probs=probs, targets=targets)
-    contribution_eps = eps if contribution_eps is None else contribution_eps
-    predicted = logits.argmax(dim=1)
+    from .accuracy import accuracy_with_abstentions  # accuracy.py builds on this module's Metric
+
     return {
-        Accuracy.name: Accuracy()(logits, targets),
-        LocalSize.name: LocalSize(contribution_eps)(scores, weights, predicted),
-        LocalSizeAllClasses.name: LocalSizeAllClasses(contribution_eps)(scores, weights),
-        GlobalSize.name: GlobalSize(eps)(weights),
+        **accuracy_with_abstentions(logits, targets),
+        **prototype_sizes(scores, weights, logits.argmax(dim=1), targets, eps, contribution_eps),
         OCLAScore.name: OCLAScore(threshold)(probs, targets),
         "classes_above_t_histogram": classes_above_histogram(probs, threshold),
         ZeroWeightFraction.name: ZeroWeightFraction(eps)(weights),

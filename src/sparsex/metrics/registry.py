@@ -59,8 +59,13 @@ class MetricInfo:
 # (name, direction, category, label or "" for the name, description); registry order is report order
 _TABLE: tuple[tuple[str, Direction, str, str, str], ...] = (
     # accuracy
-    ("accuracy", HIGHER, "accuracy", "acc", "top-1 accuracy: the fraction of images whose predicted class is the label"),
+    ("accuracy", HIGHER, "accuracy", "acc",
+     "top-1 accuracy: the fraction of images whose predicted class is the label (an abstention counts as wrong)"),
     ("test_accuracy", HIGHER, "accuracy", "test acc", "top-1 accuracy on the test split (a classifier run's stages)"),
+    ("abstention", LOWER, "accuracy", "abstain",
+     "the fraction of images whose logits all tie (no evidence for any class); accuracy counts them wrong"),
+    ("test_abstention", LOWER, "accuracy", "test abstain",
+     "the abstention fraction on the test split (a classifier run's stages)"),
     ("val_accuracy", HIGHER, "accuracy", "val acc", "top-1 accuracy on the validation split"),
     ("accuracy_after_pretrain", HIGHER, "accuracy", "acc after pretrain",
      "top-1 accuracy after a prototype model's pretraining stage"),
@@ -99,17 +104,24 @@ _TABLE: tuple[tuple[str, Direction, str, str, str], ...] = (
     # sparsity
     ("mask_area", LOWER, "sparsity", "mask area", "the fraction of the pixels a binary mask keeps"),
     ("area", LOWER, "sparsity", "", "the fraction of the pixels a binary mask keeps (benchmark tables)"),
-    ("local_size", LOWER, "sparsity", "local size",
-     "prototypes that contribute to the predicted class of an image (mean over images)"),
+    ("local_size", LOWER, "sparsity", "local size (pred)",
+     "sparsex's local size: prototypes with s_p W[c, p] > eps for the predicted class c (mean over images)"),
+    ("local_size_true", LOWER, "sparsity", "local size (true)",
+     "ProtoS-ViT's local size: prototypes with importance >= eps for the true class (mean over images)"),
     ("local_size_all", LOWER, "sparsity", "local size (all)",
      "prototypes that contribute to any class of an image (mean over images)"),
-    ("global_size", LOWER, "sparsity", "global size", "prototypes with a class weight above eps, over all classes"),
+    ("global_size", LOWER, "sparsity", "global size (weights)",
+     "sparsex's global size: prototypes with a class weight above eps, over all classes"),
+    ("global_size_used", LOWER, "sparsity", "global size (used)",
+     "ProtoS-ViT's global size: prototypes with a true-class importance >= eps on at least one test image"),
     ("zero_weight_fraction", HIGHER, "sparsity", "zero weights", "the fraction of class weights below eps"),
     # prototype quality (sparsex.metrics.consistency)
     ("consistency", HIGHER, "prototype quality", "consist",
-     "the fraction of prototypes whose region covers one part on at least mu of their class's images"),
+     "the fraction of prototypes whose region covers one part on at least mu of their class's images "
+     "(mean over prototypes, or over classes: the evaluation's prototype_settings name which)"),
     ("stability", HIGHER, "prototype quality", "stab",
-     "how often a prototype's parts stay the same under image noise (mean over prototypes)"),
+     "how often a prototype's parts stay the same under image noise (noise space and average named in the "
+     "evaluation's prototype_settings; default EvalProtoPNet's: N(0, 0.2) on the normalised image, over prototypes)"),
     # sparse latents (sparsex.metrics.latent, the VSC runs)
     ("active_dims", LOWER, "latent", "active dims", "latent dimensions with spike probability above 0.5 (mean per sample)"),
     ("jsd_within", LOWER, "latent", "JSD within",

@@ -27,7 +27,7 @@ from .base import MODELS
 
 FAMILY = "vsc"
 ARCHITECTURES = ("mlp", "conv")
-#: A latent dimension counts as active where its spike probability exceeds this (DESIGN.md).
+#: A latent dimension counts as active where its spike probability exceeds this (docs/metrics.md).
 ACTIVE_THRESHOLD = 0.5
 
 

@@ -18,7 +18,8 @@ train-time part dropout), which is the item itself on the val and test splits.
   same for clutter objects with their masks. Part ``k`` is *important* at threshold ``tau`` iff
   ``imp_k > tau * sum_p A[p]`` (:func:`important_parts`).
 - **Thresholds**: FunnyBirds' grid ``tau in linspace(0.01, 0.50, 80)`` (:data:`THRESHOLDS`).
-- **accuracy**: ``mean_i [yhat_i = y_i]``.
+- **accuracy**: ``mean_i [yhat_i = y_i and x_i does not abstain]`` (all logits equal: no evidence),
+  beside the **abstention** fraction (:func:`~sparsex.metrics.accuracy_with_abstentions`).
 - **BI** (background independence, a model property): over all pairs (image, present clutter
   object ``j``), ``o = f_y(x_i)``, ``n = f_y(x_i \\ {j})``; ``j`` is *relevant* iff
   ``|o - n| >= 0.05 |o|`` and ``o > n``; ``BI = 1 - #relevant / #pairs``.
@@ -70,6 +71,7 @@ from torch import nn
 from ..checks import check_indices, check_int, check_tensor
 from ..errors import InputError
 from ..inference import DEFAULT_BATCH, frozen
+from ..metrics.accuracy import accuracy_with_abstentions
 from ..metrics.prototype import Metric
 from ..progress import progress_bar
 from .classes import CLASS_TABLE, NUM_CLASSES
@@ -379,7 +381,7 @@ def _model_scores(orig: _Originals, clutter_logits: torch.Tensor) -> dict[str, f
     relevant = ((original - clutter_logits).abs() >= RELEVANCE * original.abs()) & (original > clutter_logits) & present
     pairs = int(present.sum())
     return {
-        "accuracy": _mean((orig.logits.argmax(dim=1) == orig.labels).double()).item(),
+        **accuracy_with_abstentions(orig.logits, orig.labels),
         "bi": 1.0 - relevant.sum().item() / pairs if pairs else math.nan,
         "images": len(orig.indices),
         "bi_objects": pairs,

@@ -11,7 +11,7 @@ Two modes, one checkpoint format (:class:`~sparsex.models.classifier.ImageClassi
   loses at most one epoch. Every epoch starts a fresh Adam, which makes a resumed run equal to an
   uninterrupted one.
 
-Loss: softmax cross-entropy. After every stage the test accuracy goes to ``metrics.json``.
+Loss: softmax cross-entropy. After every stage the test accuracy and abstention fraction go to ``metrics.json``.
 
 Under torchrun both modes train data-parallel (:func:`~sparsex.train.loop.train_epochs`); rank 0
 alone measures and writes. The small CNN's BatchNorm normalises each rank's part of the batch on
@@ -35,6 +35,7 @@ from ..checks import check_int, check_number
 from ..data import create_dataset
 from ..data.sampler import dataset_tensors
 from ..errors import SparsexError
+from ..metrics import accuracy_with_abstentions
 from ..models.classifier import FAMILY, ImageClassifier, LinearProbe
 from .base import register_trainer
 from .heads import BackboneTrainConfig, cached_split
@@ -75,16 +76,13 @@ def _images(config: ClassifierTrainConfig, split: str, progress: bool):
     return (*dataset_tensors(dataset, progress), dataset.classes)
 
 
-def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    return float((logits.argmax(dim=1) == labels).float().mean())
-
-
 @register_trainer("classifier", ClassifierTrainConfig,
                   description="a plain classifier: linear probe on a frozen backbone, or a small CNN end to end")
 @removes_unstarted_run
 def train_classifier(config: ClassifierTrainConfig, out: str | os.PathLike, overwrite: bool = False,
                      progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) a classifier run in ``out``; return the final metrics (``test_accuracy``, ...)."""
+    """Run (or resume) a classifier run in ``out``; return the final metrics (``test_accuracy``,
+    ``test_abstention``: :func:`~sparsex.metrics.accuracy_with_abstentions`, ...)."""
     distributed.init(config.device)
     distributed.check_batch_size(config.batch_size)
     run = open_run(out, config.to_dict(), config.stages, overwrite=overwrite)
@@ -127,7 +125,8 @@ def train_classifier(config: ClassifierTrainConfig, out: str | os.PathLike, over
 
     def evaluate(_index: int) -> dict[str, Any]:
         logits = predict(trained, test_x, device=config.device, keys=("logits",))["logits"]
-        return {"test_accuracy": _accuracy(logits, test_y)}
+        scores = accuracy_with_abstentions(logits, test_y)
+        return {"test_accuracy": scores["accuracy"], "test_abstention": scores["abstention"]}
 
     return run_stages(run, FAMILY, run_stage=run_stage, evaluate=evaluate, resume=lambda c: c.load_into(model),
                       stage_state=lambda: model, checkpoint_config=lambda: checkpoint_config)

@@ -25,7 +25,7 @@ from ..checks import check_int, check_number
 from ..data import create_dataset
 from ..errors import CheckpointError, SparsexError
 from ..features import FeatureCache, extract_features
-from ..metrics import prototype_metrics
+from ..metrics import accuracy_with_abstentions, prototype_metrics
 from ..models import contribution_threshold, create_model
 from ..models.gallery import build_gallery, save_gallery
 from .base import TrainConfig
@@ -90,13 +90,16 @@ class HeadTrainConfig(BackboneTrainConfig):
 
 def evaluate_head(head: nn.Module, cache: FeatureCache, eps: float = 1e-3, threshold: float = 0.5,
                   device: str | torch.device = "cpu") -> dict[str, Any]:
-    """DESIGN.md's prototype metrics of ``head`` on the cached features of one split."""
+    """The prototype metrics (docs/metrics.md) of ``head`` on the cached features of one split, led by
+    the accuracy with abstentions (:func:`~sparsex.metrics.accuracy_with_abstentions`)."""
     out = predict(head, cache.features, device=device)
     with torch.no_grad():
         weights = head.class_weights().detach().cpu()
         probs = head.probabilities(out["logits"])
-    return prototype_metrics(out["scores"], weights, out["logits"], probs, cache.labels, eps=eps, threshold=threshold,
-                             contribution_eps=contribution_threshold(head, eps))
+    metrics = prototype_metrics(out["scores"], weights, out["logits"], probs, cache.labels, eps=eps, threshold=threshold,
+                                contribution_eps=contribution_threshold(head, eps))
+    scores = accuracy_with_abstentions(out["logits"], cache.labels)  # replaces prototype_metrics' plain arg-max accuracy
+    return {**scores, **{key: value for key, value in metrics.items() if key not in scores}}
 
 
 def cached_split(config: BackboneTrainConfig, split: str, backbone, cache_dir: Path, progress: bool) -> FeatureCache:

@@ -2,12 +2,20 @@
 
 Two named stages:
 
-1. ``train``: ``L = CE(logits, y) + lambda_T L_T(s) + r(e) lambda_HS L_HS(I)`` with the tanh
-   presence loss ``L_T`` (:func:`~sparsex.losses.tanh_loss`) over the batch's scores and the
-   Hoyer-Square ``L_HS`` (:func:`~sparsex.losses.class_importance_hoyer_loss`) of each image's importances
-   ``I[b, p] = s_bp W[y_b, p]`` (its prototype scores times its class's weights), ramped in
-   linearly over the first ``hoyer_warmup_epochs`` (``r(e) = min(1, e / warm-up)``, ``e`` the
-   fractional epoch). The classifier is clamped non-negative after every step.
+1. ``train``: ``L = CE(logits, y) + lambda_T L_T + r(e) L_S`` with a tanh presence loss ``L_T``
+   and a sparsity term ``L_S`` on the importances, ramped in linearly over the first
+   ``hoyer_warmup_epochs`` (``r(e) = min(1, e / warm-up)``, ``e`` the fractional epoch). The
+   classifier is clamped after every step (:meth:`~sparsex.models.protosvit.ProtoSViTHead.constrain`).
+   The ``preset`` picks the terms (and the head, :mod:`sparsex.models.protosvit`):
+
+   - ``sparsex``: ``L_T`` is PIP-Net's on the batch's scores (:func:`~sparsex.losses.tanh_loss`,
+     ``lambda_T`` 0 by default) and ``L_S = lambda_HS 1/B sum_b HS(I_b)`` with ``I_b = s_b * W[y_b]``,
+     each image's importances for its own class
+     (:func:`~sparsex.losses.class_importance_hoyer_loss`, ``scope="true"``);
+   - ``official`` (github.com/hturbe/protosvit): ``L_T`` on the softmax similarities of every
+     patch before the prototype head (:func:`~sparsex.losses.tanh.similarity_tanh_loss`,
+     ``lambda_T`` 1) and ``L_S = 1/B sum_b [lambda_HS HS(I_b) / sqrt(P K) + lambda_2 ||I_b||_2]``
+     over the importances of every class (``scope="all"``, ``lambda_HS = lambda_2 = 0.01``).
 2. ``prune``: class-prototype connections that never matter on the training set (largest
    importance at most the importance threshold) are removed.
 
@@ -28,13 +36,17 @@ from ..checks import check_number
 from ..errors import SparsexError
 from ..features import FeatureCache
 from ..losses import class_importance_hoyer_loss, tanh_loss
-from ..models.protosvit import ProtoSViTHead
+from ..losses.tanh import similarity_tanh_loss
+from ..models.protosvit import PRESETS, ProtoSViTHead
 from .base import register_trainer
 from .heads import HeadTrainConfig, train_head_stages
 from .loop import predict, train_epochs
 
 STAGES = ("train", "prune")
 FAMILY = "protosvit"
+# The loss weights each preset uses when the config leaves them unset (None).
+PRESET_LOSS_WEIGHTS = {"sparsex": {"tanh_weight": 0.0, "hoyer_l2_weight": 0.0},
+                       "official": {"tanh_weight": 1.0, "hoyer_l2_weight": 0.01}}
 
 
 @dataclass
@@ -44,48 +56,63 @@ class ProtoSViTTrainConfig(HeadTrainConfig):
     Defaults were chosen on the part world's val split with frozen Lite0 features:
     ``hoyer_weight`` 0.1 collapsed accuracy to 62% (local size 1.3), 0.01 kept it; an importance
     threshold of 0.1 (with the ``prune`` stage) brought global size from 104 to 39 at the same
-    accuracy. The threshold is an absolute importance, so it depends on the feature scale.
+    accuracy; a tanh weight of 0.1 (sparsex preset) cost 3 points of accuracy. The threshold is an
+    absolute importance, so it depends on the feature scale. ``preset="official"`` takes the public
+    code's head and objective; loss weights left unset (None) take the preset's values.
     """
 
     what = "ProtoS-ViT"
 
     stages: tuple[str, ...] | None = None  # stages to run, comma-separated (default: train,prune)
+    preset: str = "sparsex"  # model and objective: sparsex, or official (the public code, github.com/hturbe/protosvit)
     num_prototypes: int = 300  # P: prototypes shared by all classes
     embed_dim: int = 256  # D: dimension of the projected patch embeddings and the prototypes
     temperature: float = 0.1  # softmax temperature of the cosine similarities
     importance_threshold: float = 0.1  # importances s_p W[c, p] at or below it are dropped at inference
     epochs: int = 20  # training epochs
     lr: float = 1e-3  # learning rate
-    tanh_weight: float = 0.0  # weight of the tanh presence loss (on the part world 0.1 cost 3 points of accuracy)
+    tanh_weight: float | None = None  # weight of the tanh presence loss (default: 0 sparsex, 1 official)
     hoyer_weight: float = 0.01  # weight of the Hoyer-Square sparsity of each image's importances
+    hoyer_l2_weight: float | None = None  # weight of the L2 norm of the importances (default: 0 sparsex, 0.01 official)
     hoyer_warmup_epochs: int = 5  # epochs over which the Hoyer-Square weight ramps up linearly
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.preset not in PRESETS:
+            raise SparsexError(f"unknown ProtoS-ViT preset {self.preset!r}; valid presets: {', '.join(PRESETS)}")
+        for name, value in PRESET_LOSS_WEIGHTS[self.preset].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
         stages = tuple(self.stages) if self.stages else STAGES
         unknown = [s for s in stages if s not in STAGES]
         if unknown:
             raise SparsexError(f"unknown ProtoS-ViT stage {unknown[0]!r}; valid stages: {', '.join(STAGES)}")
         self.stages = tuple(s for s in STAGES if s in stages)
         self.check_counts("num_prototypes", "embed_dim", "epochs", "hoyer_warmup_epochs")
-        for name in ("tanh_weight", "hoyer_weight", "lr"):
+        for name in ("tanh_weight", "hoyer_weight", "hoyer_l2_weight", "lr"):
             check_number(getattr(self, name), name, 0)
 
     def model_settings(self) -> dict[str, Any]:
         return {"num_prototypes": self.num_prototypes, "embed_dim": self.embed_dim, "temperature": self.temperature,
-                "importance_threshold": self.importance_threshold}
+                "importance_threshold": self.importance_threshold, "preset": self.preset}
 
 
 def protosvit_loss(head: ProtoSViTHead, config: ProtoSViTTrainConfig):
     """The ``train`` stage's loss ``(out, y, epoch) -> scalar`` (see the module docstring)."""
 
+    official = config.preset == "official"
+
     def loss(out, y: torch.Tensor, epoch: float) -> torch.Tensor:
         total = F.cross_entropy(out.logits, y)
         if config.tanh_weight > 0:
-            total = total + config.tanh_weight * tanh_loss(out.scores)
-        if config.hoyer_weight > 0:
+            presence = similarity_tanh_loss(out.similarities) if official else tanh_loss(out.scores)
+            total = total + config.tanh_weight * presence
+        if config.hoyer_weight > 0 or config.hoyer_l2_weight > 0:
             ramp = min(1.0, epoch / config.hoyer_warmup_epochs) if config.hoyer_warmup_epochs else 1.0
-            total = total + ramp * config.hoyer_weight * class_importance_hoyer_loss(out.scores, head.class_weights(), y)
+            sparsity = class_importance_hoyer_loss(out.scores, head.class_weights(), y, scope="all" if official else "true",
+                                                   normalise=official, hoyer_weight=config.hoyer_weight,
+                                                   l2_weight=config.hoyer_l2_weight)
+            total = total + ramp * sparsity
         return total
 
     return loss

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 MAX_ROWS = 10
 #: At most this many predicted classes listed in the header.
 MAX_CLASS_LINES = 5
+#: What the figure says about an image whose logits all tie (an abstention).
+ABSTAINS_NOTE = "no evidence: abstains"
 PATCH_FILL = 0.5  # grey shown where a patch window reaches past the image border
 
 
@@ -92,7 +94,13 @@ def explanation_figure(explanation: "PrototypeExplanation", image: torch.Tensor,
     the image with the arg-max cell marked, ``score x weight = contribution``, and its gallery
     patches ``gallery_patches (rows, k, 3, ph, pw)`` (row ``r`` for ``explanation.prototypes[r]``)
     titled with their class (from ``gallery.labels`` and ``class_names``) and score.
+
+    Where the model's logits for this image all tie (``explanation.abstains``,
+    :func:`sparsex.metrics.abstains`), the listed top class is only the lowest index, not a
+    decision: the title and the header say "no evidence: abstains" (accuracy counts such an image
+    as wrong).
     """
+    abstains = explanation.abstains
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise InputError(f"explanation figure must be a .png file, got {out}")
@@ -120,7 +128,8 @@ def explanation_figure(explanation: "PrototypeExplanation", image: torch.Tensor,
     ax.axis("off")
     text = fig.add_subplot(grid[0, 1:])
     text.axis("off")
-    lines = ["predicted (probability):"]
+    lines = [ABSTAINS_NOTE + " (all logits tie; the arrow marks the lowest class index)"] if abstains else []
+    lines += ["predicted (probability):"]
     lines += [f"  {'→ ' if p.label == explanation.target else '   '}{name(p.label)}: {p.probability:.3f}"
               for p in explanation.predictions[:MAX_CLASS_LINES]]
     if len(explanation.predictions) > MAX_CLASS_LINES:
@@ -157,7 +166,8 @@ def explanation_figure(explanation: "PrototypeExplanation", image: torch.Tensor,
             if m == 0:
                 ax.set_ylabel("nearest training\npatches", fontsize=7)
     more = len(explanation.prototypes) - len(rows)
-    fig.suptitle(f"{name(explanation.target)}: {len(explanation.prototypes)} contributing prototypes"
+    fig.suptitle(f"{ABSTAINS_NOTE + ' — ' if abstains else ''}{name(explanation.target)}: "
+                 f"{len(explanation.prototypes)} contributing prototypes"
                  + (f" (top {len(rows)} shown, {more} more)" if more else ""), fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     out.parent.mkdir(parents=True, exist_ok=True)
