@@ -112,13 +112,6 @@ def test_verified_mask_falls_back_to_the_smallest_sufficient_top_mask():
             MinimalMaskConfig(**bad)
 
 
-def test_per_image_mask_is_registered_on_import():
-    import subprocess
-    import sys
-    code = "import sparsex; assert 'per-image-mask' in sparsex.list_explainers(), sparsex.list_explainers()"
-    subprocess.run([sys.executable, "-c", code], check=True)
-
-
 def test_objective_terms_and_their_weights(digits_classifier, images):
     _, model = digits_classifier
     weights = MaskObjectiveWeights(match=0.0, label=1.0, area=2.0, tv=0.0, binary=4.0, robust=0.0, deletion=0.0, area_target=0.0)
