@@ -6,13 +6,16 @@ import sparsex  # first, before torch: its runtime settings (sparsex.runtime) ap
 
 # isort: split
 import argparse
+import math
+import numbers
 import os
 import platform
 import shlex
 import shutil
+import statistics
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +26,7 @@ from sparsex.data.base import save_image_png
 from sparsex.explainers.prototypes import explain_checkpoint
 from sparsex.features import extract_features
 from sparsex.io import write_json
+from sparsex.metrics.registry import metric_info
 from sparsex.models import load_model
 
 
@@ -50,6 +54,76 @@ def parse_run_args(description: str, extra: Callable[[argparse.ArgumentParser], 
             extra(parser)
 
     return parse_args(description, extra=options)
+
+
+def add_world_options(parser: argparse.ArgumentParser) -> None:
+    """``--worlds`` (part-world seeds), ``--clutter`` (``max_clutter`` levels) and ``--preset`` (a
+    part-world preset, e.g. ``parts-fine``): the grid of worlds :func:`over_worlds` runs over."""
+    parser.add_argument("--worlds", type=int, nargs="+", default=[0], metavar="SEED", help="part-world seeds (default: 0)")
+    parser.add_argument("--clutter", type=int, nargs="+", default=[None], metavar="N",
+                        help="max_clutter levels (default: the world's own, 3 or the preset's)")
+    parser.add_argument("--preset", default=None, help="part-world preset, e.g. parts-fine (docs/partworld.md)")
+
+
+def world_options(seed: int, clutter: int | None, preset: str | None, options: dict[str, Any]) -> dict[str, Any]:
+    """Part-world data options: ``options`` (sizes, image size) for the world ``seed`` at ``max_clutter = clutter``
+    (the world's default when None) of ``preset`` (none: the default world). The default world with seed 0 and its
+    own clutter gives ``options`` unchanged, so its feature caches and run folders are those of before."""
+    world = {**options, **({"preset": preset} if preset else {}), **({"seed": seed} if seed else {})}
+    return {**world, **({"max_clutter": clutter} if clutter is not None else {})}
+
+
+def world_name(seed: int, clutter: int | None) -> str:
+    """``seed<S>`` or ``seed<S>_clutter<N>``: a folder name for one world of the grid."""
+    return f"seed{seed}" + ("" if clutter is None else f"_clutter{clutter}")
+
+
+def world_runs(runs: Path, seed: int, clutter: int | None, preset: str | None) -> Path:
+    """The run folders of one world of the grid: ``runs`` itself for the default world (seed 0, its own clutter, no
+    preset; where they were before the grid), else ``runs/<preset or parts>_<world_name>``."""
+    if (seed, clutter, preset) == (0, None, None):
+        return runs
+    return runs / f"{preset or 'parts'}_{world_name(seed, clutter)}"
+
+
+def lower_is_better(key: str) -> bool | None:
+    """Whether figure ``key``'s worst case is its maximum: the metric registry's direction of its last dotted
+    component, else True for sizes and times (names with ``size``, ``time_s``, ``seconds``), else None (no worst)."""
+    higher = metric_info(key.rsplit(".", 1)[-1]).higher_is_better
+    if higher is not None:
+        return not higher
+    return True if any(word in key for word in ("size", "time_s", "seconds")) else None
+
+
+def over_worlds(run_one: Callable[[int, int | None], dict[str, Any]], worlds: Sequence[int], clutters: Sequence[int | None],
+                prefix: str = "") -> dict[str, Any]:
+    """Run ``run_one(seed, clutter)`` on every world of ``worlds x clutters`` and aggregate its figures.
+
+    For every numeric figure ``k`` (``prefix.k`` with a ``prefix``): ``k.mean``, ``k.sd`` (the sample standard
+    deviation, ``sqrt(sum (x - mean)^2 / (n - 1))``; 0 for one world), ``k.worst`` (the maximum where
+    :func:`lower_is_better`, e.g. sizes; the minimum where higher is better, e.g. accuracy, OCLA; left out where
+    the figure has no direction) and ``k.values`` (one per world, in grid order). Figures under ``settings.`` /
+    ``data.`` and non-numeric ones (histograms, paths) are kept from the first world as they are. With one world
+    every figure is also kept under its own key, as before the grid. ``worlds`` and ``clutter`` list the grid.
+    A figure missing from some world is aggregated over the worlds that have it."""
+    runs = [run_one(seed, clutter) for seed in worlds for clutter in clutters]
+    name = (prefix + ".") if prefix else ""
+    figures: dict[str, Any] = {f"{name}worlds": list(worlds), f"{name}clutter": list(clutters)}
+    if len(runs) == 1:
+        figures.update({name + k: v for k, v in runs[0].items()})
+    for key in dict.fromkeys(k for run in runs for k in run):
+        values = [run[key] for run in runs if key in run]
+        numeric = all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+        if key.startswith(("settings.", "data.")) or not numeric:
+            figures.setdefault(name + key, values[0])
+            continue
+        figures[f"{name}{key}.mean"] = statistics.fmean(values)
+        figures[f"{name}{key}.sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        lower = lower_is_better(key)
+        if lower is not None:
+            figures[f"{name}{key}.worst"] = max(values) if lower else min(values)
+        figures[f"{name}{key}.values"] = values
+    return figures
 
 
 def run_folders(args: argparse.Namespace, name: str) -> Path:

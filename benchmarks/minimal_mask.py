@@ -2,7 +2,8 @@
 optimisation baseline, on two classifiers: a small CNN trained on Fashion-MNIST and a linear probe
 on frozen Lite0 features of the part world (128 px). Plus one circuit readout per classifier.
 
-    python benchmarks/minimal_mask.py --out RESULT.json [--quick] [--resume] [--only fmnist|parts] [--train-only]
+    python benchmarks/minimal_mask.py --out RESULT.json [--quick] [--resume] [--only fmnist|parts] [--train-only] \
+        [--worlds 0 1 2] [--clutter 3 6] [--preset parts-fine]
 
 Everything is measured on the same test images in one run: mask area, sufficiency (top-1 kept on
 ``m x + (1 - m) blur(x)``; also for every method's top 10% of the pixels, and on the part world
@@ -18,6 +19,11 @@ those images, and the largest). The per-image baseline is slow, so it runs on th
 ``perimage_n`` evaluation images (32); the mask explainer's deletion AUC on that subset is
 reported beside it. Run folders (classifiers,
 explainers) go to ``<cache>/minimal_mask_runs[_quick]``, started afresh unless ``--resume``.
+
+The part-world half runs on every world of ``--worlds x --clutter`` (of ``--preset``), each in its
+own run folders (``_common.world_runs``); its figures are reported as ``.mean`` / ``.sd`` /
+``.worst`` / ``.values`` over the worlds (``_common.over_worlds``), and, for a single world, also
+under their own keys. The Fashion-MNIST half runs once.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import statistics
 import time
 
 import torch
-from _common import parse_run_args, run_folders, write_result
+from _common import add_world_options, over_worlds, parse_run_args, run_folders, world_options, world_runs, write_result
 
 from sparsex.data import create_dataset
 from sparsex.explainers import create_explainer
@@ -119,10 +125,11 @@ def score_explainer(explainer: MinimalMask, model, x: torch.Tensor, prefix: str,
 
 def measure(name: str, classifier_cfg: dict, explainer_cfg: dict, eval_n: int, perimage_n: int, perimage_steps: int,
             occlusion: dict, runs, results_dir, figures: dict, train_only: bool = False,
-            ablations: dict[str, dict] | None = None) -> None:
+            ablations: dict[str, dict] | None = None, figure_tag: str = "") -> None:
     """Train (or resume) the classifier and the mask explainer ``name``, then measure everything;
     ``ablations`` maps a name to explainer settings that replace the main run's (an explainer
-    trained for each, measured beside the main one: area, sufficiency, deletion AUC, images/s)."""
+    trained for each, measured beside the main one: area, sufficiency, deletion AUC, images/s); ``figure_tag``
+    is appended to the circuit figure's file name (one per world)."""
     clf_dir, mm_dir = runs / f"{name}_classifier", runs / f"{name}_explainer"
     start = time.perf_counter()
     clf_metrics = train_classifier(ClassifierTrainConfig(**classifier_cfg), clf_dir)
@@ -195,7 +202,7 @@ def measure(name: str, classifier_cfg: dict, explainer_cfg: dict, eval_n: int, p
     graph = readout(model, explanation[0])
     figures[f"{name}.circuit.nodes"] = graph.number_of_nodes()
     figures[f"{name}.circuit.edges"] = graph.number_of_edges()
-    figure = results_dir / f"minimal_mask_{name}_circuit.png"
+    figure = results_dir / f"minimal_mask_{name}{figure_tag}_circuit.png"
     circuit_figure(graph, figure, image=explanation[0])
     figures[f"{name}.circuit.figure"] = str(figure)
 
@@ -205,6 +212,8 @@ def main() -> None:
         parser.add_argument("--only", choices=("fmnist", "parts"), help="measure one classifier (default: both, side by side)")
         parser.add_argument("--train-only", action="store_true",
                             help="train the run folders and stop (measure later with --resume on an idle machine)")
+
+        add_world_options(parser)
 
     args = parse_run_args(__doc__, options)
     runs = run_folders(args, "minimal_mask")
@@ -226,12 +235,23 @@ def main() -> None:
         parts_mm = dict(train_limit=2400, test_limit=200, explainer={"epochs": 6, "batch_size": 16})
         eval_n, perimage_n, steps, occlusion = 200, 32, 150, {}
     figures: dict = {"settings.batch": BATCH}
-    for name, clf, mm in (("fmnist", fmnist, fmnist_mm), ("parts", parts, parts_mm)):
-        if args.only not in (None, name):
-            continue
+    if args.only in (None, "fmnist"):
         # the deletion term's trade-off, on the classifier where an explainer trains in minutes
-        ablations = {"no_deletion": {"weights": {"deletion": 0.0}}} if name == "fmnist" else None
-        measure(name, clf, mm, eval_n, perimage_n, steps, occlusion, runs, results_dir, figures, args.train_only, ablations)
+        measure("fmnist", fmnist, fmnist_mm, eval_n, perimage_n, steps, occlusion, runs, results_dir, figures, args.train_only,
+                {"no_deletion": {"weights": {"deletion": 0.0}}})
+
+    def parts_world(seed: int, clutter: int | None) -> dict:
+        """The part-world figures of one world."""
+        world_figures: dict = {}
+        world_runs_dir = world_runs(runs, seed, clutter, args.preset)
+        classifier = {**parts, "data_options": world_options(seed, clutter, args.preset, parts["data_options"])}
+        tag = "" if world_runs_dir == runs else f"_{world_runs_dir.name}"
+        measure("parts", classifier, parts_mm, eval_n, perimage_n, steps, occlusion, world_runs_dir, results_dir, world_figures,
+                args.train_only, figure_tag=tag)
+        return world_figures
+
+    if args.only in (None, "parts"):
+        figures.update(over_worlds(parts_world, args.worlds, args.clutter))
     write_result(args.out, args.quick, figures)
 
 

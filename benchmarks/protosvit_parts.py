@@ -1,12 +1,24 @@
-"""ProtoS-ViT vs. a dense linear probe on the same cached Lite0 features of the part world, plus the
-Hoyer-Square ablation (weight 0 vs. the default).
+"""ProtoS-ViT vs. a dense linear probe on the same cached Lite0 features of the part world: both presets
+(``sparsex``, the default, and ``official``, the public code's head and objective) side by side, plus
+the Hoyer-Square ablation of the sparsex preset (weight 0 vs. the default).
 
-    python benchmarks/protosvit_parts.py --out RESULT.json [--quick] [--resume]
+Each preset is reported with both size conventions: ``local_size_predicted`` (sparsex: importances
+above the contribution threshold for the predicted class), ``local_size_true`` (the official
+``compute_model_stats``: importances >= 0.1 for the true class), ``global_size_weights`` (sparsex:
+prototypes with a class weight above eps) and ``global_size_used`` (official: prototypes with an
+importance >= 0.1 for the true class of at least one test image).
+
+    python benchmarks/protosvit_parts.py --out RESULT.json [--quick] [--resume] \
+        [--worlds 0 1 2] [--clutter 3 6] [--preset parts-fine]
 
 Features are cached in ``--cache`` (default ``benchmarks/.cache``, shared with side_parts.py); run
 folders go to ``<cache>/protosvit_runs[_quick]``, started afresh unless ``--resume``. The
 ProtoS-ViT settings are the library defaults (chosen on the val split, reported here too). Also
 writes one explanation figure for a test image next to RESULT.json.
+
+Every world of ``--worlds x --clutter`` (of ``--preset``) is run in its own run folders
+(``_common.world_runs``); each figure is reported as ``.mean`` / ``.sd`` / ``.worst`` / ``.values``
+over the worlds (``_common.over_worlds``), and, for a single world, also under its own key.
 """
 
 from __future__ import annotations
@@ -18,76 +30,124 @@ import time
 
 import torch
 import torch.nn.functional as F
-from _common import explanation_figure, parse_run_args, run_folders, write_result
+from _common import (
+    add_world_options,
+    explanation_figure,
+    over_worlds,
+    parse_run_args,
+    run_folders,
+    world_options,
+    world_runs,
+    write_result,
+)
 
 from sparsex.backbones import create_backbone
 from sparsex.metrics import accuracy
-from sparsex.models import create_model, load_model
+from sparsex.metrics.prototype import global_size, local_size
+from sparsex.models import contribution_threshold, create_model, load_model
 from sparsex.train.heads import cached_split, evaluate_head
-from sparsex.train.loop import train_epochs
+from sparsex.train.loop import predict, train_epochs
 from sparsex.train.protosvit import ProtoSViTTrainConfig, train_protosvit
 
 PROBE_EPOCHS, PROBE_LR = 100, 1e-2  # the best of 30/100 epochs x lr 1e-3/1e-2 on the val split
+OFFICIAL_SIZE_THRESHOLD = 0.1  # compute_model_stats(threshold=0.1) in hturbe/protosvit's save_resulty notebook
+
+
+def size_figures(head, cache, eps: float) -> dict:
+    """Accuracy and both local/global size conventions of ``head`` on one split's cached features."""
+    out = predict(head, cache.features, keys=("logits", "scores"))
+    with torch.no_grad():
+        weights = head.class_weights().detach().cpu()
+    predicted = out["logits"].argmax(dim=1)
+    labels = cache.labels
+    return {
+        "accuracy": accuracy(out["logits"], labels),
+        "local_size_true": local_size(out["scores"], weights, eps=OFFICIAL_SIZE_THRESHOLD, target="true",
+                                      labels=labels).double().mean().item(),
+        "local_size_predicted": local_size(out["scores"], weights, predicted,
+                                           eps=contribution_threshold(head, eps)).double().mean().item(),
+        "global_size_used": global_size(weights, eps=OFFICIAL_SIZE_THRESHOLD, rule="used", scores=out["scores"],
+                                        labels=labels),
+        "global_size_weights": global_size(weights, eps=eps),
+    }
 
 
 def main() -> None:
-    args = parse_run_args(__doc__)
-    if args.quick:
-        data = {"train_size": 96, "test_size": 48, "val_size": 48}
-        settings = dict(num_prototypes=24, embed_dim=32, epochs=3, hoyer_warmup_epochs=1)
-        probe_epochs = 3
-    else:
-        data = {"train_size": 2400, "test_size": 480}
-        settings, probe_epochs = {}, PROBE_EPOCHS
-    base = dict(data="parts", data_options=data, backbone="lite0", cache_dir=str(args.cache), **settings)
-    defaults = ProtoSViTTrainConfig(**base)
-    figures: dict = {"data.train_size": data["train_size"], "data.test_size": data["test_size"],
-                     **{f"settings.{k}": getattr(defaults, k) for k in ("num_prototypes", "embed_dim", "temperature",
-                        "importance_threshold", "epochs", "lr", "tanh_weight", "hoyer_weight", "hoyer_warmup_epochs")},
-                     "settings.probe_epochs": probe_epochs, "settings.probe_lr": PROBE_LR}
-    runs = run_folders(args, "protosvit")
-    timings = {}
+    args = parse_run_args(__doc__, add_world_options)
+    all_runs = run_folders(args, "protosvit")
 
-    backbone = create_backbone(**defaults.backbone_settings())
-    splits = {split: cached_split(defaults, split, backbone, args.cache, progress=True) for split in ("train", "val", "test")}
+    def run_one(seed: int, clutter: int | None) -> dict:
+        """Every figure of one world."""
+        if args.quick:
+            data = {"train_size": 96, "test_size": 48, "val_size": 48}
+            settings = dict(num_prototypes=24, embed_dim=32, epochs=3, hoyer_warmup_epochs=1)
+            probe_epochs = 3
+        else:
+            data = {"train_size": 2400, "test_size": 480}
+            settings, probe_epochs = {}, PROBE_EPOCHS
+        data = world_options(seed, clutter, args.preset, data)
+        base = dict(data="parts", data_options=data, backbone="lite0", cache_dir=str(args.cache), **settings)
+        defaults = ProtoSViTTrainConfig(**base)
+        figures: dict = {"data.train_size": data["train_size"], "data.test_size": data["test_size"],
+                         **{f"settings.{k}": getattr(defaults, k) for k in ("num_prototypes", "embed_dim", "temperature",
+                            "importance_threshold", "epochs", "lr", "tanh_weight", "hoyer_weight", "hoyer_l2_weight",
+                            "hoyer_warmup_epochs")},
+                         "settings.probe_epochs": probe_epochs, "settings.probe_lr": PROBE_LR}
+        runs = world_runs(all_runs, seed, clutter, args.preset)
+        timings = {}
 
-    start = time.perf_counter()
-    torch.manual_seed(0)
-    train = splits["train"]
-    pooled = {split: cache.features.mean(dim=(2, 3), keepdim=True) for split, cache in splits.items()}  # the probe pools first
-    probe = create_model("linear-probe", in_channels=train.features.shape[1], num_classes=train.num_classes)
-    train_epochs(probe, lambda logits, y, _epoch: F.cross_entropy(logits, y), pooled["train"], train.labels,
-                 probe_epochs, PROBE_LR, defaults.batch_size, seed=0, desc="linear probe")
-    with torch.no_grad():
-        for split in ("val", "test"):
-            key = "probe.accuracy" if split == "test" else "probe.val_accuracy"
-            figures[key] = accuracy(probe(pooled[split]), splits[split].labels)
-    timings["probe"] = round(time.perf_counter() - start, 1)
+        backbone = create_backbone(**defaults.backbone_settings())
+        splits = {split: cached_split(defaults, split, backbone, args.cache, progress=True) for split in ("train", "val", "test")}
 
-    def run(name: str, **overrides):
         start = time.perf_counter()
-        result = train_protosvit(ProtoSViTTrainConfig(**{**base, **overrides}), runs / name)
-        timings[name] = round(time.perf_counter() - start, 1)
-        head, _ = load_model(runs / name / "checkpoint", family="protosvit")
-        val = evaluate_head(head, splits["val"], defaults.eps)
-        return result, val
+        torch.manual_seed(0)
+        train = splits["train"]
+        # the probe pools first
+        pooled = {split: cache.features.mean(dim=(2, 3), keepdim=True) for split, cache in splits.items()}
+        probe = create_model("linear-probe", in_channels=train.features.shape[1], num_classes=train.num_classes)
+        train_epochs(probe, lambda logits, y, _epoch: F.cross_entropy(logits, y), pooled["train"], train.labels,
+                     probe_epochs, PROBE_LR, defaults.batch_size, seed=0, desc="linear probe")
+        with torch.no_grad():
+            for split in ("val", "test"):
+                key = "probe.accuracy" if split == "test" else "probe.val_accuracy"
+                figures[key] = accuracy(probe(pooled[split]), splits[split].labels)
+        timings["probe"] = round(time.perf_counter() - start, 1)
 
-    protosvit, protosvit_val = run("protosvit")
-    hs0, _ = run("hs0", hoyer_weight=0.0)
+        def run(name: str, **overrides):
+            start = time.perf_counter()
+            result = train_protosvit(ProtoSViTTrainConfig(**{**base, **overrides}), runs / name)
+            timings[name] = round(time.perf_counter() - start, 1)
+            head, _ = load_model(runs / name / "checkpoint", family="protosvit")
+            val = evaluate_head(head, splits["val"], defaults.eps)
+            return result, val, size_figures(head, splits["test"], defaults.eps)
 
-    figures.update(explanation_figure(runs, "protosvit", data, args.out, "protosvit"))
+        protosvit, protosvit_val, sparsex_sizes = run("protosvit")
+        official, _, official_sizes = run("official", preset="official")
+        hs0, _, _ = run("hs0", hoyer_weight=0.0)
 
-    for key in ("accuracy", "local_size", "local_size_all", "global_size", "zero_weight_fraction"):
-        figures[f"protosvit.{key}"] = protosvit[key]
-    for key in ("accuracy", "local_size", "global_size"):
-        figures[f"protosvit.val_{key}"] = protosvit_val[key]
-    figures["protosvit.pruned_connections"] = protosvit["pruned_connections"]
-    for key in ("accuracy", "local_size", "local_size_all", "global_size"):
-        figures[f"ablation.hs0.{key}"] = hs0[key]
-    figures["accuracy_gap.protosvit_minus_probe"] = round(protosvit["accuracy"] - figures["probe.accuracy"], 4)
-    figures["resumed"] = args.resume  # with --resume, time_s.* cover only the stages run this time
-    figures.update({f"time_s.{k}": v for k, v in timings.items()})
-    write_result(args.out, args.quick, figures)
+        figure_out = args.out if runs == all_runs else args.out.with_name(f"{args.out.stem}_{runs.name}{args.out.suffix}")
+        figures.update(explanation_figure(runs, "protosvit", data, figure_out, "protosvit"))
+
+        for key in ("accuracy", "local_size", "local_size_all", "global_size", "zero_weight_fraction"):
+            figures[f"protosvit.{key}"] = protosvit[key]
+        for key in ("accuracy", "local_size", "global_size"):
+            figures[f"protosvit.val_{key}"] = protosvit_val[key]
+        figures["protosvit.pruned_connections"] = protosvit["pruned_connections"]
+        official_settings = ProtoSViTTrainConfig(**base, preset="official")
+        for key in ("tanh_weight", "hoyer_weight", "hoyer_l2_weight"):
+            figures[f"settings.official.{key}"] = getattr(official_settings, key)
+        for preset, sizes in (("sparsex", sparsex_sizes), ("official", official_sizes)):
+            figures.update({f"{preset}.{key}": value for key, value in sizes.items()})
+        figures["official.pruned_connections"] = official["pruned_connections"]
+        for key in ("accuracy", "local_size", "local_size_all", "global_size"):
+            figures[f"ablation.hs0.{key}"] = hs0[key]
+        figures["accuracy_gap.protosvit_minus_probe"] = round(protosvit["accuracy"] - figures["probe.accuracy"], 4)
+        figures["accuracy_gap.official_minus_probe"] = round(official["accuracy"] - figures["probe.accuracy"], 4)
+        figures["resumed"] = args.resume  # with --resume, time_s.* cover only the stages run this time
+        figures.update({f"time_s.{k}": v for k, v in timings.items()})
+        return figures
+
+    write_result(args.out, args.quick, over_worlds(run_one, args.worlds, args.clutter))
 
 
 if __name__ == "__main__":

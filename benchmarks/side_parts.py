@@ -2,13 +2,17 @@
 ablations from the paper (ASL vs. BCE pretraining; OCLA lambda 0 vs. 200) and one of sparsex's
 additions (the paper's recipe: no presence sparsity, no OCLA margin).
 
-    python benchmarks/side_parts.py --out RESULT.json [--quick] [--resume]
+    python benchmarks/side_parts.py --out RESULT.json [--quick] [--resume] [--worlds 0 1 2] [--clutter 3 6] [--preset parts-fine]
 
 Features are cached in ``--cache`` (default ``benchmarks/.cache``, reused by later runs); the run
 folders go to ``<cache>/side_runs[_quick]``, started afresh unless ``--resume`` (then finished stages are kept). The OCLA-0 run shares SIDE's
 first three stages (lambda only enters stage 4): they are copied into its run folder and the run
 resumes at calibration; the other SIDE runs share pretraining (and the paper-recipe run pruning)
 the same way. Also writes one explanation figure for a test image next to RESULT.json.
+
+Every world of ``--worlds x --clutter`` (of ``--preset``) is run in its own run folders
+(``_common.world_runs``); each figure is reported as ``.mean`` / ``.sd`` / ``.worst`` / ``.values``
+over the worlds (``_common.over_worlds``), and, for a single world, also under its own key.
 """
 
 from __future__ import annotations
@@ -17,7 +21,16 @@ import json
 import shutil
 import time
 
-from _common import explanation_figure, parse_run_args, run_folders, write_result
+from _common import (
+    add_world_options,
+    explanation_figure,
+    over_worlds,
+    parse_run_args,
+    run_folders,
+    world_options,
+    world_runs,
+    write_result,
+)
 
 from sparsex.train.infodisent import InfoDisentTrainConfig, train_infodisent
 from sparsex.train.run import RunFolder
@@ -27,73 +40,81 @@ PRUNE_SWEEP = (10,)  # the paper's other pruning budget, measured beside the def
 
 
 def main() -> None:
-    args = parse_run_args(__doc__)
-    if args.quick:
-        data = {"train_size": 96, "test_size": 48}
-        settings = dict(expanded_channels=16, pretrain_epochs=3, finetune_epochs=2, calibrate_epochs=2)
-        infodisent_epochs = 3
-    else:
-        data = {"train_size": 2400, "test_size": 480}
-        settings = dict(expanded_channels=256, pretrain_epochs=10, finetune_epochs=10, calibrate_epochs=20)
-        infodisent_epochs = 10
-    base = dict(data="parts", data_options=data, backbone="lite0", cache_dir=str(args.cache), **settings)
-    figures: dict = {"data.train_size": data["train_size"], "data.test_size": data["test_size"],
-                     **{f"settings.{k}": v for k, v in settings.items()}, "settings.infodisent_epochs": infodisent_epochs}
-    defaults = SIDETrainConfig()
-    base_prune_k = figures["settings.prune_k"] = defaults.prune_k
-    figures["settings.hoyer_weight"], figures["settings.ocla_margin"] = defaults.hoyer_weight, defaults.ocla_margin
-    runs = run_folders(args, "side")
-    timings = {}
+    args = parse_run_args(__doc__, add_world_options)
+    all_runs = run_folders(args, "side")
 
-    def run(name: str, **overrides):
+    def run_one(seed: int, clutter: int | None) -> dict:
+        """Every figure of one world."""
+        if args.quick:
+            data = {"train_size": 96, "test_size": 48}
+            settings = dict(expanded_channels=16, pretrain_epochs=3, finetune_epochs=2, calibrate_epochs=2)
+            infodisent_epochs = 3
+        else:
+            data = {"train_size": 2400, "test_size": 480}
+            settings = dict(expanded_channels=256, pretrain_epochs=10, finetune_epochs=10, calibrate_epochs=20)
+            infodisent_epochs = 10
+        data = world_options(seed, clutter, args.preset, data)
+        base = dict(data="parts", data_options=data, backbone="lite0", cache_dir=str(args.cache), **settings)
+        figures: dict = {"data.train_size": data["train_size"], "data.test_size": data["test_size"],
+                         **{f"settings.{k}": v for k, v in settings.items()}, "settings.infodisent_epochs": infodisent_epochs}
+        defaults = SIDETrainConfig()
+        base_prune_k = figures["settings.prune_k"] = defaults.prune_k
+        figures["settings.hoyer_weight"], figures["settings.ocla_margin"] = defaults.hoyer_weight, defaults.ocla_margin
+        runs = world_runs(all_runs, seed, clutter, args.preset)
+        timings = {}
+
+        def run(name: str, **overrides):
+            start = time.perf_counter()
+            result = train_side(SIDETrainConfig(**{**base, **overrides}), runs / name)
+            timings[name] = round(time.perf_counter() - start, 1)
+            return result
+
         start = time.perf_counter()
-        result = train_side(SIDETrainConfig(**{**base, **overrides}), runs / name)
-        timings[name] = round(time.perf_counter() - start, 1)
-        return result
+        infodisent = train_infodisent(InfoDisentTrainConfig(
+            **{k: v for k, v in base.items() if not k.endswith("_epochs")}, epochs=infodisent_epochs), runs / "infodisent")
+        timings["infodisent"] = round(time.perf_counter() - start, 1)
+        side = run("side")
+        side_stages = {m["stage"]: m for m in json.loads((runs / "side" / "metrics.json").read_text())["stages"]}
+        bce = run("bce", stages=("pretrain",), pretrain_loss="bce")
 
-    start = time.perf_counter()
-    infodisent = train_infodisent(InfoDisentTrainConfig(
-        **{k: v for k, v in base.items() if not k.endswith("_epochs")}, epochs=infodisent_epochs), runs / "infodisent")
-    timings["infodisent"] = round(time.perf_counter() - start, 1)
-    side = run("side")
-    side_stages = {m["stage"]: m for m in json.loads((runs / "side" / "metrics.json").read_text())["stages"]}
-    bce = run("bce", stages=("pretrain",), pretrain_loss="bce")
+        def branch(name: str, shared: tuple[str, ...], **overrides):
+            """A SIDE run whose first stages equal the main run's (``overrides`` only act later):
+            copy those stage checkpoints in, then resume."""
+            config = SIDETrainConfig(**{**base, **overrides})
+            RunFolder(runs / name, config.to_dict(), list(config.stages))
+            for stage in shared:
+                shutil.copytree(runs / "side" / "stages" / stage, runs / name / "stages" / stage, dirs_exist_ok=True)
+            return run(name, **overrides)
 
-    def branch(name: str, shared: tuple[str, ...], **overrides):
-        """A SIDE run whose first stages equal the main run's (``overrides`` only act later):
-        copy those stage checkpoints in, then resume."""
-        config = SIDETrainConfig(**{**base, **overrides})
-        RunFolder(runs / name, config.to_dict(), list(config.stages))
-        for stage in shared:
-            shutil.copytree(runs / "side" / "stages" / stage, runs / name / "stages" / stage, dirs_exist_ok=True)
-        return run(name, **overrides)
+        ocla0 = branch("ocla0", ("1-pretrain", "2-prune", "3-finetune"), ocla_lambda=0.0)
+        paper = branch("paper_recipe", ("1-pretrain", "2-prune"), hoyer_weight=0.0, ocla_margin=0.0)
+        sweep = {k: branch(f"prune_k{k}", ("1-pretrain",), prune_k=k) for k in PRUNE_SWEEP}
 
-    ocla0 = branch("ocla0", ("1-pretrain", "2-prune", "3-finetune"), ocla_lambda=0.0)
-    paper = branch("paper_recipe", ("1-pretrain", "2-prune"), hoyer_weight=0.0, ocla_margin=0.0)
-    sweep = {k: branch(f"prune_k{k}", ("1-pretrain",), prune_k=k) for k in PRUNE_SWEEP}
+        figure_out = args.out if runs == all_runs else args.out.with_name(f"{args.out.stem}_{runs.name}{args.out.suffix}")
+        figures.update(explanation_figure(runs, "side", data, figure_out, "side"))
 
-    figures.update(explanation_figure(runs, "side", data, args.out, "side"))
+        for prefix, metrics in (("side", side), ("infodisent", infodisent)):
+            for key in ("accuracy", "local_size", "local_size_all", "global_size", "ocla_score", "zero_weight_fraction"):
+                figures[f"{prefix}.{key}"] = metrics[key]
+        figures["side.classes_above_t_histogram"] = side["classes_above_t_histogram"]
+        figures["ablation.asl.zero_weight_fraction"] = side_stages["pretrain"]["zero_weight_fraction"]
+        figures["ablation.bce.zero_weight_fraction"] = bce["zero_weight_fraction"]
+        figures["ablation.asl.accuracy_after_pretrain"] = side_stages["pretrain"]["accuracy"]
+        figures["ablation.bce.accuracy_after_pretrain"] = bce["accuracy"]
+        figures["ablation.ocla0.ocla_score"] = ocla0["ocla_score"]
+        figures["ablation.ocla200.ocla_score"] = side["ocla_score"]
+        for key in ("accuracy", "local_size", "local_size_all", "global_size", "ocla_score"):
+            figures[f"ablation.paper_recipe.{key}"] = paper[key]
+        figures["ablation.ocla0.classes_above_t_histogram"] = ocla0["classes_above_t_histogram"]
+        figures["ablation.ocla200.classes_above_t_histogram"] = side["classes_above_t_histogram"]
+        for k, metrics in sorted({**sweep, base_prune_k: side}.items()):
+            for key in ("accuracy", "local_size", "global_size", "ocla_score"):
+                figures[f"sweep.prune_k{k}.{key}"] = metrics[key]
+        figures["accuracy_gap.side_minus_infodisent"] = round(side["accuracy"] - infodisent["accuracy"], 4)
+        figures.update({f"time_s.{k}": v for k, v in timings.items()})
+        return figures
 
-    for prefix, metrics in (("side", side), ("infodisent", infodisent)):
-        for key in ("accuracy", "local_size", "local_size_all", "global_size", "ocla_score", "zero_weight_fraction"):
-            figures[f"{prefix}.{key}"] = metrics[key]
-    figures["side.classes_above_t_histogram"] = side["classes_above_t_histogram"]
-    figures["ablation.asl.zero_weight_fraction"] = side_stages["pretrain"]["zero_weight_fraction"]
-    figures["ablation.bce.zero_weight_fraction"] = bce["zero_weight_fraction"]
-    figures["ablation.asl.accuracy_after_pretrain"] = side_stages["pretrain"]["accuracy"]
-    figures["ablation.bce.accuracy_after_pretrain"] = bce["accuracy"]
-    figures["ablation.ocla0.ocla_score"] = ocla0["ocla_score"]
-    figures["ablation.ocla200.ocla_score"] = side["ocla_score"]
-    for key in ("accuracy", "local_size", "local_size_all", "global_size", "ocla_score"):
-        figures[f"ablation.paper_recipe.{key}"] = paper[key]
-    figures["ablation.ocla0.classes_above_t_histogram"] = ocla0["classes_above_t_histogram"]
-    figures["ablation.ocla200.classes_above_t_histogram"] = side["classes_above_t_histogram"]
-    for k, metrics in sorted({**sweep, base_prune_k: side}.items()):
-        for key in ("accuracy", "local_size", "global_size", "ocla_score"):
-            figures[f"sweep.prune_k{k}.{key}"] = metrics[key]
-    figures["accuracy_gap.side_minus_infodisent"] = round(side["accuracy"] - infodisent["accuracy"], 4)
-    figures.update({f"time_s.{k}": v for k, v in timings.items()})
-    write_result(args.out, args.quick, figures)
+    write_result(args.out, args.quick, over_worlds(run_one, args.worlds, args.clutter))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,12 @@ the creature. The label is ``index % 24``, so every split is balanced. Every sha
 distance function, rendered with anti-aliased coverage ``alpha`` by a painter's algorithm
 (:mod:`sparsex.partworld.scene`).
 
+Harder worlds come from more settings of the same generator (:class:`PartWorldConfig`: ``classes``,
+``variants``, ``absent_slots``, ``max_occluders``, ``texture``), bundled as named :data:`PRESETS`:
+``parts-fine`` has 120 classes in genera of four that differ in one part, per-genus part subsets,
+occluders in front of the creature and a textured background (``docs/partworld.md``). Their
+defaults draw the 24-class world unchanged.
+
 Invariants (checked by the tests on many random scenes):
 
 - **Pixel-exact masks.** A layer's visible contribution is where ``alpha * prod(1 - alpha_above)``
@@ -62,7 +68,7 @@ from typing import Any
 from .classes import CLASS_NAMES, CLASS_PARTS, CLASS_TABLE, NUM_CLASSES, nearest_neighbour_distances
 from .dataset import PartWorld
 from .files import create_parts, decode_masks, encode_masks, read_parts_meta, write_parts_tree
-from .scene import GENERATOR_VERSION, SPLITS, PartWorldConfig, Scene, render_scene, sample_scene
+from .scene import GENERATOR_VERSION, PRESETS, SPLITS, PartWorldConfig, Scene, render_scene, sample_scene
 from .shapes import NUM_PARTS, PART_NAMES, PART_VARIANTS
 
 _LAZY = {
@@ -95,6 +101,7 @@ __all__ = [
     "read_parts_meta",
     "write_parts_tree",
     "GENERATOR_VERSION",
+    "PRESETS",
     "SPLITS",
     "PartWorldConfig",
     "Scene",

@@ -12,8 +12,7 @@ import torch
 from ..checks import check_int
 from ..data.base import ImageDataset, check_split
 from ..errors import DataError
-from .classes import CLASS_NAMES, CLASS_PARTS, NUM_CLASSES
-from .scene import GENERATOR_VERSION, SPLITS, PartWorldConfig, Scene, render_scene, sample_scene, to_8bit
+from .scene import GENERATOR_VERSION, HARDER_WORLD_SETTINGS, SPLITS, PartWorldConfig, Scene, render_scene, sample_scene, to_8bit
 from .shapes import PART_NAMES
 
 
@@ -22,10 +21,13 @@ class PartWorld(ImageDataset):
 
     Items are dicts: ``image`` float32 ``(3, H, W)`` in [0, 1]; ``label`` int; ``index`` int;
     ``part_names`` list of K=6 str; ``part_masks`` bool ``(K, H, W)``; ``parts_present`` bool
-    ``(K,)``; ``body_mask`` bool ``(H, W)``; ``background_masks`` bool ``(max_clutter, H, W)``
-    (rows beyond the scene's clutter count are all False); ``background_present`` bool
-    ``(max_clutter,)``. On the train split with ``part_dropout > 0`` some items have parts removed
-    (rendered away; their masks are all False and ``parts_present`` is False).
+    ``(K,)``; ``body_mask`` bool ``(H, W)``; ``background_masks`` bool ``(M, H, W)`` with
+    ``M = max_clutter + max_occluders`` (clutter rows, then occluder rows; rows beyond the scene's
+    counts are all False); ``background_present`` bool ``(M,)``. On the train split with
+    ``part_dropout > 0`` some items have parts removed (rendered away; their masks are all False and
+    ``parts_present`` is False); slots the class does not show are likewise all False / not present.
+    Every mask is the layer's *visible* pixels: a part partly hidden by an occluder has only its
+    visible pixels in its mask.
     """
 
     name = "parts"
@@ -34,10 +36,10 @@ class PartWorld(ImageDataset):
     def __init__(self, split: str = "train", config: PartWorldConfig | None = None) -> None:
         self.split = check_split(split, SPLITS, "parts")
         self.config = config if config is not None else PartWorldConfig()
-        self.classes = list(CLASS_NAMES)
+        self.classes = list(self.config.class_names)
         self.image_size = (self.config.image_size, self.config.image_size)
         self.part_names = list(PART_NAMES)
-        self.class_parts: list[dict[str, str]] = [dict(parts) for parts in CLASS_PARTS]
+        self.class_parts: list[dict[str, str]] = [dict(parts) for parts in self.config.class_parts]
 
     def __len__(self) -> int:
         return self.config.size(self.split)
@@ -69,7 +71,7 @@ class PartWorld(ImageDataset):
         scene = self.scene(index)
         parts = {self._part_index(p) for p in remove_parts}
         if remove_background is True:
-            background = set(range(self.config.max_clutter))
+            background = set(range(self.config.background_objects))
         elif remove_background is False:
             background = set()
         else:
@@ -81,7 +83,7 @@ class PartWorld(ImageDataset):
         return self._item(scene, {PART_NAMES.index(p) for p in scene.dropped_parts}, set())
 
     def _item(self, scene: Scene, parts: set[int], background: set[int]) -> dict[str, Any]:
-        out = render_scene(scene, self.config.image_size, self.config.max_clutter, parts, background)
+        out = render_scene(scene, self.config.image_size, self.config.max_clutter, parts, background, self.config.max_occluders)
         return {
             "image": torch.from_numpy(to_8bit(out["image"])),
             "label": scene.label,
@@ -102,11 +104,17 @@ class PartWorld(ImageDataset):
         return check_int(part, "part (a name or a slot index)", 0, len(PART_NAMES) - 1, error=DataError)
 
     def _clutter_index(self, j: int) -> int:
-        return check_int(j, "background object index", 0, self.config.max_clutter - 1, error=DataError)
+        return check_int(j, "background object index", 0, self.config.background_objects - 1, error=DataError)
 
     def labels(self) -> np.ndarray:
-        """Labels without rendering: ``index % 24``."""
-        return np.arange(len(self), dtype=np.int64) % NUM_CLASSES
+        """Labels without rendering: ``index % classes`` (24 by default)."""
+        return np.arange(len(self), dtype=np.int64) % self.config.classes
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"name": self.name, "split": self.split, "generator_version": GENERATOR_VERSION, "config": asdict(self.config)}
+        """Name, split, generator version and config. The settings of harder worlds
+        (:data:`~sparsex.partworld.scene.HARDER_WORLD_SETTINGS`) are left out where they hold their
+        defaults, so the default world's fingerprint (and the feature caches keyed by it) predate them unchanged."""
+        defaults = PartWorldConfig()
+        config = {k: v for k, v in asdict(self.config).items()
+                  if k not in HARDER_WORLD_SETTINGS or v != getattr(defaults, k)}
+        return {"name": self.name, "split": self.split, "generator_version": GENERATOR_VERSION, "config": config}

@@ -21,25 +21,27 @@ from ..data.base import DATASETS, check_split
 from ..errors import DataError
 from ..io import atomic_dir, read_json, write_json
 from ..progress import progress_bar
-from .classes import CLASS_NAMES, CLASS_PARTS
 from .dataset import PartWorld
 from .scene import BODY_BIT, GENERATOR_VERSION, SPLITS, PartWorldConfig
-from .shapes import PART_NAMES, PART_VARIANTS
+from .shapes import PART_NAMES, slot_variants
 
 
-def _mask_layout(max_clutter: int) -> dict[str, Any]:
+def _mask_layout(config: PartWorldConfig) -> dict[str, Any]:
     k = len(PART_NAMES)
-    return {
+    layout = {
         "encoding": "16-bit grey PNG; pixel bit b is set where the layer with bit b is visible",
         "parts": {name: i for i, name in enumerate(PART_NAMES)},
-        "background_objects": [k + j for j in range(max_clutter)],
+        "background_objects": [k + j for j in range(config.background_objects)],
         "body": BODY_BIT,
     }
+    if config.max_occluders:
+        layout["occluders"] = [k + config.max_clutter + j for j in range(config.max_occluders)]
+    return layout
 
 
 def encode_masks(part_masks: np.ndarray, background_masks: np.ndarray, body_mask: np.ndarray) -> np.ndarray:
     """Pack masks into a uint16 ``(H, W)`` bitfield: bit k = part slot k (k < 6), bit 6 + j =
-    clutter object j, bit 15 = body. Inputs are bool ``(6, H, W)``, ``(M, H, W)``, ``(H, W)``."""
+    background object j (clutter, then occluders), bit 15 = body. Inputs are bool ``(6, H, W)``, ``(M, H, W)``, ``(H, W)``."""
     bits = np.zeros(body_mask.shape, dtype=np.uint16)
     for b, m in enumerate(itertools.chain(part_masks, background_masks)):
         bits |= m.astype(np.uint16) << b
@@ -49,7 +51,8 @@ def encode_masks(part_masks: np.ndarray, background_masks: np.ndarray, body_mask
 
 def decode_masks(bits: np.ndarray, max_clutter: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Inverse of :func:`encode_masks`: ``(part_masks (6, H, W), background_masks (M, H, W),
-    body_mask (H, W))``, all bool."""
+    body_mask (H, W))``, all bool; ``max_clutter`` is ``M``, the config's ``background_objects``
+    (``max_clutter + max_occluders``)."""
     bits = bits.astype(np.uint16)
     k = len(PART_NAMES)
     planes = [(bits >> b) & 1 == 1 for b in range(k + max_clutter)]
@@ -79,11 +82,11 @@ def write_parts_tree(
         with progress_bar(total=sum(len(d) for d in datasets), desc="parts", unit="img", disable=not progress) as bar:
             for ds in datasets:
                 for sub in (tmp / ds.split, tmp / "masks" / ds.split):
-                    for name in CLASS_NAMES:
+                    for name in config.class_names:
                         (sub / name).mkdir(parents=True)
                 for i in range(len(ds)):
                     item = ds[i]
-                    rel = Path(CLASS_NAMES[item["label"]]) / f"{ds.split}_{i:06d}.png"
+                    rel = Path(config.class_names[item["label"]]) / f"{ds.split}_{i:06d}.png"
                     rgb = np.round(item["image"].numpy().transpose(1, 2, 0) * 255.0).astype(np.uint8)
                     Image.fromarray(rgb).save(tmp / ds.split / rel, compress_level=1)
                     bits = encode_masks(item["part_masks"].numpy(), item["background_masks"].numpy(), item["body_mask"].numpy())
@@ -97,9 +100,10 @@ def write_parts_tree(
                 "seed": config.seed,
                 "config": asdict(config),
                 "part_names": list(PART_NAMES),
-                "part_variants": {slot: list(names) for slot, names in PART_VARIANTS.items()},
-                "classes": [{"name": n, "label": c, "parts": p} for c, (n, p) in enumerate(zip(CLASS_NAMES, CLASS_PARTS))],
-                "mask_bits": _mask_layout(config.max_clutter),
+                "part_variants": {slot: list(names) for slot, names in slot_variants(config.variants).items()},
+                "classes": [{"name": n, "label": c, "parts": p}
+                            for c, (n, p) in enumerate(zip(config.class_names, config.class_parts))],
+                "mask_bits": _mask_layout(config),
                 "counts": {ds.split: len(ds) for ds in datasets},
             },
         )

@@ -19,7 +19,7 @@ from ..checks import check_int
 from ..errors import InputError
 from ..inference import DEFAULT_BATCH, check_model, frozen, predict_logits
 from ..progress import progress_bar
-from .classes import NUM_CLASSES
+from .classes import CLASS_TABLE, NUM_CLASSES
 from .dataset import PartWorld
 from .shapes import NUM_PARTS
 
@@ -31,6 +31,10 @@ def _check_part_world(dataset: Any) -> PartWorld:
     if not isinstance(dataset, PartWorld):
         raise InputError("the part protocols need the part world (a sparsex.partworld.PartWorld) for its part masks "
                          f"and its renderer of interventions, got {type(dataset).__name__}")
+    if dataset.config.class_table != CLASS_TABLE:
+        raise InputError(f"the part protocols are defined on the default {NUM_CLASSES}-class table; this part world has "
+                         f"{dataset.config.classes} classes with variants={dataset.config.variants}, absent_slots="
+                         f"{dataset.config.absent_slots} (e.g. the parts-fine preset), which they do not support yet")
     return dataset
 
 
@@ -93,7 +97,7 @@ class InterventionCache:
         return key in self._logits
 
     def _check_key(self, key: Any) -> Key:
-        n, m = len(self.dataset), self.dataset.config.max_clutter
+        n, m = len(self.dataset), self.dataset.config.background_objects
         if not (isinstance(key, tuple) and len(key) == 3 and isinstance(key[1], frozenset) and isinstance(key[2], frozenset)):
             raise InputError(f"an intervention key is (index, frozenset of parts, frozenset of clutter objects), got {key!r}")
         index, parts, clutter = key

@@ -1,5 +1,6 @@
 """Shape primitives and the creature: signed distance functions, the body, the six part slots
-with their four variants each, the creature's drawing order, and the clutter shapes.
+with their four variants each (and up to :data:`MAX_VARIANTS` with recoloured shades of them), the
+creature's drawing order, and the clutter shapes.
 
 Every shape is a signed distance function (SDF) evaluated in its own local frame; the scene
 module poses and rasterises them (:func:`sparsex.partworld.scene.render_scene`).
@@ -7,6 +8,7 @@ module poses and rasterises them (:func:`sparsex.partworld.scene.render_scene`).
 
 from __future__ import annotations
 
+import colorsys
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -314,6 +316,50 @@ VARIANTS: dict[str, tuple[Variant, ...]] = {
 
 #: Variant names per slot, in variant-index order.
 PART_VARIANTS: dict[str, tuple[str, ...]] = {slot: tuple(v.name for v in VARIANTS[slot]) for slot in PART_NAMES}
+
+#: Shades a variant's shape can be drawn in (shade 0 is :data:`VARIANTS` itself), and so the most
+#: variants a slot can have: ``len(VARIANTS[slot]) * SHADES``.
+SHADES = 3
+MAX_VARIANTS = 4 * SHADES
+#: Hue rotation (in turns) from one shade to the next.
+SHADE_HUE_STEP = 0.37
+
+
+def shade_colour(colour: Colour, shade: int) -> Colour:
+    """The base colour of a layer in shade ``shade``: in HSV, the hue rotated by
+    ``shade * SHADE_HUE_STEP`` turns. An achromatic colour (saturation below 0.25: black, white,
+    greys) is first given saturation 0.7 and its value clipped to ``[0.35, 0.85]``, so that its
+    shades differ from it too. Shade 0 is ``colour`` itself."""
+    if shade == 0:
+        return colour
+    h, s, v = colorsys.rgb_to_hsv(*colour)
+    if s < 0.25:
+        s, v = 0.7, min(max(v, 0.35), 0.85)
+    r, g, b = colorsys.hsv_to_rgb((h + shade * SHADE_HUE_STEP) % 1.0, s, v)
+    return (r, g, b)
+
+
+def _shaded_variants(slot: str) -> tuple[Variant, ...]:
+    """Variant ``v`` of ``slot`` in the extended order: shape of ``VARIANTS[slot][v % 4]`` in shade
+    ``v // 4`` (named ``<name>_shade<k>`` for shade k >= 1)."""
+    base = VARIANTS[slot]
+    return tuple(
+        variant if shade == 0 else
+        Variant(f"{variant.name}_shade{shade}", tuple((shape, shade_colour(c, shade)) for shape, c in variant.layers))
+        for shade in range(SHADES) for variant in base
+    )
+
+
+#: Every variant a slot can have, in variant-index order: the first four are :data:`VARIANTS`;
+#: a world with ``variants = n`` uses the first ``n`` (:func:`slot_variants`).
+ALL_VARIANTS: dict[str, tuple[Variant, ...]] = {slot: _shaded_variants(slot) for slot in PART_NAMES}
+#: ``VARIANT_BY_NAME[slot][name]``: the :class:`Variant` of that name.
+VARIANT_BY_NAME: dict[str, dict[str, Variant]] = {slot: {v.name: v for v in vs} for slot, vs in ALL_VARIANTS.items()}
+
+
+def slot_variants(count: int) -> dict[str, tuple[str, ...]]:
+    """Variant names per slot of a world with ``count`` variants per slot (``count`` <= :data:`MAX_VARIANTS`)."""
+    return {slot: tuple(v.name for v in ALL_VARIANTS[slot][:count]) for slot in PART_NAMES}
 
 #: Drawing order of the creature's layers, bottom to top ("body" is the torso + head).
 Z_ORDER: tuple[str, ...] = ("tail", "feet", "body", "wing", "crest", "beak", "eye")
