@@ -27,6 +27,8 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
     ("ddp_scaling.py", ["ddp.images_per_s.np1", "ddp.images_per_s.np2", "ddp.speedup"], []),
     ("circuit_faithfulness.py", ["fmnist.circuit.sufficiency_label", "fmnist.circuit.necessity_drop", "fmnist.circuit.random_drop"],
      ["--cache", "{tmp}/cache"]),
+    ("dictionaries_parts.py", ["topk.recovery_auroc", "mp.fvu", "supervised.recovery_auroc", "batchtopk.l0"],
+     ["--cache", "{tmp}/cache"]),
     ("explain_throughput.py", ["gradcam.captum_images_per_s", "gradcam.attribute_overhead", "gradcam.command_overhead"], []),
     ("shared_machine.py", ["after.idle.extract", "before.loaded.head_step", "ratio.after.extract.loaded_vs_idle",
                            "speedup.loaded.extract.after_vs_before"], ["--jobs", "1"]),

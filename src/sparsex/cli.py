@@ -638,3 +638,19 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     if isinstance(code, int) and code:
         sys.exit(code)
+
+
+@analyze_app.command("dictionary")
+def analyze_dictionary_command(
+    run: Path = typer.Argument(..., help="Run folder of `sparsex train dictionary`."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default RUN/analysis)."),
+    atoms: int = typer.Option(8, "--atoms", help="Atoms shown in the galleries."),
+    top: int = typer.Option(6, "--top", help="Most active patches shown per atom."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
+    quiet: bool = QUIET,
+) -> None:
+    """Report page: concept-recovery table, atom galleries, atom-to-concept matrix, controls."""
+    from .dictionaries.report import analyze_dictionary
+
+    path = analyze_dictionary(run, out, gallery_atoms=atoms, gallery_size=top, overwrite=overwrite, progress=not quiet)
+    console.print(f"wrote {path} (report.md, galleries.png, atom_concept.png where graded, analysis.json)")

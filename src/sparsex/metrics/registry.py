@@ -188,6 +188,24 @@ _TABLE: tuple[tuple[str, Direction, str, str, str], ...] = (
     ("seed", None, "setting", "", "the random seed"),
     ("epoch", None, "setting", "", "the training epoch"),
     ("spike_scale", None, "setting", "spike scale", "the VSC spike scale at the end of the epoch"),
+    # concept dictionaries (sparsex.dictionaries, docs/metrics.md "Concept dictionaries")
+    ("recovery_auroc", HIGHER, "latent", "recovery AUROC", "mean over ground-truth concepts of the best atom's AUROC"),
+    ("recovery_f1", HIGHER, "latent", "recovery F1", "mean over concepts of the best atom's best F1"),
+    ("recovered_fraction", HIGHER, "latent", "recovered", "share of concepts whose best atom has AUROC >= 0.9"),
+    ("recovery_vs_supervised", HIGHER, "latent", "recovery / supervised",
+     "recovery AUROC as a fraction of the supervised dictionary's"),
+    ("purity", HIGHER, "latent", "", "mean over firing atoms of the largest share of an atom's code mass on one concept"),
+    ("unmatched", LOWER, "latent", "", "share of atoms whose best AUROC over all concepts is below 0.9"),
+    ("control", HIGHER, "latent", "", "share of variant-swap edits in the activations that move the probe to the target class"),
+    ("fvu", LOWER, "latent", "FVU", "fraction of variance unexplained by a dictionary's reconstruction"),
+    ("l0", None, "sparsity", "L0", "mean number of non-zero codes per sample (set equal across methods)"),
+    ("dead", LOWER, "sparsity", "", "share of atoms that are zero on every test sample"),
+    ("train_s", None, "cost", "train s", "seconds fitting a dictionary on cached features"),
+    ("control_edits", None, "count", "edits", "variant-swap edits tried (correctly classified images x one-slot swaps)"),
+    ("train_samples", None, "count", "samples", "activation samples a dictionary was fitted on"),
+    ("l0_weight", None, "setting", "L0 weight", "the JumpReLU SAE's steered L0 penalty weight at the end of training"),
+    ("threshold_scale", None, "setting", "threshold scale",
+     "the factor on a JumpReLU SAE's thresholds that makes its training mean L0 equal k"),
 )
 
 

@@ -1,0 +1,173 @@
+"""The ``overcomplete`` engine (https://github.com/KempnerInstitute/overcomplete, 0.3.0) behind
+:class:`~sparsex.dictionaries.Dictionary`: its SAEs and ``train_sae`` loop, its Semi-NMF solver and
+its sklearn wrappers. What sparsex adds or works around here, and why:
+
+- ``import overcomplete`` fails on matplotlib >= 3.9 (its colour maps call the removed
+  ``matplotlib.cm.get_cmap`` at import time); the import lends it that name for the duration.
+- ``BatchTopKSAE``'s ``top_k`` counts codes per *batch* (``k * B`` for a mean L0 of ``k``), and its
+  running threshold is a plain attribute, not in the state dict: the caller stores it.
+- ``JumpSAE`` ships no sparsity loss: the L0 term is written here with its ``heaviside``
+  straight-through estimate, with a weight steered to the target L0, and the thresholds are
+  rescaled after training so that the mean L0 on the training samples is exactly ``k``.
+- ``SemiNMF.encode`` starts from the global random stream: encoding is seeded here so that the
+  same activations always get the same codes.
+- ``SkKMeans.encode`` returns distances to every centre and ``decode`` multiplies them with the
+  centres, which is no reconstruction: only its fitted centres are used (codes are one-hot).
+- The sklearn-wrapped models pickle, which checkpoints do not: their fitted matrices are kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any, Iterator
+
+import torch
+
+JUMP_STEER_RATE = 0.05  # η of λ <- λ exp(η clip(L0 / k - 1, -1, 1)), once per step
+JUMP_START_WEIGHT = 1e-3  # λ at the first step (the reconstruction term starts near 1)
+TOPK_AUX_WEIGHT = 1 / 32  # weight of the auxiliary top-k loss (Gao et al., arXiv 2406.04093, use 1/32)
+
+
+@contextlib.contextmanager
+def _matplotlib_get_cmap() -> Iterator[None]:
+    import matplotlib
+    import matplotlib.cm
+
+    missing = not hasattr(matplotlib.cm, "get_cmap")
+    if missing:
+        matplotlib.cm.get_cmap = matplotlib.colormaps.get_cmap
+    try:
+        yield
+    finally:
+        if missing:
+            del matplotlib.cm.get_cmap
+
+
+def _overcomplete() -> Any:
+    with _matplotlib_get_cmap():
+        import overcomplete
+    return overcomplete
+
+
+def create_sae(method: str, channels: int, atoms: int, k: int) -> torch.nn.Module:
+    """overcomplete's SAE of ``method`` (its default linear encoder, unit-norm atoms)."""
+    sae = _overcomplete().sae
+    if method == "topk":
+        return sae.TopKSAE(channels, atoms, top_k=k)
+    if method == "batchtopk":
+        return sae.BatchTopKSAE(channels, atoms, top_k=k)
+    if method == "jumprelu":
+        return sae.JumpSAE(channels, atoms)
+    return sae.MpSAE(channels, atoms, k=k)
+
+
+def _on_device(sae: torch.nn.Module, device: str | torch.device) -> None:
+    """Move an overcomplete SAE, whose ``device`` attributes tell where it creates its tensors."""
+    sae.to(device)
+    for module in sae.modules():
+        if hasattr(module, "device"):
+            module.device = device
+
+
+class _Batches:
+    """Shuffled full batches of ``xs`` (a new order every pass, from ``seed``): ``train_sae``'s data,
+    sliced from the tensor instead of collated sample by sample."""
+
+    def __init__(self, xs: torch.Tensor, batch: int, seed: int) -> None:
+        self.xs, self.batch, self.generator = xs, batch, torch.Generator().manual_seed(seed)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        order = torch.randperm(self.xs.shape[0], generator=self.generator)
+        for start in range(0, self.xs.shape[0] - self.batch + 1, self.batch):
+            yield self.xs[order[start:start + self.batch]]
+
+
+def train(sae: torch.nn.Module, method: str, xs: torch.Tensor, k: int, epochs: int, lr: float, batch_size: int, seed: int,
+          device: str | torch.device) -> dict[str, Any]:
+    """Train ``sae`` on standardised samples ``xs (P, C)`` with overcomplete's ``train_sae`` (Adam,
+    gradient clipping at 1); returns the last step's loss (and for JumpReLU the final L0 weight)."""
+    oc = _overcomplete()
+    batch = min(batch_size, xs.shape[0])
+    loader = _Batches(xs, batch, seed)
+    state = {"loss": math.nan, "weight": JUMP_START_WEIGHT}
+    if method == "batchtopk":
+        sae.top_k = k * batch
+
+    def criterion(x, x_hat, pre_codes, codes, dictionary):
+        if method in ("topk", "batchtopk"):
+            loss = oc.sae.losses.top_k_auxiliary_loss(x, x_hat, pre_codes, codes, dictionary, penalty=TOPK_AUX_WEIGHT)
+        else:
+            loss = (x - x_hat).square().sum(1).mean()
+        if method == "jumprelu":
+            active = oc.sae.heaviside(torch.relu(pre_codes), torch.exp(sae.thresholds), sae.kernel_fn, sae.bandwidth)
+            loss = loss + state["weight"] * active.sum(1).mean()
+            l0 = (codes > 0).sum(1).float().mean().item()
+            state["weight"] *= math.exp(JUMP_STEER_RATE * max(-1.0, min(1.0, l0 / k - 1)))
+        state["loss"] = loss.item()
+        return loss
+
+    _on_device(sae, device)
+    optimizer = torch.optim.Adam(sae.parameters(), lr=lr)
+    oc.sae.train_sae(sae, loader, criterion, optimizer, nb_epochs=epochs, clip_grad=1.0, monitoring=0, device=device)
+    _on_device(sae, "cpu")
+    info = {"train_loss": state["loss"]}
+    if method == "jumprelu":
+        info["l0_weight"] = state["weight"]
+        info["threshold_scale"] = calibrate_thresholds(sae, xs, k)
+    return info
+
+
+@torch.no_grad()
+def calibrate_thresholds(sae: torch.nn.Module, xs: torch.Tensor, k: int, steps: int = 40) -> float:
+    """Scale a JumpReLU SAE's thresholds by one factor ``c`` so that its mean L0 on ``xs`` is ``k``
+    (bisection on ``log c``; the steered L0 weight gets near ``k``, this makes it equal); returns ``c``."""
+    pre_codes = torch.relu(sae.encoder(xs)[0])
+    thresholds = torch.exp(sae.thresholds)
+    low, high = -12.0, 12.0
+    for _ in range(steps):
+        middle = (low + high) / 2
+        l0 = (pre_codes > thresholds * math.exp(middle)).sum(1).double().mean().item()
+        low, high = (middle, high) if l0 > k else (low, middle)
+    sae.thresholds += high
+    return math.exp(high)
+
+
+def fit_snmf(xs: torch.Tensor, atoms: int, iterations: int, device: str | torch.device) -> torch.Tensor:
+    """Semi-NMF atoms ``D (N, C)`` of ``xs ≈ z D``, ``z >= 0`` (multiplicative updates)."""
+    model = _overcomplete().SemiNMF(atoms, solver="mu", device=device)
+    model.fit(xs.to(device), max_iter=iterations)
+    return model.get_dictionary().detach().cpu()
+
+
+def snmf_codes(xs: torch.Tensor, atoms: torch.Tensor, iterations: int) -> torch.Tensor:
+    """Non-negative codes of ``xs`` against fixed Semi-NMF atoms, from a seeded start."""
+    model = _overcomplete().SemiNMF(atoms.shape[0], solver="mu")
+    model.D = atoms
+    model._set_fitted()
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return model.encode(xs, max_iter=iterations)
+
+
+def fit_kmeans(xs: torch.Tensor, atoms: int, seed: int) -> torch.Tensor:
+    """k-means centres ``(N, C)`` (sklearn through overcomplete's ``SkKMeans``)."""
+    model = _overcomplete().SkKMeans(atoms, random_state=seed, n_init=3)
+    model.fit(xs)
+    return model.get_dictionary().cpu()
+
+
+def fit_linear(method: str, xs: torch.Tensor, atoms: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """PCA or FastICA (sklearn through overcomplete): ``(encoder W, atoms D, offset m)`` with codes
+    ``(x - m) W^T`` and reconstruction ``z D + m``."""
+    oc = _overcomplete()
+    if method == "pca":
+        model = oc.SkPCA(atoms, random_state=seed)
+        model.fit(xs)
+        components = torch.as_tensor(model.model.components_, dtype=torch.float32)
+        return components, components, torch.as_tensor(model.model.mean_, dtype=torch.float32)
+    model = oc.SkICA(atoms, random_state=seed, whiten="unit-variance", max_iter=500)
+    model.fit(xs)
+    fitted = model.model
+    return (torch.as_tensor(fitted.components_, dtype=torch.float32), torch.as_tensor(fitted.mixing_.T, dtype=torch.float32),
+            torch.as_tensor(fitted.mean_, dtype=torch.float32))

@@ -1,0 +1,106 @@
+"""Everything a dictionary run measures on the test split: reconstruction and sparsity always,
+and on the part world the ground-truth grading (concept recovery, purity, control), side by side
+with the supervised reference dictionary fitted on the train split's concepts."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..errors import DataError
+from ..features import FeatureCache
+from ..models.classifier import LinearProbe
+from .concepts import dataset_concepts, leaf_concepts, supervised_dictionary
+from .control import control_success, dictionary_edit, supervised_edit
+from .grading import concept_metrics, reconstruction_metrics
+from .methods import Dictionary, check_finite, patches
+
+PROBE_EPOCHS, PROBE_LR = 100, 1e-2  # the linear probe of the control edits (as in benchmarks/protosvit_parts.py)
+
+
+def check_cache_backbone(cache: FeatureCache, backbone_info: dict[str, Any]) -> None:
+    """Refuse a feature cache of another backbone (or layer, or input size) than ``backbone_info``."""
+    cached = cache.key.get("backbone", {})
+    if cached != json.loads(json.dumps(backbone_info)):  # as stored in the cache key
+        raise DataError(f"feature cache {cache.path} holds features of backbone {cached.get('name')!r} "
+                        f"(layer {cached.get('layer')}), this dictionary's are {backbone_info.get('name')!r} "
+                        f"(layer {backbone_info.get('layer')}); use the run's own backbone or another cache folder")
+
+
+def cache_samples(cache: FeatureCache, pooled: bool) -> torch.Tensor:
+    """The cache's samples (:func:`~sparsex.dictionaries.patches`), refused when not finite."""
+    samples = patches(cache.features, pooled)
+    check_finite(samples, f"feature cache {cache.path}")
+    return samples
+
+
+def patches_per_image(cache: FeatureCache, pooled: bool) -> int:
+    return 1 if pooled else cache.features.shape[2] * cache.features.shape[3]
+
+
+@dataclass
+class GroundTruth:
+    """What grading needs besides the dictionary: the concepts of the train and test samples, the
+    frozen linear probe on the pooled features, and the supervised reference dictionary."""
+
+    train_concepts: torch.Tensor  # (P_train, K) bool
+    test_concepts: torch.Tensor  # (P_test, K) bool
+    probe: torch.nn.Linear
+    supervised_atoms: torch.Tensor  # (K, C)
+    train_mean: torch.Tensor  # (C,)
+
+
+def ground_truth(train: FeatureCache, test: FeatureCache, train_dataset, test_dataset, pooled: bool, min_cover: float,
+                 seed: int, progress: bool = False) -> GroundTruth:
+    """The concepts of both splits (from the part masks: a dataset without them raises), the probe
+    and the supervised dictionary."""
+    from ..train.loop import train_epochs  # here: sparsex.train imports this module (its dictionary trainer)
+
+    grid = (1, 1) if pooled else tuple(train.features.shape[2:])
+    train_concepts = dataset_concepts(train_dataset, grid, min_cover, f"{train_dataset.name}/train", progress)
+    test_concepts = dataset_concepts(test_dataset, grid, min_cover, f"{test_dataset.name}/test", progress)
+    torch.manual_seed(seed)
+    probe = LinearProbe(train.features.shape[1], train.num_classes)
+    train_epochs(probe, lambda logits, y, _epoch: torch.nn.functional.cross_entropy(logits, y), train.features.float(),
+                 train.labels, PROBE_EPOCHS, PROBE_LR, batch_size=64, seed=seed, progress=False)
+    train_x = cache_samples(train, pooled)
+    atoms = torch.nan_to_num(supervised_dictionary(train_x, train_concepts), nan=0.0)
+    return GroundTruth(train_concepts, test_concepts, probe.linear.eval(), atoms, train_x.mean(0))
+
+
+def supervised_metrics(test: FeatureCache, truth: GroundTruth, pooled: bool) -> dict[str, Any]:
+    """The supervised dictionary graded like a learned one: its codes are the projections
+    ``<x - mean, u_c> / ||u_c||``; its control edit is :func:`~sparsex.dictionaries.control.supervised_edit`."""
+    test_x = cache_samples(test, pooled)
+    directions = truth.supervised_atoms / truth.supervised_atoms.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    codes = (test_x - truth.train_mean) @ directions.T
+    metrics = concept_metrics(codes, truth.test_concepts, leaf_concepts())
+    per_image = patches_per_image(test, pooled)
+    control = control_success(test_x.view(-1, per_image, test_x.shape[1]), test.labels, truth.probe,
+                              supervised_edit(truth.supervised_atoms, truth.test_concepts, per_image))
+    return {**metrics, **control}
+
+
+def evaluate_dictionary(dictionary: Dictionary, test: FeatureCache, pooled: bool,
+                        truth: GroundTruth | None = None) -> dict[str, Any]:
+    """Reconstruction and sparsity of ``dictionary`` on the test split; with ``truth`` also the
+    concept grading and control, and ``supervised_*`` the reference's (nested details under
+    ``concepts``)."""
+    test_x = cache_samples(test, pooled)
+    codes = dictionary.encode(test_x)
+    metrics: dict[str, Any] = reconstruction_metrics(dictionary, test_x, codes)
+    if truth is None:
+        return metrics
+    concepts = concept_metrics(codes, truth.test_concepts, leaf_concepts(), dictionary.signed)
+    per_image = patches_per_image(test, pooled)
+    edit = dictionary_edit(dictionary, codes, truth.test_concepts, concepts["best_atom"], per_image)
+    control = control_success(test_x.view(-1, per_image, test_x.shape[1]), test.labels, truth.probe, edit)
+    supervised = supervised_metrics(test, truth, pooled)
+    scalars = ("recovery_auroc", "recovery_f1", "recovered_fraction", "purity", "unmatched")
+    return {**metrics, **{key: concepts[key] for key in scalars}, **control,
+            **{f"supervised_{key}": supervised[key] for key in (*scalars, "control")},
+            "concepts": {key: value for key, value in concepts.items() if key not in scalars},
+            "supervised_concepts": {"best_auroc": supervised["best_auroc"], "best_f1": supervised["best_f1"]}}

@@ -1,0 +1,84 @@
+"""Dictionary methods: bad settings, NaN activations, L0 per method, exact PCA, checkpoint round trip."""
+
+import pytest
+import torch
+
+from sparsex.dictionaries import METHODS, Dictionary, fit_dictionary, patches
+from sparsex.dictionaries.grading import fvu, mean_l0
+from sparsex.dictionaries.methods import check_method, keep_top
+from sparsex.errors import InputError, SparsexError
+
+
+def sparse_data(n=600, channels=12, atoms=8, k=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    dictionary = torch.randn(atoms, channels, generator=g)
+    codes = torch.zeros(n, atoms)
+    index = torch.stack([torch.randperm(atoms, generator=g)[:k] for _ in range(n)])
+    codes.scatter_(1, index, torch.rand(n, k, generator=g) + 0.5)
+    return codes @ dictionary
+
+
+@pytest.mark.parametrize("method,atoms,k,channels,pattern", [
+    ("nope", 8, 2, None, "unknown dictionary method"),
+    ("topk", 0, 1, None, "atoms"),
+    ("topk", 8, 9, None, "k"),
+    ("topk", 8, 0, None, "k"),
+    ("kmeans", 8, 2, None, "k must be 1"),
+    ("pca", 16, 2, 12, "at most as many atoms"),
+])
+def test_bad_settings(method, atoms, k, channels, pattern):
+    with pytest.raises(SparsexError, match=pattern):
+        check_method(method, atoms, k, channels)
+
+
+def test_nan_activations_are_refused():
+    x = sparse_data()
+    x[3, 2] = float("nan")
+    with pytest.raises(InputError, match="1 NaN or infinite"):
+        fit_dictionary("topk", x, 8, 2, epochs=1)
+
+
+def test_keep_top():
+    codes = torch.tensor([[3.0, -5.0, 1.0], [0.5, 2.0, 4.0]])
+    assert keep_top(codes, 1, by_magnitude=True).tolist() == [[0.0, -5.0, 0.0], [0.0, 0.0, 4.0]]
+    assert keep_top(codes, 1, by_magnitude=False).tolist() == [[3.0, 0.0, 0.0], [0.0, 0.0, 4.0]]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_fits_at_its_sparsity(method):
+    x = sparse_data()
+    k = 1 if method == "kmeans" else 2
+    dictionary = fit_dictionary(method, x, 8, k, epochs=30, lr=3e-3, batch_size=64)
+    codes = dictionary.encode(x)
+    assert codes.shape == (600, 8) and torch.isfinite(codes).all()
+    if method == "batchtopk":  # k codes per sample on average, through the running threshold
+        assert 0.5 * k <= mean_l0(codes) <= 2 * k
+    elif method == "jumprelu":  # thresholds calibrated to a mean L0 of k on the training samples
+        assert mean_l0(codes) == pytest.approx(k, abs=0.05)
+    else:
+        assert ((codes != 0).sum(1) <= k).all() and mean_l0(codes) > 0.5 * k
+    assert fvu(dictionary.standardize(x), dictionary.decode(codes)) < 1.0
+    restored = Dictionary(method, 12, 8, k)
+    restored.load_state_dict(dictionary.state_dict())
+    assert torch.allclose(restored.encode(x), codes, atol=1e-5)
+
+
+def test_pca_with_every_component_reconstructs_exactly():
+    x = sparse_data()
+    dictionary = fit_dictionary("pca", x, 12, 12)
+    assert fvu(dictionary.standardize(x), dictionary.decode(dictionary.encode(x))) < 1e-8
+
+
+def test_topk_learns_a_sparse_dictionary():
+    x = sparse_data()
+    dictionary = fit_dictionary("topk", x, 8, 2, epochs=200, lr=5e-3, batch_size=100)
+    assert fvu(dictionary.standardize(x), dictionary.decode(dictionary.encode(x))) < 0.3
+
+
+def test_patches_layout():
+    features = torch.arange(2 * 3 * 2 * 2, dtype=torch.float32).view(2, 3, 2, 2)
+    rows = patches(features)
+    assert rows.shape == (8, 3) and rows[1].tolist() == features[0, :, 0, 1].tolist()
+    assert patches(features, pooled=True)[1].tolist() == features[1].mean(dim=(1, 2)).tolist()
+    with pytest.raises(InputError):
+        patches(features[0])
