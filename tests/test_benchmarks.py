@@ -29,12 +29,14 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
      ["--cache", "{tmp}/cache"]),
     ("dictionaries_parts.py", ["topk.recovery_auroc", "mp.fvu", "supervised.recovery_auroc", "batchtopk.l0"],
      ["--cache", "{tmp}/cache"]),
+    ("feature_decoder.py", ["fmnist.decoder.deletion_auc", "fmnist.decoder.area", "fmnist.speedup.decoder_vs_ig"],
+     ["--cache", "{tmp}/cache"]),
     ("explain_throughput.py", ["gradcam.captum_images_per_s", "gradcam.attribute_overhead", "gradcam.command_overhead"], []),
     ("shared_machine.py", ["after.idle.extract", "before.loaded.head_step", "ratio.after.extract.loaded_vs_idle",
                            "speedup.loaded.extract.after_vs_before"], ["--jobs", "1"]),
 ])
 def test_benchmark_quick_run(tmp_path, script, keys, extra):
-    if script in ("vsc_fashion.py", "minimal_mask.py", "circuit_faithfulness.py"):
+    if script in ("vsc_fashion.py", "minimal_mask.py", "circuit_faithfulness.py", "feature_decoder.py"):
         from sparsex.data.idx import FASHION_MNIST_ROOT, find_idx_files
 
         if None in find_idx_files(FASHION_MNIST_ROOT, "train").values():

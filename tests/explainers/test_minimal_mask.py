@@ -1,12 +1,16 @@
 """The amortised minimal-mask explainer and the per-image baseline on a tiny digits classifier."""
 
+import copy
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from sparsex.errors import CheckpointError, InputError, SparsexError
+from sparsex.explainers.hooks import default_layers
 from sparsex.explainers.minimal_mask import (
+    FeatureDecoder,
+    MaskNet,
     MaskObjective,
     MaskObjectiveWeights,
     MinimalMask,
@@ -273,3 +277,88 @@ def test_default_layers_are_the_feature_extractors_and_silent_layers_are_named()
     assert silent
     with pytest.raises(InputError, match=f"layer '{silent[0]}' never runs as a module.*name layers that run, e.g. backbone"):
         MaskObjective(model, silent[:1], MaskObjectiveWeights(), None).reference(x)
+
+
+def test_feature_decoder_reads_the_frozen_classifiers_activations(digits_classifier, images):
+    _, model = digits_classifier
+    train, test = images
+    config = MinimalMaskConfig(architecture="feature-decoder", epochs=1, width=8, readout="threshold")
+    explainer = MinimalMask(model, config, in_chans=1)
+    assert isinstance(explainer.net, FeatureDecoder) and config.decoder_layers == config.layers == default_layers(model)
+    # only the decoder has parameters: the classifier is read, not owned
+    assert not set(map(id, model.parameters())) & set(map(id, explainer.net.parameters()))
+    assert not any(name.startswith("classifier") for name in explainer.net.state_dict())
+    assert len(explainer.net.project) == 3
+    logits = explainer.net(test[:4])
+    assert logits.shape == (4, 1, 8, 8)
+    logits.sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in explainer.net.out.parameters())
+    assert all(p.grad is not None for p in explainer.net.project.parameters())
+    assert all(p.grad is None and not p.requires_grad for p in model.parameters())
+    # the mask depends on the classifier's activations: other classifier weights, other masks
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        before = explainer.net(test[:4])
+        other.backbone.model.features[0][0].weight.mul_(-1)
+        explainer.net.classifier = (other,)
+        after = explainer.net(test[:4])
+    explainer.net.classifier = (model,)
+    assert not torch.allclose(before, after)
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    explainer.fit(train[:64], progress=False)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in weights.items())  # the classifier stays frozen
+    masks = explainer.attribute(test)
+    assert masks.shape == (32, 1, 8, 8) and set(masks.unique().tolist()) <= {0.0, 1.0}
+    # named layers: only those are read
+    one = MinimalMask(model, MinimalMaskConfig(architecture="feature-decoder", decoder_layers=config.layers[-1:], width=4),
+                      in_chans=1)
+    assert one.config.decoder_layers == config.layers[-1:] and len(one.net.project) == 1
+    assert one.net(test[:2]).shape == (2, 1, 8, 8)
+
+
+def test_feature_decoder_objective_decreases_on_digits(digits_classifier, images):
+    _, model = digits_classifier
+    train, _ = images
+    config = MinimalMaskConfig(architecture="feature-decoder", epochs=4, width=8, soft_epochs=4, lr=5e-3)
+    explainer = MinimalMask(model, config, in_chans=1)
+    history = explainer.fit(train, progress=False)
+    assert history[-1]["total"] < 0.8 * history[0]["total"]
+    assert history[-1]["mask_area"] < history[0]["mask_area"]
+
+
+def test_feature_decoder_save_load_round_trip(digits_classifier, images, tmp_path):
+    _, model = digits_classifier
+    config = MinimalMaskConfig(architecture="feature-decoder", epochs=1, width=4, threshold=0.5)
+    explainer = MinimalMask(model, config, in_chans=1)
+    explainer.fit(images[0][:64], progress=False)
+    explainer.save(tmp_path / "decoder")
+    loaded = MinimalMask.load(tmp_path / "decoder", model)
+    assert isinstance(loaded.net, FeatureDecoder) and loaded.config.architecture == "feature-decoder"
+    assert loaded.config.decoder_layers == explainer.config.decoder_layers
+    assert torch.equal(loaded.mask_logits(images[1]), explainer.mask_logits(images[1]))
+    assert torch.equal(loaded.attribute(images[1]), explainer.attribute(images[1]))
+    # a U-Net checkpoint stays a U-Net
+    unet = MinimalMask(model, MinimalMaskConfig(epochs=1, width=4), in_chans=1)
+    unet.image_size = (8, 8)
+    unet.save(tmp_path / "unet")
+    assert isinstance(MinimalMask.load(tmp_path / "unet", model).net, MaskNet)
+
+
+def test_feature_decoder_bad_settings(digits_classifier):
+    _, model = digits_classifier
+    with pytest.raises(SparsexError, match="architecture must be one of unet, feature-decoder, got 'resnet'"):
+        MinimalMaskConfig(architecture="resnet")
+    with pytest.raises(SparsexError, match="decoder_layers must be a non-empty list of layer names or None"):
+        MinimalMaskConfig(architecture="feature-decoder", decoder_layers=[])
+    with pytest.raises(InputError, match="model has no layer 'nope'"):
+        MinimalMask(model, MinimalMaskConfig(architecture="feature-decoder", decoder_layers=["nope"]))
+    # a layer that exists but never runs as a module: named at construction
+    silent = torch.nn.Conv2d(1, 1, 1)
+    model.add_module("unused", silent)
+    try:
+        with pytest.raises(InputError, match="layer 'unused' never runs as a module"):
+            MinimalMask(model, MinimalMaskConfig(architecture="feature-decoder", decoder_layers=["unused"]))
+        with pytest.raises(InputError, match=r"the feature decoder reads \(B, C, h, w\) maps; layer 'head' gives \(1, 10\)"):
+            MinimalMask(model, MinimalMaskConfig(architecture="feature-decoder", decoder_layers=["head"]))
+    finally:
+        del model.unused

@@ -44,3 +44,21 @@ def test_run_resumes_and_explains_a_file(digits_classifier, tmp_path):
     with pytest.raises(SparsexError, match="cannot read image"):
         explain_file(tmp_path / "explainer", tmp_path / "bad.png", tmp_path / "explained2")
     assert not (tmp_path / "explained2").exists()
+
+
+def test_feature_decoder_run_records_and_reloads_its_architecture(digits_classifier, tmp_path):
+    from sparsex.explainers.minimal_mask import FeatureDecoder
+
+    classifier, _ = digits_classifier
+    config = MinimalMaskTrainConfig.from_dict({"model": str(classifier), "train_limit": 64, "test_limit": 16,
+                                               "explainer": {"architecture": "feature-decoder", "epochs": 1, "width": 4,
+                                                             "calibrate": 16}})
+    final = train_minimal_mask(config, tmp_path / "decoder", progress=False)
+    assert final["stage"] == "calibrate" and 0 <= final["mask_area"] <= 1
+    loaded, model = load_explainer_classifier(tmp_path / "decoder")
+    assert loaded.config.architecture == "feature-decoder" and isinstance(loaded.net, FeatureDecoder)
+    assert loaded.net.classifier[0] is model and loaded.config.decoder_layers == loaded.config.layers
+    images = torch.rand(3, 1, 8, 8)
+    assert loaded.attribute(images).shape == (3, 1, 8, 8)
+    with pytest.raises(SparsexError, match="architecture must be one of unet, feature-decoder"):
+        MinimalMaskTrainConfig.from_dict({"model": str(classifier), "explainer": {"architecture": "vit"}})

@@ -24,8 +24,11 @@ logits ``z``, checked (``readout="verified"``, the default): where it loses the 
 smallest of the nested masks "top ``a`` of the pixels by ``z``" (``a`` in ``fallback_areas``)
 that keeps it replaces it (:func:`verified_mask`; two batched classifier forwards).
 
-- :class:`MinimalMask` learns a small U-Net that maps ``x`` to mask logits: one forward pass
-  explains a new image. ``fit`` trains it against the frozen classifier; ``save``/``load`` use the
+- :class:`MinimalMask` learns a mask network that maps ``x`` to mask logits: one forward pass
+  explains a new image. Two architectures (``MinimalMaskConfig.architecture``): ``"unet"``, a
+  small U-Net on the pixels (:class:`MaskNet`), and ``"feature-decoder"``, a decoder of the
+  frozen classifier's own activations (:class:`FeatureDecoder`, the classifier as encoder of
+  Dabkowski & Gal 2017). ``fit`` trains it against the frozen classifier; ``save``/``load`` use the
   checkpoint format and record the classifier's weight hash, so that an explainer is never
   paired with a classifier it was not trained for.
 - :class:`PerImageMask` optimises one mask per image under the same objective (many steps per
@@ -62,6 +65,7 @@ from .hooks import check_layers_ran, default_layers, record_activations, resolve
 
 FAMILY = "minimal-mask"
 READOUTS = ("verified", "threshold")
+ARCHITECTURES = ("unet", "feature-decoder")
 
 
 @dataclass
@@ -234,19 +238,21 @@ class MaskObjective:
         return terms
 
 
+def conv_block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    """3x3 convolution, GroupNorm over all channels, ReLU."""
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.GroupNorm(1, cout), nn.ReLU(inplace=True))
+
+
 class MaskNet(nn.Module):
     """A small U-Net: images ``(B, C, H, W)`` -> mask logits ``(B, 1, H, W)``; three stride-2
     levels of width ``w, 2w, 4w, 4w``, skip connections, any input size."""
 
     def __init__(self, in_chans: int, width: int = 16) -> None:
         super().__init__()
-
-        def block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-            return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.GroupNorm(1, cout), nn.ReLU(inplace=True))
-
         w = width
-        self.down = nn.ModuleList([block(in_chans, w), block(w, 2 * w, 2), block(2 * w, 4 * w, 2), block(4 * w, 4 * w, 2)])
-        self.up = nn.ModuleList([block(8 * w, 2 * w), block(4 * w, w)])
+        self.down = nn.ModuleList([conv_block(in_chans, w), conv_block(w, 2 * w, 2), conv_block(2 * w, 4 * w, 2),
+                                   conv_block(4 * w, 4 * w, 2)])
+        self.up = nn.ModuleList([conv_block(8 * w, 2 * w), conv_block(4 * w, w)])
         self.out = nn.Conv2d(2 * w, 1, 3, padding=1)
         nn.init.constant_(self.out.bias, 2.0)  # start from "keep everything" (sigmoid(2) = 0.88)
 
@@ -264,10 +270,72 @@ class MaskNet(nn.Module):
         return self.out(torch.cat([F.interpolate(h, size=skip.shape[-2:], mode="bilinear", align_corners=False), skip], 1))
 
 
+class FeatureDecoder(nn.Module):
+    """Mask logits ``(B, 1, H, W)`` decoded from the frozen classifier's own activations: the
+    classifier is the encoder (Dabkowski & Gal 2017, "Real Time Image Saliency for Black Box
+    Classifiers", NeurIPS; their masking model reads a pretrained ResNet's feature maps).
+
+    One forward of ``model`` (no gradient) records the maps ``a_l (B, C_l, h_l, w_l)`` of ``layers``;
+    with ``w`` = ``width`` and ``(h*, w*)`` the largest of their grids::
+
+        h = sum_l up_{(h*, w*)}(relu(GN(P_l a_l)))             P_l: a 1x1 convolution C_l -> w
+        h = conv(conv(h))                                     two 3x3 blocks of width w
+        z = conv3x3(conv([up_{(H, W)}(h), conv(x - 1/2)]))    the image joins at input resolution
+
+    (``up`` bilinear, ``conv`` a 3x3 convolution + GroupNorm + ReLU). Only the decoder has
+    parameters: ``model`` is held outside the module tree, so it is neither trained nor saved with
+    the decoder, and must be on the decoder's device. The layers are probed at construction with
+    one forward of a blank ``probe_size`` image: a layer that does not run, or whose output is not
+    a ``(B, C, h, w)`` map, is a one-line error there.
+    """
+
+    def __init__(self, model: nn.Module, layers: list[str], in_chans: int, width: int = 16,
+                 probe_size: tuple[int, int] = (32, 32)) -> None:
+        super().__init__()
+        self.classifier = (model,)  # in a tuple, so that it is not a submodule
+        self.layers = list(layers)
+        reference = next(model.parameters(), None)
+        probe = torch.zeros(1, in_chans, *probe_size, device=reference.device if reference is not None else None,
+                            dtype=reference.dtype if reference is not None else None)
+        channels = [maps.shape[1] for maps in self._activations(probe)]
+        self.project = nn.ModuleList([nn.Sequential(nn.Conv2d(c, width, 1), nn.GroupNorm(1, width), nn.ReLU(inplace=True))
+                                      for c in channels])
+        self.fuse = nn.Sequential(conv_block(width, width), conv_block(width, width))
+        self.image = conv_block(in_chans, width)
+        self.out = nn.Sequential(conv_block(2 * width, width), nn.Conv2d(width, 1, 3, padding=1))
+        nn.init.constant_(self.out[-1].bias, 2.0)  # start from "keep everything" (sigmoid(2) = 0.88)
+
+    @torch.no_grad()
+    def _activations(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The maps of ``self.layers`` on ``x``, in their order, from one forward of the classifier."""
+        model = self.classifier[0]
+        with record_activations(model, self.layers) as acts:
+            model(x)
+            check_layers_ran(model, self.layers, acts)
+            maps = [acts[name].detach() for name in self.layers]
+        for name, value in zip(self.layers, maps):
+            if not isinstance(value, torch.Tensor) or value.dim() != 4:
+                shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+                raise InputError(f"the feature decoder reads (B, C, h, w) maps; layer {name!r} gives {shape}: "
+                                 f"name convolutional layers (decoder_layers)")
+        return maps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        maps = self._activations(x)
+        grid = max((m.shape[-2:] for m in maps), key=lambda size: size[0] * size[1])
+        h = sum(F.interpolate(project(m), size=grid, mode="bilinear", align_corners=False)
+                for project, m in zip(self.project, maps))
+        h = F.interpolate(self.fuse(h), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return self.out(torch.cat([h, self.image(x - 0.5)], 1))
+
+
 @dataclass
 class MinimalMaskConfig:
     """Settings of :class:`MinimalMask`: ``layers`` to match (None: three convolutions spread over
-    the model, :func:`~sparsex.explainers.hooks.default_layers`), the U-Net ``width``, training
+    the model, :func:`~sparsex.explainers.hooks.default_layers`), the mask network's
+    ``architecture`` (``"unet"``: :class:`MaskNet` on the pixels; ``"feature-decoder"``:
+    :class:`FeatureDecoder` on the classifier's activations at ``decoder_layers``, None: the
+    matched ``layers``) and its ``width``, training
     ``epochs``/``lr``/``batch_size``/``soft_epochs``, the objective ``weights``, the blur
     ``blur_sigma`` of the fill (None: the default of :func:`sparsex.perturb.blur`), ``seed``, and
     ``area_budget``: None, or the largest mask area allowed (a fraction of the pixels; masks keep
@@ -284,7 +352,9 @@ class MinimalMaskConfig:
     images, and the largest (:meth:`MinimalMask.prune_fallback_areas`; 0 keeps them all)."""
 
     layers: list[str] | None = None  # classifier layers to match, comma-separated (default: 3 convolutions)
-    width: int = 16  # channels of the U-Net's first level
+    architecture: str = "unet"  # the mask network: unet (on the pixels) or feature-decoder (on the classifier's activations)
+    decoder_layers: list[str] | None = None  # classifier layers the feature decoder reads (default: the matched layers)
+    width: int = 16  # channels of the U-Net's first level, or of the feature decoder
     epochs: int = 10  # training epochs
     lr: float = 2e-3  # learning rate
     batch_size: int = 32  # images per training batch
@@ -303,6 +373,13 @@ class MinimalMaskConfig:
         if isinstance(self.weights, dict):
             self.weights = from_settings(MaskObjectiveWeights, self.weights, "mask objective")
         check_area_budget(self.area_budget)
+        if self.architecture not in ARCHITECTURES:
+            raise SparsexError(f"architecture must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}")
+        for name in ("layers", "decoder_layers"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (list, tuple)) or not value
+                                      or not all(isinstance(v, str) and v for v in value)):
+                raise SparsexError(f"{name} must be a non-empty list of layer names or None (the default), got {value!r}")
         for name in ("width", "epochs", "batch_size", "soft_epochs", "calibrate", "seed"):
             check_int(getattr(self, name), f"minimal mask setting {name}", 0 if name in ("soft_epochs", "calibrate", "seed") else 1)
         check_number(self.lr, "lr", 0, 10, low_open=True, high_open=True)
@@ -355,7 +432,7 @@ class MinimalMask(Explainer):
     ``MinimalMask(model, config)``; ``fit(images)``; ``attribute(x)`` -> binary masks
     ``(B, 1, H, W)``; ``save(path)`` / ``MinimalMask.load(path, model)``. Registered as the
     explainer ``minimal-mask``, made from a trained run: ``create_explainer("minimal-mask", model,
-    checkpoint=RUN)``. Its :meth:`attribute` is its own (one U-Net forward, then the readout), not
+    checkpoint=RUN)``. Its :meth:`attribute` is its own (one forward of the mask network, then the readout), not
     :meth:`Explainer.attribute`'s gradient-enabled path.
     """
 
@@ -370,9 +447,18 @@ class MinimalMask(Explainer):
         self.objective = MaskObjective(model, self.config.layers, self.config.weights, self.config.blur_sigma)
         torch.manual_seed(self.config.seed)
         self.in_chans = in_chans or input_channels(model)
-        self.net = MaskNet(self.in_chans, self.config.width)
+        self.net = self._mask_network()
         self.epochs_done = 0
         self.image_size: tuple[int, int] | None = None  # set by the first fit (or a loaded checkpoint)
+
+    def _mask_network(self) -> nn.Module:
+        """The U-Net, or the feature decoder of ``config.decoder_layers`` (filled in: the matched layers)."""
+        cfg = self.config
+        if cfg.architecture == "unet":
+            return MaskNet(self.in_chans, cfg.width)
+        cfg.decoder_layers = list(cfg.decoder_layers or cfg.layers)
+        return FeatureDecoder(self.model, cfg.decoder_layers, self.in_chans, cfg.width,
+                              tuple(getattr(self.model, "input_size", None) or (32, 32)))
 
     @torch.no_grad()
     def mask_logits(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -387,7 +473,7 @@ class MinimalMask(Explainer):
     def fit_epoch(self, images: torch.Tensor, progress: bool = True, desc: str = "mask explainer") -> dict[str, float]:
         """One pass over ``images (N, C, H, W)``; returns the epoch's mean loss terms. A fresh Adam
         per epoch and batches shuffled from ``seed + epoch``, so a run resumed between epochs equals
-        an uninterrupted one. Under torchrun the U-Net trains data-parallel (each rank its part of
+        an uninterrupted one. Under torchrun the mask network trains data-parallel (each rank its part of
         every global batch, :func:`sparsex.distributed.local_batches`; the fill noise is drawn per
         rank) and the returned terms are reduced over the ranks."""
         _prepare(images[:1], self.image_size, self.in_chans)
@@ -510,7 +596,7 @@ class MinimalMask(Explainer):
                 "classifier_sha256": module_sha256(self.model), "epochs_done": self.epochs_done, **extra}
 
     def save(self, path: str | os.PathLike, overwrite: bool = False, **extra: Any) -> Path:
-        """Checkpoint the U-Net (see :meth:`checkpoint_config`)."""
+        """Checkpoint the mask network (see :meth:`checkpoint_config`; its architecture is in the config)."""
         return save_checkpoint(path, self.net, FAMILY, self.checkpoint_config(**extra), overwrite=overwrite)
 
     @classmethod
