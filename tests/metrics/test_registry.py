@@ -9,7 +9,7 @@ import pytest
 import sparsex
 from sparsex.errors import InputError
 from sparsex.metrics import CATEGORIES, list_metrics, metric_info
-from sparsex.metrics.prototype import Metric
+from sparsex.metrics.base import Metric
 
 
 def _all_subclasses(cls):

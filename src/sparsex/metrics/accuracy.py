@@ -23,7 +23,7 @@ from typing import ClassVar
 import torch
 
 from ..checks import check_tensor
-from .prototype import Metric, _check_labels, _check_same_device
+from .base import Metric, _check_labels, _check_same_device
 
 #: The score keys :func:`accuracy_with_abstentions` returns.
 ACCURACY, ABSTENTION = "accuracy", "abstention"

@@ -66,7 +66,7 @@ from ..checks import check_indices, check_int, check_number
 from ..errors import InputError
 from ..inference import frozen
 from ..progress import progress_bar
-from .prototype import Metric, _check_eps
+from .base import Metric, _check_eps
 
 #: EvalProtoPNet's region: a 72 x 72 patch of a 224 x 224 image.
 DEFAULT_REGION = 72 / 224

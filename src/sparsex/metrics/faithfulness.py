@@ -30,7 +30,7 @@ from ..checks import check_int, check_number, check_tensor
 from ..errors import InputError
 from ..inference import DEFAULT_BATCH, Target, check_model, check_model_device, frozen, predict_logits, resolve_targets
 from ..perturb import composite, make_baseline
-from .prototype import Metric
+from .base import Metric
 
 #: The baseline argument of the metrics: ``None``/``"blur"``, ``"zeros"``, a number or a tensor.
 Baseline = Union[str, float, torch.Tensor, None]

@@ -26,7 +26,7 @@ import torch
 from ..checks import check_int, check_number, check_tensor
 from ..errors import InputError
 from ..losses.vsc import bernoulli_jsd, pairwise_bernoulli_jsd
-from .prototype import Metric, _check_labels, _check_threshold
+from .base import Metric, _check_labels, _check_threshold
 
 #: docs/metrics.md: a dimension is active for a sample where its spike probability exceeds this.
 ACTIVE_THRESHOLD = 0.5

@@ -72,7 +72,7 @@ from ..checks import check_indices, check_int, check_tensor
 from ..errors import InputError
 from ..inference import DEFAULT_BATCH, frozen
 from ..metrics.accuracy import accuracy_with_abstentions
-from ..metrics.prototype import Metric
+from ..metrics.base import Metric
 from ..progress import progress_bar
 from .classes import CLASS_TABLE, NUM_CLASSES
 from .dataset import PartWorld
