@@ -448,7 +448,7 @@ def circuit_command(
     device: str = DEVICE, overwrite: bool = OVERWRITE,
 ) -> None:
     """Circuit readout: the active channels per layer and the edges that carry the decision on one image."""
-    from .explainers.circuit import circuit_file
+    from .explainers.circuit_file import circuit_file
 
     check_device(device)
     if not faithfulness and (reference is not None or ablation != "mean"):

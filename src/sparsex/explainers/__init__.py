@@ -2,7 +2,8 @@
 
 from .attributions import GradCAMExplainer, IntegratedGradientsExplainer, OcclusionExplainer, SaliencyExplainer  # registers them
 from .base import EXPLAINERS, Explainer, create_explainer, list_explainers
-from .circuit import circuit_file, circuit_from_json, circuit_to_json, default_circuit_layers, kernel_mass, readout
+from .circuit import circuit_from_json, circuit_to_json, default_circuit_layers, kernel_mass, readout
+from .circuit_file import circuit_file
 from .minimal_mask import MaskObjectiveWeights, MinimalMask, MinimalMaskConfig, PerImageMask  # registers per-image-mask
 from .prototypes import (  # registers "prototypes"
     ClassPrediction,
