@@ -22,7 +22,12 @@ def fixtures(tmp_path_factory) -> Fixtures:
     return Fixtures(tmp_path_factory.mktemp("badinput"))
 
 
-@pytest.mark.parametrize("area", AREAS, ids=lambda area: area.name)
+#: the command-line area runs every command in process, about 15 s: with the slow checks (`pytest -m slow`, which CI runs)
+SLOW_AREAS = ("cli",)
+
+
+@pytest.mark.parametrize("area", [pytest.param(area, marks=pytest.mark.slow) if area.name in SLOW_AREAS else area
+                                  for area in AREAS], ids=lambda area: area.name)
 def test_bad_inputs(area: Area, fixtures: Fixtures):
     campaign = Campaign(strict=False, timeout=60)
     run_area(area, campaign, fixtures)
