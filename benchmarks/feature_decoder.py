@@ -37,59 +37,27 @@ from pathlib import Path
 
 import torch
 from _common import parse_run_args, run_folders, write_result
+from minimal_mask import BATCH, speedup_rounds, sufficiency_at_same_area, timed  # the same budget and timing as minimal_mask
 
 from sparsex.checkpoint import load_checkpoint
 from sparsex.explainers import create_explainer
-from sparsex.explainers.minimal_mask import MinimalMask, nested_top_masks
+from sparsex.explainers.minimal_mask import MinimalMask
 from sparsex.metrics.faithfulness import deletion_auc, mask_area, sufficiency
 from sparsex.models.classifier import load_classifier
 from sparsex.train.classifier import ClassifierTrainConfig, train_classifier
 from sparsex.train.minimal_mask import MinimalMaskTrainConfig, load_images, train_minimal_mask
 
-BATCH = 32  # images per attribute() call, the same for every method
-SPEED_ROUNDS, SPEED_N = 3, 96  # rounds of back-to-back timings against integrated gradients, on the first images
-SAME_AREA = 0.1  # every ranking's top 10% of the pixels: sufficiency at the issue's area
-
-
-def timed(fn, x: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """``fn`` over ``x`` in batches of ``BATCH`` after one untimed warm-up batch: the output and images/s."""
-    fn(x[:BATCH])
-    start = time.perf_counter()
-    out = torch.cat([fn(chunk) for chunk in x.split(BATCH)])
-    return out, len(x) / (time.perf_counter() - start)
-
-
-def rate(fn, x: torch.Tensor, min_seconds: float = 1.0) -> float:
-    """Images/s of ``fn`` over ``x`` in batches of ``BATCH``, whole passes repeated for at least ``min_seconds``."""
-    images, start = 0, time.perf_counter()
-    while True:
-        for chunk in x.split(BATCH):
-            fn(chunk)
-        images += len(x)
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_seconds:
-            return images / elapsed
-
-
-def speedup_rounds(fast, slow, x: torch.Tensor) -> list[float]:
-    """``rate(fast) / rate(slow)`` in each of ``SPEED_ROUNDS`` rounds, the two timed back to back on the
-    first ``SPEED_N`` images of ``x`` after one warm-up batch each."""
-    x = x[:SPEED_N]
-    fast(x[:BATCH])
-    slow(x[:BATCH])
-    return [round(rate(fast, x) / rate(slow, x), 1) for _ in range(SPEED_ROUNDS)]
-
 
 def score(model, x: torch.Tensor, masks: torch.Tensor | None, ranking: torch.Tensor, images_per_s: float,
           prefix: str, figures: dict) -> torch.Tensor:
     """Mask area and sufficiency of ``masks`` (when given), deletion AUC and sufficiency of the top
-    ``SAME_AREA`` of ``ranking``, and images/s, under ``prefix``; returns the per-image deletion AUCs."""
+    ``minimal_mask.SAME_AREA`` of ``ranking``, and images/s, under ``prefix``; returns the per-image deletion AUCs."""
     if masks is not None:
         figures[f"{prefix}.area"] = float(mask_area(masks).mean())
         figures[f"{prefix}.sufficiency"] = sufficiency(model, x, masks)
     per_image = deletion_auc(model, x, ranking)
     figures[f"{prefix}.deletion_auc"] = float(per_image.mean())
-    figures[f"{prefix}.sufficiency_at_10pct"] = sufficiency(model, x, nested_top_masks(ranking, [SAME_AREA])[:, 0])
+    figures[f"{prefix}.sufficiency_at_10pct"] = sufficiency_at_same_area(model, x, ranking)
     figures[f"{prefix}.images_per_s"] = round(images_per_s, 2)
     return per_image
 
