@@ -2,23 +2,12 @@
 
 import pytest
 import torch
-import torch.nn.functional as F
+from test_prototype_explainer import PoolBackbone
 from torch import nn
 
 from sparsex.errors import InputError
 from sparsex.explainers import PrototypeExplainer, create_explainer
 from sparsex.models import PrototypeOutput, create_model
-
-
-class PoolBackbone(nn.Module):
-    """Features are the image average-pooled by ``stride`` (C = 3)."""
-
-    def __init__(self, stride: int) -> None:
-        super().__init__()
-        self.stride = stride
-
-    def extract(self, images: torch.Tensor) -> torch.Tensor:
-        return F.avg_pool2d(images, self.stride)
 
 
 class HandHead(nn.Module):
