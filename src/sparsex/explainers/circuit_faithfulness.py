@@ -58,7 +58,7 @@ from torch import nn
 
 from ..checks import check_images, check_int
 from ..errors import InputError, SparsexError
-from ..inference import check_model
+from ..inference import DEFAULT_BATCH, check_model
 from ..perturb import blur
 from .circuit import DEFAULT_THRESHOLD, readout
 
@@ -67,7 +67,6 @@ ABLATIONS = ("mean", "zero")
 DEFAULT_KS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 #: a circuit channel is marked necessary when ablating it alone drops the target logit by this fraction
 NECESSARY_DROP = 0.05
-DEFAULT_BATCH = 64
 
 
 def circuit_channels(circuit: Any) -> tuple[dict[str, list[int]], dict[str, str], int]:
