@@ -78,13 +78,19 @@ def check_logits(logits: torch.Tensor, batch: int) -> torch.Tensor:
     return logits
 
 
+def batch_slices(n: int, size: int | None) -> Iterator[slice]:
+    """The slices ``[0, size), [size, 2 size), ...`` covering ``n`` items (one slice for ``size=None``)."""
+    step = max(1, n if size is None else size)
+    for start in range(0, n, step):
+        yield slice(start, min(start + step, n))
+
+
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
     """``model(images)`` without gradients, ``batch_size`` images at a time (all at once for
     ``None``); the caller freezes the model. Returns logits ``(B, K)``."""
-    n = images.shape[0]
-    step = max(1, n if batch_size is None else batch_size)
-    return torch.cat([check_logits(model(images[i:i + step]), min(step, n - i)) for i in range(0, n, step)])
+    return torch.cat([check_logits(model(images[part]), part.stop - part.start)
+                      for part in batch_slices(images.shape[0], batch_size)])
 
 
 def resolve_targets(logits: torch.Tensor, target: Target) -> torch.Tensor:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Occlusion, Saliency
@@ -35,7 +35,7 @@ from torch import nn
 
 from ..checks import check_int, check_number
 from ..errors import InputError
-from ..inference import DEFAULT_BATCH, choice
+from ..inference import DEFAULT_BATCH, batch_slices, choice
 from ..perturb import BASELINES, check_sigma, make_baseline
 from .base import EXPLAINERS, Explainer
 from .hooks import feature_convs, find_transformer
@@ -48,12 +48,6 @@ def _check_baseline(baseline: Any) -> str | float:
     if isinstance(baseline, str):
         return choice(baseline, "baseline", BASELINES)
     return check_number(baseline, f"baseline (one of {', '.join(BASELINES)} or a number)")
-
-
-def _chunks(n: int, size: int | None) -> Iterator[slice]:
-    step = n if size is None else size
-    for start in range(0, n, step):
-        yield slice(start, min(start + step, n))
 
 
 @EXPLAINERS.register("integrated-gradients", aliases=("ig",),
@@ -82,7 +76,7 @@ class IntegratedGradientsExplainer(Explainer):
 
     def _attribute(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         maps = []
-        for part in _chunks(inputs.shape[0], self.internal_batch_size):
+        for part in batch_slices(inputs.shape[0], self.internal_batch_size):
             x = inputs[part]
             attr = self._captum.attribute(x, baselines=make_baseline(x, self.baseline, self.sigma), target=targets[part],
                                           n_steps=self.n_steps, method=self.method,
@@ -268,7 +262,7 @@ class OcclusionExplainer(Explainer):
         channels, height, width = inputs.shape[1:]
         window, stride = self.window_and_stride(height, width)
         maps = []
-        for part in _chunks(inputs.shape[0], self.internal_batch_size):
+        for part in batch_slices(inputs.shape[0], self.internal_batch_size):
             x = inputs[part]
             if self.internal_batch_size is None:  # every window in one pass
                 per_eval = (math.ceil((height - window[0]) / stride[0]) + 1) * (math.ceil((width - window[1]) / stride[1]) + 1)

@@ -58,7 +58,7 @@ from torch import nn
 
 from ..checks import check_images, check_int
 from ..errors import InputError, SparsexError
-from ..inference import DEFAULT_BATCH, check_model
+from ..inference import DEFAULT_BATCH, batch_slices, check_model
 from ..perturb import blur
 from .circuit import DEFAULT_THRESHOLD, readout
 
@@ -165,10 +165,6 @@ def _per_image(circuits: Any, count: int) -> list:
     return [circuits] * count
 
 
-def _chunks(n: int, size: int) -> list[slice]:
-    return [slice(start, min(start + size, n)) for start in range(0, n, size)]
-
-
 class _Ablation:
     """The hooked model, the ablation values and the clean pass of a set of images."""
 
@@ -190,14 +186,14 @@ class _Ablation:
         self.fill: dict[str, torch.Tensor | None] = {layer: None for layer in layers}
         if ablation == "mean":
             sums: dict[str, torch.Tensor] = {}
-            for part in _chunks(len(reference), batch_size):
+            for part in batch_slices(len(reference), batch_size):
                 self.sites.run(model, reference[part], capture=True)
                 for layer in layers:
                     total = self.sites.captured[layer].double().sum(dim=0)
                     sums[layer] = total if layer not in sums else sums[layer] + total
             self.fill = {layer: (sums[layer] / len(reference)).float() for layer in layers}
         logits, activations = [], {layer: [] for layer in layers}
-        for part in _chunks(len(images), batch_size):
+        for part in batch_slices(len(images), batch_size):
             logits.append(self.sites.run(model, images[part], capture=True))
             for layer in layers:
                 out = self.sites.captured[layer]
@@ -213,7 +209,7 @@ class _Ablation:
     def logits_keeping(self, keep: dict[str, torch.Tensor]) -> torch.Tensor:
         """Logits ``(B, K)`` with, at each layer, the channels where ``keep[layer] (B, C_L)`` is False ablated."""
         out = []
-        for part in _chunks(len(self.images), self.batch_size):
+        for part in batch_slices(len(self.images), self.batch_size):
             plan = {layer: (mask[part], self.fill[layer]) for layer, mask in keep.items()}
             out.append(self.sites.run(self.model, self.images[part], plan))
         return torch.cat(out)
@@ -370,7 +366,7 @@ def _single_drops(run: _Ablation, row: int, chosen: dict[str, list[int]], target
         keep[layer][index, c] = False
     logits = []
     x = run.images[row:row + 1]
-    for part in _chunks(len(nodes), run.batch_size):
+    for part in batch_slices(len(nodes), run.batch_size):
         plan = {layer: (mask[part], run.fill[layer]) for layer, mask in keep.items()}
         logits.append(run.sites.run(run.model, x.expand(part.stop - part.start, *x.shape[1:]), plan))
     clean = run.logits[row, target]
@@ -497,7 +493,7 @@ def part_overlap(model: nn.Module, images: torch.Tensor, part_masks: torch.Tenso
     model.eval()
     inside, share, per_layer = [], [], {layer: [] for layer in layers}
     try:
-        for part in _chunks(len(images), batch_size):
+        for part in batch_slices(len(images), batch_size):
             sites.run(model, images[part], capture=True)
             for offset, (channels, _, _) in enumerate(circuits[part]):
                 mask = masks[part.start + offset]
