@@ -34,7 +34,8 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
     ("feature_decoder.py", ["fmnist.decoder.deletion_auc", "~fmnist.decoder.area", "~fmnist.decoder.sufficiency",
                             "fmnist.speedup.decoder_vs_ig"],
      ["--cache", "{tmp}/cache"]),
-    ("explain_throughput.py", ["gradcam.captum_images_per_s", "gradcam.attribute_overhead", "gradcam.command_overhead"], []),
+    ("explain_throughput.py", ["gradcam.captum_images_per_s", "gradcam.attribute_images_per_s", "~gradcam.attribute_overhead",
+                              "~gradcam.command_overhead"], []),
     ("shared_machine.py", ["after.idle.extract", "before.loaded.head_step", "ratio.after.extract.loaded_vs_idle",
                            "speedup.loaded.extract.after_vs_before"], ["--jobs", "1"]),
 ])
