@@ -6,8 +6,8 @@ import torch
 
 from sparsex.dictionaries import Dictionary
 from sparsex.dictionaries.concepts import NUM_VARIANT_CONCEPTS, variant_concept
-from sparsex.dictionaries.control import control_success, dictionary_edit, supervised_edit, swap_targets
-from sparsex.partworld import CLASS_TABLE
+from sparsex.dictionaries.control import controls, dictionary_edit, edit_outcomes, supervised_edit, swap_targets, variant_swaps
+from sparsex.partworld import CLASS_TABLE, PART_NAMES, PART_VARIANTS
 
 CLASSES = len(CLASS_TABLE)
 
@@ -39,7 +39,44 @@ def constructed_case():
     return labels, activations, concepts, probe
 
 
+def variant_probes():
+    """Per slot a probe that reads the slot's variant off its one-hot channels."""
+    probes = []
+    for slot, name in enumerate(PART_NAMES):
+        probe = torch.nn.Linear(NUM_VARIANT_CONCEPTS, len(PART_VARIANTS[name]))
+        with torch.no_grad():
+            probe.bias.zero_()
+            probe.weight.zero_()
+            for v in range(len(PART_VARIANTS[name])):
+                probe.weight[v, variant_concept(slot, v)] = 1.0
+        probes.append(probe)
+    return probes
+
+
 SWAPS = sum(len(swap_targets(c)) for c in range(CLASSES))
+VARIANT_SWAPS = CLASSES * sum(len(PART_VARIANTS[name]) - 1 for name in PART_NAMES)  # every image, slot and other variant
+
+
+def control_success(x, labels, probe, edit):
+    succeeded, tried = edit_outcomes(x, labels, probe, edit)
+    return {"control": succeeded / tried if tried else math.nan, "control_edits": tried}
+
+
+def test_variant_swaps_offer_every_other_variant():
+    assert variant_swaps(2)(1) == [(2, 1, 0, 0), (2, 1, 2, 2), (2, 1, 3, 3)]
+
+
+def test_variant_control_counts_every_slot_and_variant():
+    labels, x, concepts, probe = constructed_case()
+    atoms = torch.cat([torch.eye(NUM_VARIANT_CONCEPTS), torch.zeros(7, NUM_VARIANT_CONCEPTS)])
+    result = controls(x.view(CLASSES, 6, -1), labels, probe, variant_probes(), supervised_edit(atoms, concepts, 6))
+    assert result == {"control": 1.0, "control_edits": SWAPS, "variant_control": 1.0, "variant_control_edits": VARIANT_SWAPS}
+
+    def add_only(activations, image, slot, variant, other):  # half the new variant, the old one kept: no success
+        where = concepts[image * 6:(image + 1) * 6, variant_concept(slot, variant)].float()[:, None]
+        return activations + 0.5 * where * atoms[variant_concept(slot, other)]
+
+    assert controls(x.view(CLASSES, 6, -1), labels, probe, variant_probes(), add_only)["variant_control"] == 0.0
 
 
 def test_supervised_edit_moves_every_swap():

@@ -7,6 +7,12 @@ variant ``v'`` of it such that some class ``y'`` has exactly ``y``'s variants ex
 *succeeds* when the arg-max is ``y'``. The success rate is over all such (image, slot, variant)
 triples (after Makelov et al., arXiv 2405.08366: editing by exchanging attribute features).
 
+Few classes of the default table have a one-slot neighbour (4 of 24), so that class control rests
+on a few dozen edits. The **variant control** asks the same of every slot and every other variant:
+per slot ``s`` a frozen linear probe on the same pooled features reads the variant of ``s`` (the
+class's variant, :data:`~sparsex.partworld.CLASS_TABLE`); on every test image whose variant of
+``s`` that probe reads right, each edit ``v -> v'`` succeeds when the probe then reads ``v'``.
+
 - supervised dictionary: on the patches that contain ``(s, v)``, ``x'_p = x_p - u_(s,v) + u_(s,v')``;
 - a learned dictionary: with ``a`` / ``a'`` the best atoms of ``(s, v)`` / ``(s, v')`` (concept
   recovery), the code of ``a`` moves to ``a'`` rescaled by their typical codes,
@@ -26,6 +32,8 @@ from .concepts import variant_concept
 
 #: ``edit(activations (S, C), image, slot, variant_from, variant_to) -> edited activations (S, C)``
 Edit = Callable[[torch.Tensor, int, int, int, int], torch.Tensor]
+#: ``swaps(label) -> [(slot, variant, other variant, the probe's target class), ...]``
+Swaps = Callable[[int], list[tuple[int, int, int, int]]]
 
 
 def swap_targets(label: int) -> list[tuple[int, int, int, int]]:
@@ -42,21 +50,47 @@ def swap_targets(label: int) -> list[tuple[int, int, int, int]]:
     return targets
 
 
+def variant_swaps(slot: int) -> Swaps:
+    """For the variant probe of ``slot`` (whose labels are the slot's variants): every other variant."""
+    count = len(PART_VARIANTS[PART_NAMES[slot]])
+    return lambda variant: [(slot, variant, other, other) for other in range(count) if other != variant]
+
+
+def slot_variants(labels: torch.Tensor, slot: int) -> torch.Tensor:
+    """The variant of ``slot`` of every class label in ``labels``: the variant probes' labels."""
+    return torch.tensor(CLASS_TABLE)[labels, slot]
+
+
 @torch.no_grad()
-def control_success(activations: torch.Tensor, labels: torch.Tensor, probe: torch.nn.Linear, edit: Edit) -> dict[str, float]:
-    """Success rate of ``edit`` over every swap of every correctly classified image:
-    ``activations (B, S, C)`` (S patches per image), class ``labels (B,)``."""
+def edit_outcomes(activations: torch.Tensor, labels: torch.Tensor, probe: torch.nn.Linear, edit: Edit,
+                  swaps: Swaps = swap_targets) -> tuple[int, int]:
+    """``(succeeded, tried)`` of ``edit`` over every swap (``swaps(label)``) of every image the probe
+    gets right: ``activations (B, S, C)`` (S patches per image), the probe's ``labels (B,)``."""
     tried = succeeded = 0
     predicted = probe(activations.mean(1)).argmax(1)
     for image in range(activations.shape[0]):
         label = int(labels[image])
         if int(predicted[image]) != label:
             continue
-        for slot, variant, other, target in swap_targets(label):
+        for slot, variant, other, target in swaps(label):
             edited = edit(activations[image], image, slot, variant, other)
             tried += 1
             succeeded += int(probe(edited.mean(0, keepdim=True)).argmax(1)) == target
-    return {"control": succeeded / tried if tried else float("nan"), "control_edits": tried}
+    return succeeded, tried
+
+
+def controls(activations: torch.Tensor, labels: torch.Tensor, probe: torch.nn.Linear, variant_probes: list[torch.nn.Linear],
+             edit: Edit) -> dict[str, float]:
+    """The class control (``control``, ``control_edits``: the class probe, :func:`swap_targets`) and
+    the variant control (``variant_control``, ``variant_control_edits``: every slot's variant probe,
+    :func:`variant_swaps`) of one ``edit``; class ``labels (B,)``; a rate with no edit is NaN."""
+    succeeded, tried = edit_outcomes(activations, labels, probe, edit)
+    outcomes = [edit_outcomes(activations, slot_variants(labels, slot), slot_probe, edit, variant_swaps(slot))
+                for slot, slot_probe in enumerate(variant_probes)]
+    variant_succeeded, variant_tried = sum(o[0] for o in outcomes), sum(o[1] for o in outcomes)
+    return {"control": succeeded / tried if tried else float("nan"), "control_edits": tried,
+            "variant_control": variant_succeeded / variant_tried if variant_tried else float("nan"),
+            "variant_control_edits": variant_tried}
 
 
 def supervised_edit(atoms: torch.Tensor, concepts: torch.Tensor, patches_per_image: int) -> Edit:

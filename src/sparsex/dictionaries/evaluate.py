@@ -13,12 +13,13 @@ import torch
 from ..errors import DataError
 from ..features import FeatureCache
 from ..models.classifier import LinearProbe
+from ..partworld import PART_NAMES, PART_VARIANTS
 from .concepts import dataset_concepts, leaf_concepts, supervised_dictionary
-from .control import control_success, dictionary_edit, supervised_edit
+from .control import controls, dictionary_edit, slot_variants, supervised_edit
 from .grading import concept_metrics, reconstruction_metrics
 from .methods import Dictionary, check_finite, patches
 
-PROBE_EPOCHS, PROBE_LR = 100, 1e-2  # the linear probe of the control edits (as in benchmarks/protosvit_parts.py)
+PROBE_EPOCHS, PROBE_LR = 100, 1e-2  # the linear probes of the control edits (as in benchmarks/protosvit_parts.py)
 
 
 def check_cache_backbone(cache: FeatureCache, backbone_info: dict[str, Any]) -> None:
@@ -44,11 +45,13 @@ def patches_per_image(cache: FeatureCache, pooled: bool) -> int:
 @dataclass
 class GroundTruth:
     """What grading needs besides the dictionary: the concepts of the train and test samples, the
-    frozen linear probe on the pooled features, and the supervised reference dictionary."""
+    frozen linear probes on the pooled features (the class, and every slot's variant), and the
+    supervised reference dictionary."""
 
     train_concepts: torch.Tensor  # (P_train, K) bool
     test_concepts: torch.Tensor  # (P_test, K) bool
     probe: torch.nn.Linear
+    variant_probes: list[torch.nn.Linear]  # one per part slot
     supervised_atoms: torch.Tensor  # (K, C)
     train_mean: torch.Tensor  # (C,)
 
@@ -62,13 +65,19 @@ def ground_truth(train: FeatureCache, test: FeatureCache, train_dataset, test_da
     grid = (1, 1) if pooled else tuple(train.features.shape[2:])
     train_concepts = dataset_concepts(train_dataset, grid, min_cover, f"{train_dataset.name}/train", progress)
     test_concepts = dataset_concepts(test_dataset, grid, min_cover, f"{test_dataset.name}/test", progress)
-    torch.manual_seed(seed)
-    probe = LinearProbe(train.features.shape[1], train.num_classes)
-    train_epochs(probe, lambda logits, y, _epoch: torch.nn.functional.cross_entropy(logits, y), train.features.float(),
-                 train.labels, PROBE_EPOCHS, PROBE_LR, batch_size=64, seed=seed, progress=False)
+
+    def probe(labels: torch.Tensor, classes: int) -> torch.nn.Linear:
+        torch.manual_seed(seed)
+        model = LinearProbe(train.features.shape[1], classes)
+        train_epochs(model, lambda logits, y, _epoch: torch.nn.functional.cross_entropy(logits, y), train.features.float(),
+                     labels, PROBE_EPOCHS, PROBE_LR, batch_size=64, seed=seed, progress=False)
+        return model.linear.eval()
+
+    variant_probes = [probe(slot_variants(train.labels, slot), len(PART_VARIANTS[name])) for slot, name in enumerate(PART_NAMES)]
     train_x = cache_samples(train, pooled)
     atoms = torch.nan_to_num(supervised_dictionary(train_x, train_concepts), nan=0.0)
-    return GroundTruth(train_concepts, test_concepts, probe.linear.eval(), atoms, train_x.mean(0))
+    return GroundTruth(train_concepts, test_concepts, probe(train.labels, train.num_classes), variant_probes, atoms,
+                       train_x.mean(0))
 
 
 def supervised_metrics(test: FeatureCache, truth: GroundTruth, pooled: bool) -> dict[str, Any]:
@@ -79,8 +88,8 @@ def supervised_metrics(test: FeatureCache, truth: GroundTruth, pooled: bool) -> 
     codes = (test_x - truth.train_mean) @ directions.T
     metrics = concept_metrics(codes, truth.test_concepts, leaf_concepts())
     per_image = patches_per_image(test, pooled)
-    control = control_success(test_x.view(-1, per_image, test_x.shape[1]), test.labels, truth.probe,
-                              supervised_edit(truth.supervised_atoms, truth.test_concepts, per_image))
+    control = controls(test_x.view(-1, per_image, test_x.shape[1]), test.labels, truth.probe, truth.variant_probes,
+                       supervised_edit(truth.supervised_atoms, truth.test_concepts, per_image))
     return {**metrics, **control}
 
 
@@ -97,10 +106,10 @@ def evaluate_dictionary(dictionary: Dictionary, test: FeatureCache, pooled: bool
     concepts = concept_metrics(codes, truth.test_concepts, leaf_concepts(), dictionary.signed)
     per_image = patches_per_image(test, pooled)
     edit = dictionary_edit(dictionary, codes, truth.test_concepts, concepts["best_atom"], per_image)
-    control = control_success(test_x.view(-1, per_image, test_x.shape[1]), test.labels, truth.probe, edit)
+    control = controls(test_x.view(-1, per_image, test_x.shape[1]), test.labels, truth.probe, truth.variant_probes, edit)
     supervised = supervised_metrics(test, truth, pooled)
     scalars = ("recovery_auroc", "recovery_f1", "recovered_fraction", "purity", "unmatched")
     return {**metrics, **{key: concepts[key] for key in scalars}, **control,
-            **{f"supervised_{key}": supervised[key] for key in (*scalars, "control")},
+            **{f"supervised_{key}": supervised[key] for key in (*scalars, "control", "variant_control")},
             "concepts": {key: value for key, value in concepts.items() if key not in scalars},
             "supervised_concepts": {"best_auroc": supervised["best_auroc"], "best_f1": supervised["best_f1"]}}

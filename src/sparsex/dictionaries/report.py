@@ -40,7 +40,7 @@ from .methods import Dictionary
 
 FAMILY = "dictionary"
 SUMMARY_KEYS = ("fvu", "l0", "dead", "train_s", "recovery_auroc", "recovery_f1", "recovered_fraction", "purity", "unmatched",
-                "control", "control_edits")
+                "control", "control_edits", "variant_control", "variant_control_edits")
 
 
 def analyze_dictionary(run: str | os.PathLike, out: str | os.PathLike | None = None, gallery_atoms: int = 8,
@@ -165,5 +165,8 @@ def report_markdown(config: dict[str, Any], metrics: dict[str, Any], graded: boo
               f"Swapping one part's variant in a correctly classified test image's activations (the best atom of the old "
               f"variant replaced by that of the new one) moves the frozen linear probe to the class with the new variant in "
               f"{_number(metrics['control'])} of {metrics['control_edits']} edits; the supervised dictionary's edit in "
-              f"{_number(metrics['supervised_control'])}.", ""]
+              f"{_number(metrics['supervised_control'])}. Few classes have a one-slot neighbour, so the variant control asks "
+              f"the same of every slot and variant: the slot's own frozen variant probe reads the new variant after "
+              f"{_number(metrics['variant_control'])} of {metrics['variant_control_edits']} edits; after the supervised "
+              f"dictionary's, {_number(metrics['supervised_variant_control'])}.", ""]
     return "\n".join(lines)
