@@ -6,7 +6,9 @@ probe on frozen Lite0 features of the part world (128 px).
 
 Per test image, its own readout at the default ``top_k`` (8 channels per layer, the default 3
 layers) is ablated: mean ablation over ``REFERENCE_N`` training images (the dataset mean, Wang et
-al. 2022), and zero ablation beside it. Figures ``<clf>.circuit.*``: ``sufficiency_label`` (the
+al. 2022), and zero ablation beside it. Two readouts: the paper's (channels by activation,
+``<clf>.circuit.*``) and ``selection="attribution"`` (channels by integrated-gradients attribution
+from the same reference mean, ``<clf>.circuit.attribution.*``). Figures ``<clf>.circuit.*``: ``sufficiency_label`` (the
 fraction of images whose label the circuit alone keeps), ``sufficiency_logit`` (mean
 ``z_t^C / z_t``), ``necessity_drop`` (mean ``(z_t - z_t^{-C}) / z_t``), ``random_drop`` (the same
 number of random channels per layer, 20 draws), ``activation_drop`` (the most active channels),
@@ -33,6 +35,7 @@ from _common import parse_run_args, run_folders, write_result
 from sparsex.data import create_dataset
 from sparsex.explainers.circuit import DEFAULT_TOP_K, readout
 from sparsex.explainers.circuit_faithfulness import circuit_faithfulness, faithfulness_curve, part_overlap
+from sparsex.explainers.circuit_sites import reference_means
 from sparsex.models.classifier import load_classifier
 from sparsex.train.classifier import ClassifierTrainConfig, train_classifier
 from sparsex.train.minimal_mask import load_images
@@ -64,12 +67,17 @@ def measure(name: str, config: dict, eval_n: int, reference_n: int, runs, args, 
     figures[f"{name}.eval_images"], figures[f"{name}.reference_images"] = len(x), len(reference)
 
     start = time.perf_counter()
-    graphs = [readout(model, x[i]) for i in range(len(x))]
     prefix = f"{name}.circuit"
+    graphs = {"activation": [readout(model, x[i]) for i in range(len(x))]}
+    layers, measured_at = graphs["activation"][0].graph["layers"], graphs["activation"][0].graph["measured_at"]
+    means = reference_means(model, reference, layers, measured_at)  # once: the ablations' and the attribution's start
+    graphs["attribution"] = [readout(model, x[i], selection="attribution", reference=means) for i in range(len(x))]
     figures[f"{prefix}.top_k"] = DEFAULT_TOP_K
-    figures[f"{prefix}.layers"] = graphs[0].graph["layers"]
-    for ablation, key in (("mean", prefix), ("zero", f"{prefix}.zero")):
-        result = circuit_faithfulness(model, x, graphs, reference=reference, ablation=ablation)
+    figures[f"{prefix}.layers"] = layers
+    figures[f"time_s.{name}.attribution_readout"] = round(time.perf_counter() - start, 1)
+    for selection, ablation, key in (("activation", "mean", prefix), ("activation", "zero", f"{prefix}.zero"),
+                                     ("attribution", "mean", f"{prefix}.attribution")):
+        result = circuit_faithfulness(model, x, graphs[selection], reference=means, ablation=ablation)
         figures.update({
             f"{key}.sufficiency_label": result["sufficiency"]["label"],
             f"{key}.sufficiency_logit": result["sufficiency"]["logit"],
@@ -85,25 +93,27 @@ def measure(name: str, config: dict, eval_n: int, reference_n: int, runs, args, 
             f"{key}.positive_logit_images": result["positive_logit_images"],
         })
         if ablation == "mean":
-            figures[f"{prefix}.circuit_channels"] = result["circuit_channels"]
-            figures[f"{prefix}.layer_channels"] = result["layer_channels"]
-    label, ratio = figures[f"{prefix}.sufficiency_label"], figures[f"{prefix}.necessity_over_random"]
-    figures[f"{prefix}.bar.sufficiency_label_met"] = label >= BAR_LABEL
-    figures[f"{prefix}.bar.sufficiency_label_short_by"] = round(max(0.0, BAR_LABEL - label), 4)
-    figures[f"{prefix}.bar.necessity_ratio_met"] = ratio is not None and ratio >= BAR_RATIO
-    figures[f"{prefix}.bar.necessity_ratio_short_by"] = None if ratio is None else round(max(0.0, BAR_RATIO - ratio), 4)
+            figures[f"{key}.circuit_channels"] = result["circuit_channels"]
+            figures[f"{key}.layer_channels"] = result["layer_channels"]
+            label, ratio = figures[f"{key}.sufficiency_label"], figures[f"{key}.necessity_over_random"]
+            figures[f"{key}.bar.sufficiency_label_met"] = label >= BAR_LABEL
+            figures[f"{key}.bar.sufficiency_label_short_by"] = round(max(0.0, BAR_LABEL - label), 4)
+            figures[f"{key}.bar.necessity_ratio_met"] = ratio is not None and ratio >= BAR_RATIO
+            figures[f"{key}.bar.necessity_ratio_short_by"] = None if ratio is None else round(max(0.0, BAR_RATIO - ratio), 4)
 
-    curve = faithfulness_curve(model, x[:CURVE_N], reference=reference)
-    figures[f"{prefix}.curve.images"] = curve["images"]
-    figures[f"{prefix}.curve.points"] = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in p.items()}
-                                         for p in [curve["empty"], *curve["points"], curve["full"]]]
-    figures[f"{prefix}.curve.auc"] = {k: round(v, 4) for k, v in curve["auc"].items()}
+    for selection, key in (("activation", prefix), ("attribution", f"{prefix}.attribution")):
+        curve = faithfulness_curve(model, x[:CURVE_N], reference=means, selection=selection)
+        figures[f"{key}.curve.images"] = curve["images"]
+        figures[f"{key}.curve.points"] = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in p.items()}
+                                          for p in [curve["empty"], *curve["points"], curve["full"]]]
+        figures[f"{key}.curve.auc"] = {k: round(v, 4) for k, v in curve["auc"].items()}
 
     if data["name"] == "parts":
         world = create_dataset("parts", split="test", root=data["root"], **(data["options"] or {}))
         masks = torch.stack([world[i]["part_masks"] for i in range(len(x))])
-        overlap = part_overlap(model, x, masks, graphs)
-        figures.update({f"{prefix}.part_overlap.{k}": v for k, v in overlap.items()})
+        for selection, key in (("activation", prefix), ("attribution", f"{prefix}.attribution")):
+            overlap = part_overlap(model, x, masks, graphs[selection])
+            figures.update({f"{key}.part_overlap.{k}": v for k, v in overlap.items()})
     figures[f"time_s.{name}.circuit_faithfulness"] = round(time.perf_counter() - start, 1)
 
 

@@ -153,6 +153,17 @@ def test_circuit_faithfulness_on_the_digits_classifier(capsys, trained, tmp_path
     report = json.loads((out / "faithfulness.json").read_text())
     assert report["ablation"] == "zero" and report["reference_images"] == 0 and "zero ablation" in stdout
 
+    # channels picked by attribution from the reference folder's mean, ablated to the same mean
+    code, stdout, err = run(capsys, "circuit", "--model", str(trained["classifier"]), "--image", str(trained["image"]),
+                            "--out", str(out), "--select", "attribution", "--reference", str(reference), "--faithfulness",
+                            "--overwrite")
+    assert code == 0, err
+    circuit = json.loads((out / "circuit.json").read_text())
+    assert circuit["settings"]["selection"] == "attribution" and circuit["settings"]["steps"] == 16
+    channels = [n for n in circuit["nodes"] if n["kind"] == "channel"]
+    assert channels and all(n["attribution"] > 0 for n in channels)
+    assert json.loads((out / "faithfulness.json").read_text())["reference_images"] == 6
+
     # with the mask explainer: whether the mask is empty and whether the explanation keeps the label
     code, stdout, err = run(capsys, "circuit", "--model", str(trained["classifier"]), "--image", str(trained["image"]),
                             "--explainer", str(trained["explainer"]), "--out", str(out), "--faithfulness", "--overwrite")
@@ -170,7 +181,10 @@ def test_circuit_faithfulness_bad_input_is_one_line_error(capsys, trained, tmp_p
     empty.mkdir()
     cases = [
         (["--faithfulness", "--ablation", "median"], r"ablation must be one of mean, zero"),
-        (["--reference", str(empty)], r"--reference and --ablation set how --faithfulness ablates"),
+        (["--reference", str(empty)], r"--reference sets the mean that --faithfulness ablates to and --select attribution"),
+        (["--ablation", "zero"], r"--ablation sets how --faithfulness ablates; add --faithfulness"),
+        (["--select", "median"], r"selection must be one of activation, attribution"),
+        (["--select", "attribution", "--reference", str(empty)], r"holds no images"),
         (["--faithfulness", "--reference", str(empty)], r"holds no images"),
         (["--faithfulness", "--reference", str(tmp_path / "missing")], r"images not found"),
     ]

@@ -433,7 +433,7 @@ def circuit_command(
         None, "--target", help="Class to read the edges of, an index or a name (default: the predicted class)."),
     layers: Optional[list[str]] = typer.Option(
         None, "--layers", help="Consecutive convolution layers, comma-separated (default: the last 3 that connect directly)."),
-    top_k: int = typer.Option(8, "--top-k", help="Channels kept per layer (the most active ones)."),
+    top_k: int = typer.Option(8, "--top-k", help="Channels kept per layer (the most active ones, or see --select)."),
     threshold: float = typer.Option(0.1, "--threshold", help="A channel is active above this fraction of its layer's largest activation."),
     edge_top_k: Optional[int] = typer.Option(None, "--edge-top-k", help="Edges kept between consecutive layers and into each class (default: all)."),
     other_classes: int = typer.Option(0, "--other-classes", help="Also show the classes with the next highest logits."),
@@ -441,9 +441,12 @@ def circuit_command(
         False, "--faithfulness", help="Also ablate the circuit: sufficiency, necessity vs random channels, each channel's "
                                       "own drop (faithfulness.json; necessary channels outlined in the figure)."),
     reference: Optional[Path] = typer.Option(
-        None, "--reference", help="With --faithfulness: images (a folder or file) whose mean activations replace ablated "
-                                  "channels (default: the blurred input)."),
+        None, "--reference", help="With --faithfulness or --select attribution: images (a folder or file) whose mean "
+                                  "activations replace ablated channels and start the attribution (default: the blurred input)."),
     ablation: str = typer.Option("mean", "--ablation", help="With --faithfulness: mean or zero ablation."),
+    select: str = typer.Option(
+        "activation", "--select", help="How channels are picked: activation (the paper's: the most active) or attribution "
+                                       "(integrated gradients of the class logit: circuits that carry more of the decision)."),
     weights: Optional[Path] = WEIGHTS, num_classes: Optional[int] = NUM_CLASSES, image_size: Optional[int] = IMAGE_SIZE,
     device: str = DEVICE, overwrite: bool = OVERWRITE,
 ) -> None:
@@ -451,20 +454,23 @@ def circuit_command(
     from .explainers.circuit_file import circuit_file
 
     check_device(device)
-    if not faithfulness and (reference is not None or ablation != "mean"):
-        raise SparsexError("--reference and --ablation set how --faithfulness ablates; add --faithfulness")
+    if not faithfulness and ablation != "mean":
+        raise SparsexError("--ablation sets how --faithfulness ablates; add --faithfulness")
+    if not faithfulness and select != "attribution" and reference is not None:
+        raise SparsexError("--reference sets the mean that --faithfulness ablates to and --select attribution starts from; "
+                           "add one of them")
     layer_list = comma_list(layers, "--layers") if layers else None
     settings = {"weights": str(weights) if weights else None, "num_classes": num_classes, "image_size": image_size}
     with printed_warnings():
         path = circuit_file(model, image, out, explainer=explainer, target=target, layers=layer_list, top_k=top_k,
                             threshold=threshold, edge_top_k=edge_top_k, other_classes=other_classes,
-                            faithfulness=faithfulness, reference=reference, ablation=ablation, overwrite=overwrite,
-                            device=device, **{k: v for k, v in settings.items() if v is not None})
+                            faithfulness=faithfulness, reference=reference, ablation=ablation, selection=select,
+                            overwrite=overwrite, device=device, **{k: v for k, v in settings.items() if v is not None})
     circuit = read_json(path / "circuit.json", "circuit")
     name = "" if str(circuit["target_name"]) == str(circuit["target"]) else f" ({escape(str(circuit['target_name']))})"
     console.print(f"circuit for class {circuit['target']}{name} on the {circuit['input']}: "
                   f"{len(circuit['nodes'])} nodes, {len(circuit['edges'])} edges over {len(circuit['layers'])} layers "
-                  f"({escape(', '.join(circuit['layers']))})")
+                  f"({escape(', '.join(circuit['layers']))}), channels picked by {circuit['settings'].get('selection', 'activation')}")
     if faithfulness:
         report = read_json(path / "faithfulness.json", "faithfulness")
 

@@ -188,3 +188,73 @@ def test_bad_input_is_one_line_error():
             call()
         assert "\n" not in str(info.value)
     assert not any(module._forward_hooks for module in model.modules())  # a failed run leaves no hook behind
+
+
+def test_channel_attribution_of_a_linear_network_is_weight_times_departure():
+    """One read layer, linear after it: A[c] = W[t, c] * mean_ij (y_c - mu_c), and the A sum to z_t(x) - z_t(reference mean)."""
+    from sparsex.explainers.circuit_sites import channel_attribution
+
+    model = nn.Sequential(nn.Conv2d(4, 4, 1, bias=False), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.eye(4)[:, :, None, None])
+        model[3].weight.copy_(torch.tensor([[1.0, -2.0, 0.5, 0.0], [0.0, 1.0, 1.0, 1.0]]))
+    x, reference = torch.rand(3, 4, 2, 2), torch.rand(5, 4, 2, 2)
+    scores = channel_attribution(model, x, torch.tensor([0, 1, 0]), ["0"], {"0": "0"}, reference, steps=4)["0"]
+    departure = (x - reference.mean(0)).mean(dim=(2, 3)).double()  # mean_ij (y - mu): conv 0 is the identity
+    expected = model[3].weight.detach().double()[[0, 1, 0]] * departure
+    assert torch.allclose(scores, expected, atol=1e-6)
+    with torch.no_grad():
+        gap = model(x) - model(reference.mean(0, keepdim=True))
+    assert torch.allclose(scores.sum(1), gap[[0, 1, 2], [0, 1, 0]].double(), atol=1e-5)
+
+
+def test_attribution_selection_finds_the_circuit_behind_a_decoy():
+    """Channel 5 is the most active of both layers but feeds class 1 only: the paper's readout (by
+    activation) keeps it, the attribution keeps the planted channels {0, 2}, and ablation confirms."""
+    model, x = Planted(), planted_images(6)
+    x[:, 5] += 2.0
+    reference = planted_images(16, seed=3, planted=False)
+    by_activation = [readout(model, x[i], top_k=2) for i in range(len(x))]
+    by_attribution = [readout(model, x[i], top_k=2, selection="attribution", reference=reference) for i in range(len(x))]
+    for graph in by_attribution:
+        channels, _, target = circuit_channels(graph)
+        assert target == 0 and {layer: sorted(c) for layer, c in channels.items()} == {"conv1": [0, 2], "conv2": [0, 2]}
+        assert graph.graph["settings"]["selection"] == "attribution"
+        assert all(d["attribution"] > 0 for _, d in graph.nodes(data=True) if d["kind"] == "channel")
+    assert all(5 in circuit_channels(graph)[0]["conv1"] for graph in by_activation)
+    kept = circuit_faithfulness(model, x, by_attribution, reference=reference)
+    decoy = circuit_faithfulness(model, x, by_activation, reference=reference)
+    assert kept["sufficiency"]["label"] == 1.0 and kept["activation"]["same"] == 0.0
+    assert kept["necessity"]["drop"] > decoy["necessity"]["drop"] and kept["sufficiency"]["logit"] > decoy["sufficiency"]["logit"]
+    with pytest.raises(InputError, match="selection must be one of activation, attribution"):
+        readout(model, x[0], selection="gradient")
+    # over the circuit size: the attribution's circuits keep more of the logit at every k
+    curves = {selection: faithfulness_curve(model, x, reference=reference, ks=[1, 2], selection=selection)
+              for selection in ("activation", "attribution")}
+    assert curves["attribution"]["selection"] == "attribution"
+    for low, high in zip(curves["activation"]["points"], curves["attribution"]["points"]):
+        assert high["sufficiency_logit"] > low["sufficiency_logit"]
+
+
+def test_reference_means_taken_once_serve_readouts_and_ablations():
+    from sparsex.explainers.circuit_sites import reference_means
+
+    model, x = Planted(), planted_images(4)
+    reference = planted_images(16, seed=3, planted=False)
+    means = reference_means(model, reference, ["conv1", "conv2"], {"conv1": "relu1", "conv2": "relu2"})
+    assert means.images == 16
+    for i in range(len(x)):
+        from_images = readout(model, x[i], top_k=3, selection="attribution", reference=reference)
+        from_means = readout(model, x[i], top_k=3, selection="attribution", reference=means)
+        assert circuit_channels(from_images) == circuit_channels(from_means)
+        for node, data in from_images.nodes(data=True):
+            if data["kind"] == "channel":
+                assert from_means.nodes[node]["attribution"] == pytest.approx(data["attribution"])
+    graphs = [readout(model, x[i], top_k=2) for i in range(len(x))]
+    by_images = circuit_faithfulness(model, x, graphs, reference=reference)
+    by_means = circuit_faithfulness(model, x, graphs, reference=means)
+    assert by_means["sufficiency"] == pytest.approx(by_images["sufficiency"]) and by_means["reference_images"] == 16
+    assert by_means["necessity"] == pytest.approx(by_images["necessity"])
+    elsewhere = reference_means(model, reference, ["conv1"], {"conv1": "conv1"})
+    with pytest.raises(InputError, match="reference means were taken at the layers"):
+        readout(model, x[0], selection="attribution", reference=elsewhere)

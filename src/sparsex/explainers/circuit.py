@@ -107,6 +107,7 @@ from torch.overrides import TorchFunctionMode
 from ..checks import check_images, check_int, check_number
 from ..errors import InputError, SparsexError
 from ..inference import check_model, class_names
+from .circuit_sites import DEFAULT_STEPS, channel_attribution, reference_images
 from .hooks import find_transformer, resolve_layers
 
 if TYPE_CHECKING:
@@ -116,6 +117,8 @@ if TYPE_CHECKING:
 DEFAULT_TOP_K = 8
 DEFAULT_THRESHOLD = 0.1
 DEFAULT_LAYER_COUNT = 3
+#: how :func:`readout` picks each layer's channels: the paper's (activation) or by attribution
+SELECTIONS = ("activation", "attribution")
 
 #: functions of one map that act on each element alone (activations, dropout, copies, casts)
 _ELEMENTWISE = frozenset({
@@ -731,7 +734,9 @@ def _chosen_layers(model: nn.Module, flow: _Flow, names: list[str] | None) -> tu
 
 def readout(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor | None = None,
             layers: str | Sequence[str] | None = None, top_k: int = DEFAULT_TOP_K, threshold: float = DEFAULT_THRESHOLD,
-            edge_top_k: int | None = None, other_classes: int = 0, class_edges: bool = True) -> "nx.DiGraph":
+            edge_top_k: int | None = None, other_classes: int = 0, class_edges: bool = True,
+            selection: str = "activation", reference: torch.Tensor | None = None,
+            steps: int = DEFAULT_STEPS) -> "nx.DiGraph":
     """The circuit of ``model`` on one image (see the module docstring for the exact definitions).
 
     ``model`` maps images ``(B, C, H, W)`` to logits ``(B, K)`` (e.g. an
@@ -745,6 +750,14 @@ def readout(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor | None
     highest logits. ``class_edges=False`` allows a last layer that does not feed the classifier
     directly (no class nodes then).
 
+    ``selection="attribution"`` picks each layer's channels by their attribution ``A_L`` to the
+    target logit instead of their activation (:mod:`~sparsex.explainers.circuit_sites`: integrated
+    gradients in ``steps`` steps from the mean activations of ``reference`` images, by default the
+    image's blurred copy): the ``top_k`` highest among those above ``threshold`` times the layer's
+    largest attribution, and positive. Every node then also carries its ``attribution``. The
+    paper's readout is ``"activation"``; the attribution's circuits carry more of the decision
+    (``benchmarks/circuit_faithfulness.py``).
+
     Returns a ``networkx.DiGraph``. Bad input (unknown or unconnected layers, a target out of range,
     an image the model cannot take, a model no layer of which feeds the classifier channel to
     channel, such as a vision transformer) raises a one-line :class:`~sparsex.errors.InputError`.
@@ -753,6 +766,8 @@ def readout(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor | None
 
     check_model(model)
     _check_settings(top_k, threshold, edge_top_k, other_classes)
+    if selection not in SELECTIONS:
+        raise InputError(f"selection must be one of {', '.join(SELECTIONS)}, got {selection!r}")
     names = _layer_list(layers)
     if names is not None:
         resolve_layers(model, names)  # unknown names fail before the forward pass
@@ -774,21 +789,29 @@ def readout(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor | None
                              f"{hint}, or pass class_edges=False")
         paths.append(to_classifier)
     between = [[op for op in path if op > value] for path, value in zip(paths, measured)]
+    measured_at = {name: flow.measured_at(layer) for name, layer in zip(names, chosen)}
+    attribution = None
+    if selection == "attribution":
+        attribution = channel_attribution(model, x, torch.tensor([target]), names, measured_at,
+                                          reference_images(x, reference), steps)
 
     graph = nx.DiGraph()
     kept: list[list[int]] = []
     for depth, (name, value) in enumerate(zip(names, measured)):
         act = flow.ops[value].channels
-        peak = float(act.max()) if act.numel() else 0.0
+        score = act if attribution is None else attribution[name][0]
+        peak = float(score.max()) if score.numel() else 0.0
         if peak > 0:
-            active = torch.nonzero((act > threshold * peak) & (act > 0)).flatten()
-            order = active[torch.argsort(act[active], descending=True, stable=True)][:top_k]
+            active = torch.nonzero((score > threshold * peak) & (score > 0)).flatten()
+            order = active[torch.argsort(score[active], descending=True, stable=True)][:top_k]
         else:
             order = torch.zeros(0, dtype=torch.long)
         kept.append([int(c) for c in order])
+        act_peak = float(act.max()) if act.numel() else 0.0
         for c in kept[-1]:
-            graph.add_node(f"{name}:{c}", kind="channel", layer=name, depth=depth, channel=c,
-                           activation=float(act[c]), relative=float(act[c]) / peak)
+            graph.add_node(f"{name}:{c}", kind="channel", layer=name, depth=depth, channel=c, activation=float(act[c]),
+                           relative=float(act[c]) / act_peak if act_peak > 0 else 0.0,
+                           **({} if attribution is None else {"attribution": float(score[c])}))
 
     for depth in range(len(names) - 1):
         act = flow.ops[measured[depth]].channels
@@ -828,11 +851,12 @@ def readout(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor | None
         "target_logit": float(flow.logits[target]), "num_classes": num_classes,
         "layers": list(names), "kinds": [flow.ops[layer].kind for layer in chosen],
         "modules": [flow.name(layer) for layer in chosen],
-        "measured_at": {name: flow.measured_at(layer) for name, layer in zip(names, chosen)},
+        "measured_at": measured_at,
         "between": {name: [flow.ops[op].why for op in ops]
                     for name, ops in zip(names[1:] + ([linear_name] if class_edges else []), between)},
         "readout": linear_name, "classes": classes,
-        "settings": {"top_k": int(top_k), "threshold": float(threshold),
+        "settings": {"top_k": int(top_k), "threshold": float(threshold), "selection": selection,
+                     **({"steps": int(steps)} if attribution is not None else {}),
                      "edge_top_k": None if edge_top_k is None else int(edge_top_k),
                      "other_classes": int(other_classes), "class_edges": bool(class_edges)},
     })

@@ -39,7 +39,10 @@ the layer's largest. The activation baseline takes exactly ``|C_L|`` channels by
 threshold, so the two sets are the same channels (``activation_same`` says on what fraction of the
 (image, layer) pairs), unless activations tie or the hooked output is not where the readout
 measured (a functional activation in the model's own forward, which no module returns). The
-baseline is reported so that this is visible, not assumed.
+baseline is reported so that this is visible, not assumed. A readout with
+``selection="attribution"`` keeps the channels with the highest attribution to the target logit
+instead (:mod:`~sparsex.explainers.circuit_sites`); ``same`` then says how often those are the
+most active ones.
 
 :func:`faithfulness_curve` repeats this over the circuit size ``k`` (top-k per layer) and reports
 the area under each curve over the fraction of the read layers' channels kept.
@@ -56,11 +59,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checks import check_images, check_int
-from ..errors import InputError, SparsexError
+from ..checks import check_int
+from ..errors import InputError
 from ..inference import DEFAULT_BATCH, batch_slices, check_model
-from ..perturb import blur
 from .circuit import DEFAULT_THRESHOLD, readout
+from .circuit_sites import ReferenceMeans, Sites, check_batch, reference_images, reference_means
 
 ABLATIONS = ("mean", "zero")
 #: circuit sizes (channels per layer) of :func:`faithfulness_curve`, cut to the widest read layer
@@ -71,8 +74,9 @@ NECESSARY_DROP = 0.05
 
 def circuit_channels(circuit: Any) -> tuple[dict[str, list[int]], dict[str, str], int]:
     """``(channels, measured_at, target)`` of a readout graph or its :func:`circuit_to_json` dict:
-    per read layer the channels of its channel nodes, most active first; the module each layer was
-    measured at; the target class."""
+    per read layer the channels of its channel nodes in the order the readout picked them (highest
+    ``attribution`` first where the nodes carry one, else most active first); the module each layer
+    was measured at; the target class."""
     if hasattr(circuit, "nodes") and hasattr(circuit, "graph"):
         meta, nodes = circuit.graph, [{"id": n, **d} for n, d in circuit.nodes(data=True)]
     elif isinstance(circuit, dict) and isinstance(circuit.get("nodes"), list):
@@ -85,75 +89,9 @@ def circuit_channels(circuit: Any) -> tuple[dict[str, list[int]], dict[str, str]
     channels: dict[str, list[tuple[float, int]]] = {layer: [] for layer in layers}
     for node in nodes:
         if node.get("kind") == "channel" and node.get("layer") in channels:
-            channels[node["layer"]].append((-float(node.get("activation", 0.0)), int(node["channel"])))
+            rank = node["attribution"] if "attribution" in node else node.get("activation", 0.0)
+            channels[node["layer"]].append((-float(rank), int(node["channel"])))
     return {layer: [c for _, c in sorted(kept)] for layer, kept in channels.items()}, dict(measured_at), target
-
-
-class _Sites:
-    """Forward hooks on the modules where the read layers were measured: they record each layer's
-    output (``capture``) and replace channels of it (``plan``: per layer ``(keep (B, C) bool,
-    fill)``, ``fill`` the mean map ``(C, ...)`` or None for zeros)."""
-
-    def __init__(self, model: nn.Module, layers: list[str], measured_at: dict[str, str]) -> None:
-        modules = dict(model.named_modules())
-        missing = [layer for layer in layers if measured_at.get(layer) not in modules]
-        if missing:
-            raise InputError(f"the circuit's layer {missing[0]} was measured at {measured_at.get(missing[0])!r}, "
-                             f"which this model does not have (a circuit read from another model?)")
-        self.layers = layers
-        self.plan: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
-        self.captured: dict[str, torch.Tensor] = {}
-        self.capture = False
-        self.calls = {layer: 0 for layer in layers}
-        self.handles = [modules[measured_at[layer]].register_forward_hook(self._hook(layer)) for layer in layers]
-
-    def _hook(self, layer: str):
-        def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
-            self.calls[layer] += 1
-            if self.capture:
-                self.captured[layer] = output.detach()
-            if layer not in self.plan:
-                return None
-            keep, fill = self.plan[layer]
-            keep = keep.to(output.device).view(*keep.shape, *([1] * (output.dim() - 2)))
-            return torch.where(keep, output, torch.zeros((), dtype=output.dtype, device=output.device) if fill is None
-                               else fill.to(output.device, output.dtype))
-        return hook
-
-    def remove(self) -> None:
-        for handle in self.handles:
-            handle.remove()
-
-    def run(self, model: nn.Module, x: torch.Tensor, plan: dict | None = None, capture: bool = False) -> torch.Tensor:
-        """Logits ``(B, K)`` of ``x`` with ``plan``'s channels replaced (float64 on the CPU)."""
-        self.plan, self.capture = plan or {}, capture
-        self.calls = {layer: 0 for layer in self.layers}
-        try:
-            with torch.no_grad():
-                logits = model(x)
-        except SparsexError:
-            raise
-        except (RuntimeError, ValueError) as e:
-            raise InputError(f"the model cannot run on images of shape {tuple(x.shape)} with the circuit's channels "
-                             f"ablated: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
-        finally:
-            self.plan, self.capture = {}, False
-        twice = [layer for layer, n in self.calls.items() if n != 1]
-        if twice:
-            raise InputError(f"the module measuring circuit layer {twice[0]} ran {self.calls[twice[0]]} times in one forward "
-                             f"pass; ablating its output needs a module that runs once")
-        return logits.detach().to("cpu", torch.float64)
-
-
-def _check_batch(images: Any, name: str) -> torch.Tensor:
-    if isinstance(images, torch.Tensor) and images.dim() == 3:
-        images = images.unsqueeze(0)
-    check_images(images, name)
-    if images.shape[0] == 0:
-        raise InputError(f"{name} hold 0 images (shape {tuple(images.shape)}); give at least one")
-    if 0 in images.shape:
-        raise InputError(f"{name} are empty (shape {tuple(images.shape)})")
-    return images
 
 
 def _per_image(circuits: Any, count: int) -> list:
@@ -171,27 +109,24 @@ class _Ablation:
     def __init__(self, model: nn.Module, images: torch.Tensor, layers: list[str], measured_at: dict[str, str],
                  reference: torch.Tensor | None, ablation: str, batch_size: int) -> None:
         self.model, self.images, self.batch_size = model, images, batch_size
-        self.sites = _Sites(model, layers, measured_at)
+        self.sites = Sites(model, layers, measured_at)
         self.was_training = model.training
         model.eval()
         try:
-            self._measure(layers, reference, ablation)
+            self._measure(layers, measured_at, reference, ablation)
         except BaseException:
             self.close()
             raise
 
-    def _measure(self, layers: list[str], reference: torch.Tensor | None, ablation: str) -> None:
+    def _measure(self, layers: list[str], measured_at: dict[str, str], reference: Any, ablation: str) -> None:
         """The ablation values (``fill``), and the clean logits and activations ``a_L`` of the images."""
         model, images, batch_size = self.model, self.images, self.batch_size
         self.fill: dict[str, torch.Tensor | None] = {layer: None for layer in layers}
-        if ablation == "mean":
-            sums: dict[str, torch.Tensor] = {}
-            for part in batch_slices(len(reference), batch_size):
-                self.sites.run(model, reference[part], capture=True)
-                for layer in layers:
-                    total = self.sites.captured[layer].double().sum(dim=0)
-                    sums[layer] = total if layer not in sums else sums[layer] + total
-            self.fill = {layer: (sums[layer] / len(reference)).float() for layer in layers}
+        if ablation == "mean" and isinstance(reference, ReferenceMeans):
+            reference.check(measured_at)
+            self.fill = {layer: reference.means[layer] for layer in layers}
+        elif ablation == "mean":
+            self.fill = self.sites.means(model, reference, batch_size)
         logits, activations = [], {layer: [] for layer in layers}
         for part in batch_slices(len(images), batch_size):
             logits.append(self.sites.run(model, images[part], capture=True))
@@ -232,15 +167,7 @@ def _check_settings(ablation: Any, random_draws: Any, seed: Any, batch_size: Any
 
 
 def _reference(images: torch.Tensor, reference: Any, ablation: str) -> torch.Tensor | None:
-    if ablation == "zero":
-        return None
-    if reference is None:
-        return blur(images)
-    reference = _check_batch(reference, "reference images")
-    if reference.shape[1:] != images.shape[1:]:
-        raise InputError(f"the reference images must have the images' shape (C, H, W) = {tuple(images.shape[1:])}, "
-                         f"got {tuple(reference.shape[1:])}")
-    return reference.to(images.device, images.dtype)
+    return None if ablation == "zero" else reference_images(images, reference)
 
 
 def _mean(values: torch.Tensor) -> float | None:
@@ -263,7 +190,8 @@ def circuit_faithfulness(model: nn.Module, images: torch.Tensor, circuit: Any, r
     :func:`~sparsex.explainers.circuit.circuit_to_json` dict) shared by all images, e.g. a class's,
     or a list of one per image, e.g. each image's own readout (all of the same layers). The target
     of each image is its circuit's ``target``. ``reference`` ``(R, C, H, W)``: the images whose mean
-    activations replace ablated channels (default ``blur(images)``; unused for ``ablation="zero"``).
+    activations replace ablated channels (default ``blur(images)``; unused for ``ablation="zero"``),
+    or their :class:`~sparsex.explainers.circuit_sites.ReferenceMeans`.
     ``single=True`` also ablates each circuit channel alone.
 
     Returns a JSON-ready dict: ``images``, ``positive_logit_images`` (``z_t > 0``: the ratios'
@@ -278,7 +206,7 @@ def circuit_faithfulness(model: nn.Module, images: torch.Tensor, circuit: Any, r
     """
     check_model(model)
     _check_settings(ablation, random_draws, seed, batch_size)
-    images = _check_batch(images, "images")
+    images = check_batch(images, "images")
     circuits = [circuit_channels(c) for c in _per_image(circuit, len(images))]
     layers, measured_at = list(circuits[0][0]), circuits[0][1]
     if any(list(channels) != layers for channels, _, _ in circuits):
@@ -325,7 +253,8 @@ def circuit_faithfulness(model: nn.Module, images: torch.Tensor, circuit: Any, r
         per_draw = torch.tensor([d for d in per_draw if d is not None], dtype=torch.float64)
         result: dict[str, Any] = {
             "images": len(images), "positive_logit_images": int((clean > 0).sum()), "ablation": ablation,
-            "reference_images": 0 if ref is None else len(ref), "layers": layers, "measured_at": measured_at,
+            "reference_images": 0 if ref is None else ref.images if isinstance(ref, ReferenceMeans) else len(ref),
+            "layers": layers, "measured_at": measured_at,
             "layer_channels": dict(run.widths),
             "circuit_channels": {layer: float(in_circuit[layer].double().sum(dim=1).mean()) for layer in layers},
             "clean": {"logit": float(clean.mean()), "probability": float(p_clean.mean()),
@@ -389,7 +318,7 @@ def _area(points: list[tuple[float, float]]) -> float:
 
 def _widths(model: nn.Module, x: torch.Tensor, layers: list[str], measured_at: dict[str, str]) -> dict[str, int]:
     """The number of channels of each read layer's measured output."""
-    sites = _Sites(model, layers, measured_at)
+    sites = Sites(model, layers, measured_at)
     try:
         sites.run(model, x, capture=True)
     finally:
@@ -400,12 +329,15 @@ def _widths(model: nn.Module, x: torch.Tensor, layers: list[str], measured_at: d
 def faithfulness_curve(model: nn.Module, images: torch.Tensor, reference: torch.Tensor | None = None,
                        targets: Sequence[int] | None = None, ks: Sequence[int] | None = None,
                        layers: Sequence[str] | None = None, threshold: float = DEFAULT_THRESHOLD, ablation: str = "mean",
-                       random_draws: int = 20, seed: int = 0, batch_size: int = DEFAULT_BATCH) -> dict[str, Any]:
+                       random_draws: int = 20, seed: int = 0, batch_size: int = DEFAULT_BATCH,
+                       selection: str = "activation") -> dict[str, Any]:
     """Sufficiency and necessity over the circuit size: for each ``k`` in ``ks`` (default
     :data:`DEFAULT_KS` up to the widest read layer) each image's readout at ``top_k = k`` (target
-    ``targets[i]``, default the predicted class; ``layers`` and ``threshold`` as :func:`readout`'s)
-    is measured by :func:`circuit_faithfulness`. A readout at ``top_k = k`` keeps the first ``k``
-    channels by activation of one at a larger ``top_k``, so each image is read once.
+    ``targets[i]``, default the predicted class; ``layers``, ``threshold`` and ``selection`` as
+    :func:`readout`'s, an attribution starting from the mean of ``reference``, default
+    ``blur(images)``, as the mean ablation does) is
+    measured by :func:`circuit_faithfulness`. A readout at ``top_k = k`` keeps the first ``k``
+    channels (by activation or attribution) of one at a larger ``top_k``, so each image is read once.
 
     The x axis is the fraction of the read layers' channels in the circuit,
     ``x = (1/B) sum_i sum_L |C_L^i| / sum_L C_L``; the curves are closed with the empty circuit
@@ -420,7 +352,7 @@ def faithfulness_curve(model: nn.Module, images: torch.Tensor, reference: torch.
     """
     check_model(model)
     _check_settings(ablation, random_draws, seed, batch_size)
-    images = _check_batch(images, "images")
+    images = check_batch(images, "images")
     if targets is not None and len(targets) != len(images):
         raise InputError(f"give one target per image: {len(targets)} targets for {len(images)} images")
     first = circuit_channels(readout(model, images[0], target=None if targets is None else targets[0], layers=layers,
@@ -434,8 +366,11 @@ def faithfulness_curve(model: nn.Module, images: torch.Tensor, reference: torch.
         raise InputError(f"ks must be a non-empty list of circuit sizes, got {ks!r}")
     ks = sorted({check_int(k, f"circuit size k (channels per layer, 1 to the widest read layer's {widest})", 1, widest)
                  for k in ks})
+    if selection == "attribution" and not isinstance(reference, ReferenceMeans):  # the means once, not per readout
+        reference = reference_means(model, reference_images(images, reference), read_layers, measured_at, batch_size)
     circuits = [circuit_channels(readout(model, images[i], target=None if targets is None else targets[i],
-                                         layers=read_layers, top_k=max(ks), threshold=threshold))
+                                         layers=read_layers, top_k=max(ks), threshold=threshold, selection=selection,
+                                         reference=reference))
                 for i in range(len(images))]
     settings = dict(reference=reference, ablation=ablation, random_draws=random_draws, seed=seed, batch_size=batch_size)
     total = sum(widths.values())
@@ -460,7 +395,7 @@ def faithfulness_curve(model: nn.Module, images: torch.Tensor, reference: torch.
                   "random_drop": full["necessity"]["drop"]}
     auc = {key: _area([(p["fraction"], p[key]) for p in [first_point, *points, last_point] if p[key] is not None])
            for key in ("sufficiency_logit", "sufficiency_label", "necessity_drop", "random_drop")}
-    return {"images": len(images), "ablation": ablation, "threshold": threshold, "layers": read_layers,
+    return {"images": len(images), "ablation": ablation, "threshold": threshold, "selection": selection, "layers": read_layers,
             "layer_channels": widths, "points": points, "empty": first_point, "full": last_point, "auc": auc}
 
 
@@ -480,7 +415,7 @@ def part_overlap(model: nn.Module, images: torch.Tensor, part_masks: torch.Tenso
     """
     check_model(model)
     check_int(batch_size, "batch_size", 1)
-    images = _check_batch(images, "images")
+    images = check_batch(images, "images")
     if not isinstance(part_masks, torch.Tensor) or part_masks.dim() not in (3, 4) or part_masks.shape[0] != len(images) \
             or part_masks.shape[-2:] != images.shape[-2:]:
         shape = tuple(part_masks.shape) if isinstance(part_masks, torch.Tensor) else type(part_masks).__name__
@@ -488,7 +423,7 @@ def part_overlap(model: nn.Module, images: torch.Tensor, part_masks: torch.Tenso
     masks = (part_masks.flatten(1, -3).any(dim=1) if part_masks.dim() == 4 else part_masks.bool()).double()
     circuits = [circuit_channels(c) for c in _per_image(circuit, len(images))]
     layers, measured_at = list(circuits[0][0]), circuits[0][1]
-    sites = _Sites(model, layers, measured_at)
+    sites = Sites(model, layers, measured_at)
     was_training = model.training
     model.eval()
     inside, share, per_layer = [], [], {layer: [] for layer in layers}

@@ -15,6 +15,7 @@ from ..inference import class_index, class_names
 from .circuit import (
     DEFAULT_THRESHOLD,
     DEFAULT_TOP_K,
+    SELECTIONS,
     _check_settings,
     _check_target,
     _layer_list,
@@ -30,7 +31,7 @@ def circuit_file(model: str | os.PathLike, image: str | os.PathLike, out: str | 
                  layers: str | Sequence[str] | None = None, top_k: int = DEFAULT_TOP_K,
                  threshold: float = DEFAULT_THRESHOLD, edge_top_k: int | None = None, other_classes: int = 0,
                  faithfulness: bool = False, reference: str | os.PathLike | None = None, ablation: str = "mean",
-                 overwrite: bool = False, device: str | torch.device = "cpu", **model_settings: Any) -> Path:
+                 selection: str = "activation", overwrite: bool = False, device: str | torch.device = "cpu", **model_settings: Any) -> Path:
     """The circuit of a classifier on one image file; what ``sparsex circuit`` does.
 
     ``model`` is a model spec (:func:`~sparsex.models.specs.load_classifier`: a ``sparsex train
@@ -50,8 +51,10 @@ def circuit_file(model: str | os.PathLike, image: str | os.PathLike, out: str | 
     ``"zero"``, each circuit channel also alone) and ``faithfulness.json`` is written beside
     ``circuit.json``; each channel node gets ``single_drop`` and ``necessary`` (``single_drop >=``
     :data:`~sparsex.explainers.circuit_faithfulness.NECESSARY_DROP`), which the figure outlines.
-    The mean of mean ablation is taken over ``reference`` (a folder or file of images, read like
-    the image), or by default over the blurred input ``blur(x)`` (the baseline of the mask
+    ``selection`` picks each layer's channels by ``"activation"`` (the paper's) or
+    ``"attribution"`` (:func:`~sparsex.explainers.circuit.readout`). The mean of mean ablation, and
+    the start of the attribution's path, is taken over ``reference`` (a folder or file of images,
+    read like the image), or by default over the blurred input ``blur(x)`` (the baseline of the mask
     explanation: a channel is set to what it carries once the image's detail is gone; the mean of
     the one image itself would ablate nothing). With an explainer, ``faithfulness.json`` also says
     whether the mask is empty and whether the explanation keeps the label.
@@ -66,6 +69,8 @@ def circuit_file(model: str | os.PathLike, image: str | os.PathLike, out: str | 
     _check_settings(top_k, threshold, edge_top_k, other_classes)
     if ablation not in ABLATIONS:
         raise InputError(f"ablation must be one of {', '.join(ABLATIONS)}, got {ablation!r}")
+    if selection not in SELECTIONS:
+        raise InputError(f"selection must be one of {', '.join(SELECTIONS)}, got {selection!r}")
     names = _layer_list(layers)
     classifier = load_classifier(model, **model_settings).to(device)
     if target is not None:
@@ -83,7 +88,7 @@ def circuit_file(model: str | os.PathLike, image: str | os.PathLike, out: str | 
             return classifier.preprocess.load(path)[None]
     x = load(image).to(device)
     reference_images = None
-    if faithfulness and reference is not None:
+    if (faithfulness or selection == "attribution") and reference is not None:
         from ..data.imagefolder import find_image_files
 
         loaded = [load(path) for path in find_image_files(reference)[1]]
@@ -107,7 +112,7 @@ def circuit_file(model: str | os.PathLike, image: str | os.PathLike, out: str | 
     else:
         shown = x
     graph = readout(classifier, shown, target=target, layers=names, top_k=top_k, threshold=threshold,
-                    edge_top_k=edge_top_k, other_classes=other_classes)
+                    edge_top_k=edge_top_k, other_classes=other_classes, selection=selection, reference=reference_images)
     graph.graph.update(extra)
     report = None
     if faithfulness:
