@@ -63,6 +63,20 @@ def test_every_method_fits_at_its_sparsity(method):
     assert torch.allclose(restored.encode(x), codes, atol=1e-5)
 
 
+@pytest.mark.parametrize("method", ["topk", "batchtopk", "jumprelu", "mp"])
+def test_a_fit_depends_on_its_seed_alone(method):
+    """The SAE's initial weights come from the fit's seed, not from whatever drew random numbers before."""
+    x = sparse_data()
+    fits = []
+    for before in (1, 2):
+        torch.manual_seed(before)
+        dictionary = Dictionary(method, 12, 8, 2)
+        torch.rand(7)  # the global stream moves on between construction and fit
+        dictionary.fit(x, 2, 1e-3, 64, seed=5)
+        fits.append(dictionary.dictionary())
+    assert torch.equal(fits[0], fits[1])
+
+
 def test_pca_with_every_component_reconstructs_exactly():
     x = sparse_data()
     dictionary = fit_dictionary("pca", x, 12, 12)

@@ -147,6 +147,7 @@ class Dictionary(nn.Module):
         xs = self.standardize(x)
         torch.manual_seed(seed)
         if self.method in SAE_METHODS:
+            self.sae = engine.create_sae(self.method, self.channels, self.num_atoms, self.k)  # initialised from seed
             info = engine.train(self.sae, self.method, xs, self.k, epochs, lr, batch_size, seed, device)
             if self.method == "batchtopk":
                 self.threshold.copy_(self.sae.running_threshold)
