@@ -160,6 +160,7 @@ def test_circuit_faithfulness_on_the_digits_classifier(capsys, trained, tmp_path
     assert code == 0, err
     circuit = json.loads((out / "circuit.json").read_text())
     assert circuit["settings"]["selection"] == "attribution" and circuit["settings"]["steps"] == 16
+    assert circuit["reference"] == str(reference)
     channels = [n for n in circuit["nodes"] if n["kind"] == "channel"]
     assert channels and all(n["attribution"] > 0 for n in channels)
     assert json.loads((out / "faithfulness.json").read_text())["reference_images"] == 6

@@ -258,3 +258,40 @@ def test_reference_means_taken_once_serve_readouts_and_ablations():
     elsewhere = reference_means(model, reference, ["conv1"], {"conv1": "conv1"})
     with pytest.raises(InputError, match="reference means were taken at the layers"):
         readout(model, x[0], selection="attribution", reference=elsewhere)
+
+
+class Residual(nn.Module):
+    """conv1 + ReLU, conv2, then a shortcut added and a ReLU: in place (a timm ResNet block's way) or not."""
+
+    def __init__(self, in_place: bool) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1, self.relu1, self.conv2 = nn.Conv2d(4, 4, 1), nn.ReLU(), nn.Conv2d(4, 4, 1)
+        self.fc, self.in_place = nn.Linear(4, 3), in_place
+
+    def forward(self, x):
+        h = self.relu1(self.conv1(x))
+        y = self.conv2(h)
+        if self.in_place:
+            y += h
+            y = y.relu_()
+        else:
+            y = (y + h).relu()
+        return self.fc(y.mean(dim=(2, 3)))
+
+
+def test_attribution_and_means_are_untouched_by_in_place_ops_after_a_read_layer():
+    from sparsex.explainers.circuit_sites import channel_attribution, reference_means
+
+    x, reference = torch.rand(3, 4, 5, 5), torch.rand(6, 4, 5, 5)
+    layers, at = ["a", "b"], {"a": "relu1", "b": "conv2"}
+    results = {}
+    for in_place in (False, True):
+        model = Residual(in_place)  # trainable weights: the attribution must leave their .grad alone
+        means = reference_means(model, reference, layers, at)
+        scores = channel_attribution(model, x, torch.tensor([0, 1, 2]), layers, at, means, steps=4)
+        results[in_place] = (means.means, scores)
+        assert all(p.grad is None for p in model.parameters())
+    for layer in layers:
+        assert torch.allclose(results[True][0][layer], results[False][0][layer])
+        assert torch.allclose(results[True][1][layer], results[False][1][layer], atol=1e-6)

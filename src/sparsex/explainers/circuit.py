@@ -107,7 +107,7 @@ from torch.overrides import TorchFunctionMode
 from ..checks import check_images, check_int, check_number
 from ..errors import InputError, SparsexError
 from ..inference import check_model, class_names
-from .circuit_sites import DEFAULT_STEPS, channel_attribution, reference_images
+from .circuit_sites import DEFAULT_STEPS, ReferenceMeans, channel_attribution, reference_images
 from .hooks import find_transformer, resolve_layers
 
 if TYPE_CHECKING:
@@ -735,7 +735,7 @@ def _chosen_layers(model: nn.Module, flow: _Flow, names: list[str] | None) -> tu
 def readout(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor | None = None,
             layers: str | Sequence[str] | None = None, top_k: int = DEFAULT_TOP_K, threshold: float = DEFAULT_THRESHOLD,
             edge_top_k: int | None = None, other_classes: int = 0, class_edges: bool = True,
-            selection: str = "activation", reference: torch.Tensor | None = None,
+            selection: str = "activation", reference: "torch.Tensor | ReferenceMeans | None" = None,
             steps: int = DEFAULT_STEPS) -> "nx.DiGraph":
     """The circuit of ``model`` on one image (see the module docstring for the exact definitions).
 
@@ -753,7 +753,8 @@ def readout(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor | None
     ``selection="attribution"`` picks each layer's channels by their attribution ``A_L`` to the
     target logit instead of their activation (:mod:`~sparsex.explainers.circuit_sites`: integrated
     gradients in ``steps`` steps from the mean activations of ``reference`` images, by default the
-    image's blurred copy): the ``top_k`` highest among those above ``threshold`` times the layer's
+    image's blurred copy; or :class:`~sparsex.explainers.circuit_sites.ReferenceMeans` taken once for
+    many readouts): the ``top_k`` highest among those above ``threshold`` times the layer's
     largest attribution, and positive. Every node then also carries its ``attribution``. The
     paper's readout is ``"activation"``; the attribution's circuits carry more of the decision
     (``benchmarks/circuit_faithfulness.py``).

@@ -100,6 +100,8 @@ def circuit_file(model: str | os.PathLike, image: str | os.PathLike, out: str | 
 
     pictures = {"image.png": x[0]}
     extra: dict[str, Any] = {"image": str(image), "model": os.fspath(model), "input": "image"}
+    if selection == "attribution":  # where the attribution's path started
+        extra["reference"] = str(reference) if reference is not None else "blur(x)"
     if mask_explainer is not None:
         mask, e = mask_explainer.explain(x)
         with torch.no_grad():

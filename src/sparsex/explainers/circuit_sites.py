@@ -3,23 +3,24 @@ layer's output, replace some of its channels (ablation, :mod:`~sparsex.explainer
 or move every read layer along a straight path from reference activations to the image's own
 (:func:`channel_attribution`, the readout's ``selection="attribution"``).
 
-**Channel attribution** (integrated gradients on the read layers, as edge attribution patching
-with integrated gradients does for circuits: Hanna et al. 2024, "Have Faith in Faithfulness",
-arXiv 2403.17806; Marks et al. 2024, arXiv 2403.19647). With ``y_L`` the output of read layer
-``L`` where the readout measures it, ``mu_L`` its mean over the reference images (position by
-position; by default the images' blurred copies, as for the ablations) and ``alpha`` moving
-from 0 to 1, every read layer's output is replaced, in the same forward pass, by
-``y~_L = mu_L + alpha (y_L - mu_L)``, where ``y_L`` is computed from the moved layers before it
-(for the first read layer, the image's own output). The attribution of channel ``c`` of layer
-``L`` to the target logit ``z_t`` is
+**Channel attribution**: integrated gradients on the read layers, all of them moved together (a
+joint-path variant of what circuit work does with attribution patching: Syed et al. 2023, arXiv
+2310.10348, and its integrated-gradients form, EAP-IG, Hanna et al. 2024, arXiv 2403.17806, which
+move the input, or one layer at a time, and score edges; here channels). With ``mu_L`` the mean
+output of read layer ``L`` (where the readout measures it) over the reference images, position by
+position (by default the images' blurred copies, as for the ablations), at step ``s`` of ``m``
+every read layer's output ``y_L^(s)`` is replaced, in one forward pass, by
+``y~_L^(s) = mu_L + alpha_s (y_L^(s) - mu_L)``, ``alpha_s = (s - 1/2) / m`` (the midpoint rule),
+where ``y_L^(s)`` is computed from the moved layers before it (for the first read layer it is the
+image's own output). The attribution of channel ``c`` of layer ``L`` to the target logit ``z_t``:
 
-    ``A_L[c] = (1/m) sum_{s=1..m} sum_{i,j} (y_L[c, i, j] - mu_L[c, i, j]) dz_t / dy~_L[c, i, j]``
-    at ``alpha_s = (s - 1/2) / m`` (the midpoint rule, ``m = steps``):
+    ``A_L[c] = (1/m) sum_{s=1..m} sum_{i,j} (y_L^(s)[c, i, j] - mu_L[c, i, j]) dz_t / dy~_L^(s)[c, i, j]``.
 
-the first-order share of the target logit that the channel's departure from the reference
-carries, which is what mean-ablating it removes. Keeping the channels with the largest ``A_L``
-keeps the ones whose ablation costs most; the readout's paper keeps the most *active* channels,
-which need not carry the decision (docs/methods.md, "Circuits").
+A first-order estimate of how much of the target logit the channel's departure from the
+reference carries, i.e. of what mean-ablating it removes. Summed over the channels of all read
+layers together (not of one layer) the attributions approximate ``z_t(x) - z_t(reference mean)``.
+The readout's paper keeps the most *active* channels, which need not carry the decision
+(docs/methods.md, "Channel selection").
 """
 
 from __future__ import annotations
@@ -88,18 +89,16 @@ class Sites:
     def _hook(self, layer: str):
         def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
             self.calls[layer] += 1
-            if self.capture:
-                self.captured[layer] = output.detach()
+            if self.capture:  # a copy: an in-place op after the module (a ResNet's x += shortcut) would change it
+                self.captured[layer] = output.detach().clone()
             if self.path is not None:
                 start, alpha = self.path
                 fill = start[layer].to(output.device, output.dtype)
                 point = fill + alpha * (output - fill)
-                if point.requires_grad:
-                    point.retain_grad()
-                else:  # frozen weights and an input without gradient: the path starts here
+                if not point.requires_grad:  # frozen weights and an input without gradient: the path starts here
                     point.requires_grad_(True)
                 self.moved[layer] = (output.detach(), point)
-                return point
+                return point.clone()  # in-place ops downstream change the copy, not the tensor differentiated against
             if layer not in self.plan:
                 return None
             keep, fill = self.plan[layer]
@@ -122,38 +121,44 @@ class Sites:
                 sums[layer] = total if layer not in sums else sums[layer] + total
         return {layer: (sums[layer] / len(reference)).float() for layer in self.layers}
 
+    def _forward(self, model: nn.Module, x: torch.Tensor, what: str) -> torch.Tensor:
+        """``model(x)`` through the hooks; a one-line error when it fails or a hooked module runs other than once."""
+        self.calls = {layer: 0 for layer in self.layers}
+        try:
+            logits = model(x)
+        except SparsexError:
+            raise
+        except (RuntimeError, ValueError) as e:
+            raise InputError(f"the model cannot run on images of shape {tuple(x.shape)} with the circuit's channels "
+                             f"{what}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
+        twice = [layer for layer, n in self.calls.items() if n != 1]
+        if twice:
+            raise InputError(f"the module measuring circuit layer {twice[0]} ran {self.calls[twice[0]]} times in one forward "
+                             f"pass; ablating its output needs a module that runs once")
+        return logits
+
     def along_path(self, model: nn.Module, x: torch.Tensor, start: dict[str, torch.Tensor],
                    alpha: float) -> tuple[torch.Tensor, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
         """Logits of ``x`` with every layer's output ``y`` moved to ``start + alpha (y - start)``, and
-        per layer ``(y, the moved tensor)`` (whose ``.grad`` a backward pass fills)."""
+        per layer ``(y, the moved tensor)``, to differentiate the logits against."""
         self.path, self.moved = (start, alpha), {}
         try:
-            return model(x), self.moved
+            return self._forward(model, x, "moved along the attribution path"), self.moved
         finally:
             self.path = None
 
     def run(self, model: nn.Module, x: torch.Tensor, plan: dict | None = None, capture: bool = False) -> torch.Tensor:
         """Logits ``(B, K)`` of ``x`` with ``plan``'s channels replaced (float64 on the CPU)."""
         self.plan, self.capture = plan or {}, capture
-        self.calls = {layer: 0 for layer in self.layers}
         try:
             with torch.no_grad():
-                logits = model(x)
-        except SparsexError:
-            raise
-        except (RuntimeError, ValueError) as e:
-            raise InputError(f"the model cannot run on images of shape {tuple(x.shape)} with the circuit's channels "
-                             f"ablated: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
+                logits = self._forward(model, x, "ablated")
         finally:
             self.plan, self.capture = {}, False
-        twice = [layer for layer, n in self.calls.items() if n != 1]
-        if twice:
-            raise InputError(f"the module measuring circuit layer {twice[0]} ran {self.calls[twice[0]]} times in one forward "
-                             f"pass; ablating its output needs a module that runs once")
         return logits.detach().to("cpu", torch.float64)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ReferenceMeans:
     """The mean output maps ``mu_L`` of reference images at read layers (by layer name), and the
     module each was measured at: computed once (:func:`reference_means`), passed as ``reference``
@@ -194,6 +199,8 @@ def channel_attribution(model: nn.Module, images: torch.Tensor, targets: torch.T
     and their target classes ``targets (B,)``, the path starting at the mean activations of the
     ``reference`` images ``(R, C, H, W)`` (or their :class:`ReferenceMeans`)."""
     check_int(steps, "attribution steps", 1)
+    if len(targets) != len(images):
+        raise InputError(f"give one target per image: {len(targets)} targets for {len(images)} images")
     if isinstance(reference, ReferenceMeans):
         reference.check(measured_at)
     else:
@@ -206,13 +213,17 @@ def channel_attribution(model: nn.Module, images: torch.Tensor, targets: torch.T
         scores = {layer: [] for layer in layers}
         for part in batch_slices(len(images), batch_size):
             total = {layer: 0.0 for layer in layers}
-            rows = torch.arange(part.stop - part.start)
             for step in range(steps):
                 logits, moved = sites.along_path(model, images[part], start, (step + 0.5) / steps)
-                logits[rows, targets[part].to(logits.device)].sum().backward()
-                for layer in layers:
-                    output, point = moved[layer]
-                    share = ((output - start[layer].to(output)) * point.grad).double()
+                rows = torch.arange(len(logits), device=logits.device)
+                chosen = logits[rows, targets[part].to(logits.device)].sum()
+                # gradients of the moved tensors only: nothing lands in the parameters' .grad
+                grads = torch.autograd.grad(chosen, [moved[layer][1] for layer in layers], allow_unused=True)
+                for layer, grad in zip(layers, grads):
+                    output = moved[layer][0]
+                    if grad is None:  # the target logit does not depend on this layer
+                        grad = torch.zeros_like(output)
+                    share = ((output - start[layer].to(output)) * grad).double()
                     total[layer] = total[layer] + (share.flatten(2).sum(2) if share.dim() > 2 else share)
             for layer in layers:
                 scores[layer].append((total[layer] / steps).cpu())
