@@ -100,3 +100,21 @@ def test_cache_of_another_backbone_and_nan_activations(dictionary_run):
     cache.features[0, 0, 0, 0] = torch.nan
     with pytest.raises(InputError, match="1 NaN or infinite"):
         cache_samples(cache, pooled=False)
+
+
+def test_a_world_with_another_class_table_is_not_graded():
+    """The concepts and controls are defined on the default class table: parts-fine is refused for --grade, else warned."""
+    from sparsex.data import create_dataset
+    from sparsex.train.dictionary import DictionaryTrainConfig, graded
+
+    options = {"preset": "parts-fine", "image_size": 32, "train_size": 4, "test_size": 2}
+    world = create_dataset("parts", split="train", **options)
+    config = DictionaryTrainConfig.from_dict({"data": "parts", "data_options": options, "backbone": "small-cnn",
+                                              "pretrained": False, "atoms": 8, "k": 2, "grade": True})
+    with pytest.raises(DataError, match="default 24-class part world; this one has 120 classes.*drop --grade"):
+        graded(config, world)
+    config.grade = None
+    with pytest.warns(UserWarning, match="not graded"):
+        assert graded(config, world) is False
+    default = create_dataset("parts", split="train", image_size=32, train_size=4, test_size=2)
+    assert graded(config, default) is True

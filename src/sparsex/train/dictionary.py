@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from ..data import create_dataset
 from ..dictionaries.evaluate import cache_samples, check_cache_backbone, evaluate_dictionary, ground_truth
 from ..dictionaries.methods import Dictionary, check_method
 from ..errors import DataError, SparsexError
+from ..partworld import CLASS_TABLE
 from .base import register_trainer
 from .heads import BackboneTrainConfig, cached_split
 from .loop import open_run
@@ -64,12 +66,22 @@ class DictionaryTrainConfig(BackboneTrainConfig):
 
 
 def graded(config: DictionaryTrainConfig, dataset) -> bool:
-    """Whether the run grades against part masks; ``grade=True`` on a dataset without them raises."""
+    """Whether the run grades against part masks; ``grade=True`` on a dataset without them raises.
+    The concepts and controls are defined on the default class table, so a part world with another
+    (e.g. the ``parts-fine`` preset) is not graded: ``grade=True`` raises, unset warns."""
     has_masks = len(dataset) > 0 and "part_masks" in dataset[0]
     if config.grade and not has_masks:
         raise DataError(f"dataset {config.data!r} has no part masks, so a dictionary cannot be graded on it (ground "
                         f"truth exists for the part world only: --data parts); drop --grade for reconstruction, "
                         f"sparsity and galleries")
+    world = getattr(dataset, "config", None)
+    if has_masks and config.grade is not False and getattr(world, "class_table", CLASS_TABLE) != CLASS_TABLE:
+        why = (f"the concept grading is defined on the default {len(CLASS_TABLE)}-class part world; this one has "
+               f"{world.classes} classes (variants={world.variants}, absent_slots={world.absent_slots})")
+        if config.grade:
+            raise DataError(f"{why}; drop --grade for reconstruction, sparsity and galleries")
+        warnings.warn(f"{why}: not graded (reconstruction, sparsity and galleries only)", stacklevel=2)
+        return False
     return has_masks if config.grade is None else config.grade
 
 
