@@ -139,6 +139,8 @@ def circuit_figure(graph: "nx.DiGraph", out: str | os.PathLike, image: torch.Ten
         title = (f"circuit for class {named(target, meta.get('target_name'))}; predicted "
                  f"{named(meta.get('predicted'), meta.get('predicted_name'))}: {graph.number_of_nodes()} nodes, "
                  f"{graph.number_of_edges()} edges")
+        if meta.get("settings", {}).get("selection") == "attribution":
+            title += "; channels by attribution to the class"
         if any(d.get("single_drop") is not None for _, d in graph.nodes(data=True)):
             title += "\nunder each channel: the target logit's drop when it alone is ablated; outlined: necessary"
     fig.suptitle(title, fontsize=9)
