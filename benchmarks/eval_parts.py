@@ -30,8 +30,8 @@ all on the same part-world test images, in one table; plus the protocol's cost.
   ProtoS-ViT runs found in ``side_parts.py`` / ``protosvit_parts.py``'s folders of that world,
   ``_common.world_runs``); each figure is reported as ``.mean`` / ``.sd`` / ``.worst`` / ``.values``
   over the worlds (``_common.over_worlds``), and, for a single world, also under its own key. The
-  part protocols are defined on the default 24-class table, so ``--preset parts-fine`` is refused
-  by them (one line) until they read the world's own table.
+  part protocols read the world's own class table, so ``--preset parts-fine`` is evaluated too
+  (absent slots: ``sparsex.partworld.protocols``).
 """
 
 from __future__ import annotations

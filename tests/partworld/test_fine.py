@@ -132,9 +132,8 @@ def test_default_world_fingerprint_has_no_new_settings():
     assert PartWorld("test", fine()).fingerprint()["config"]["classes"] == fine().classes
 
 
-def test_protocols_refuse_a_world_with_another_class_table():
-    from sparsex.errors import InputError
+def test_protocols_accept_a_world_with_another_class_table():
     from sparsex.partworld import InterventionCache
 
-    with pytest.raises(InputError, match="default 24-class table; this part world has 120 classes"):
-        InterventionCache(torch.nn.Identity(), PartWorld("test", fine()))
+    cache = InterventionCache(torch.nn.Identity(), PartWorld("test", fine()))
+    assert cache.num_classes == fine().classes

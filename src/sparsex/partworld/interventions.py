@@ -19,7 +19,6 @@ from ..checks import check_int
 from ..errors import InputError
 from ..inference import DEFAULT_BATCH, check_model, frozen, predict_logits
 from ..progress import progress_bar
-from .classes import CLASS_TABLE, NUM_CLASSES
 from .dataset import PartWorld
 from .shapes import NUM_PARTS
 
@@ -28,13 +27,11 @@ Key = tuple[int, frozenset[int], frozenset[int]]
 
 
 def _check_part_world(dataset: Any) -> PartWorld:
+    """``dataset``, checked to be a part world (any class table: the protocols use the world's own,
+    ``dataset.config.class_table``)."""
     if not isinstance(dataset, PartWorld):
         raise InputError("the part protocols need the part world (a sparsex.partworld.PartWorld) for its part masks "
                          f"and its renderer of interventions, got {type(dataset).__name__}")
-    if dataset.config.class_table != CLASS_TABLE:
-        raise InputError(f"the part protocols are defined on the default {NUM_CLASSES}-class table; this part world has "
-                         f"{dataset.config.classes} classes with variants={dataset.config.variants}, absent_slots="
-                         f"{dataset.config.absent_slots} (e.g. the parts-fine preset), which they do not support yet")
     return dataset
 
 
@@ -84,6 +81,8 @@ class InterventionCache:
         self.internal_batch_size = check_int(internal_batch_size, "internal_batch_size", 1)
         self.device = _model_device(model, device)
         self.progress = progress
+        #: The world's number of classes (rows of ``dataset.config.class_table``): the model's logits.
+        self.num_classes = len(self.dataset.config.class_table)
         self.forward_passes = 0
         self.forward_seconds = 0.0
         self.render_seconds = 0.0
@@ -127,9 +126,9 @@ class InterventionCache:
         with frozen(self.model):
             logits = predict_logits(self.model, batch).float().cpu()
         self.forward_seconds += time.perf_counter() - start
-        if logits.shape[1] != NUM_CLASSES:
-            raise InputError(f"the part protocols need a model with the part world's {NUM_CLASSES} classes, "
-                             f"got logits with {logits.shape[1]}")
+        if logits.dim() != 2 or logits.shape[1] != self.num_classes:
+            raise InputError(f"the part protocols need a model with the part world's {self.num_classes} classes, "
+                             f"got logits of shape {tuple(logits.shape)}")
         self.forward_passes += len(keys)
         for key, row in zip(keys, logits):
             self._logits[key] = row
@@ -146,23 +145,23 @@ class InterventionCache:
                 bar.update(len(chunk))
 
     def fetch(self, keys: Iterable[Key]) -> torch.Tensor:
-        """Logits ``(N, 24)`` (float32, CPU) of the keys, in order; missing ones are computed
-        (with everything else queued)."""
+        """Logits ``(N, C)`` (float32, CPU; ``C`` = :attr:`num_classes`) of the keys, in order;
+        missing ones are computed (with everything else queued)."""
         keys = list(keys)
         self.request(keys)
         if self._pending:
             self.compute()
         if not keys:
-            return torch.empty(0, NUM_CLASSES)
+            return torch.empty(0, self.num_classes)
         return torch.stack([self._logits[key] for key in keys])
 
     def logits(self, key: Key) -> torch.Tensor:
-        """Logits ``(24,)`` of one key."""
+        """Logits ``(C,)`` of one key."""
         return self.fetch([key])[0]
 
     def originals(self, indices: Sequence[int]) -> tuple[list[dict[str, Any]], torch.Tensor]:
         """The items ``render(i)`` (image, label, masks, ...) of ``indices`` and their logits
-        ``(N, 24)``; each item's image is forwarded only if its key ``(i, {}, {})`` is not cached
+        ``(N, C)``; each item's image is forwarded only if its key ``(i, {}, {})`` is not cached
         yet, so that explaining an image and intervening on it share one forward pass."""
         keys = [intervention_key(i) for i in indices]
         for key in keys:

@@ -9,13 +9,17 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from .classes import CLASS_NAMES, CLASS_TABLE, NUM_CLASSES
+from .classes import ABSENT, CLASS_TABLE
 from .scene import Background, Pose, Scene, render_scene
-from .shapes import BODY_COLOUR, PART_NAMES, VARIANTS
+from .shapes import ALL_VARIANTS, BODY_COLOUR, PART_NAMES
+
+#: A class table (``table[c][k]``: class ``c``'s variant of slot ``k``, or ``ABSENT``).
+_Table = tuple[tuple[int, ...], ...]
 
 #: Variant colours closer than this (RGB distance) are merged into one colour cluster.
 _LINK = 0.25
@@ -25,14 +29,22 @@ _ACHROMATIC = 0.1
 _DARK = 0.15
 
 
+def _used_variants(table: _Table) -> tuple[tuple[int, int], ...]:
+    """The variants ``(slot, variant)`` some class of ``table`` has, sorted (absent slots left out;
+    for :data:`CLASS_TABLE` every variant of :data:`~sparsex.partworld.shapes.VARIANTS`)."""
+    return tuple(sorted({(k, v) for row in table for k, v in enumerate(row) if v != ABSENT}))
+
+
 @functools.cache
-def _colour_clusters() -> tuple[tuple[tuple[float, ...], ...], tuple[float, ...], dict[tuple[int, int], tuple[int, ...]]]:
-    """Single-linkage clusters (RGB distance < 0.25) of the base colours of every variant layer:
-    centres, spreads (largest member distance from the centre) and the clusters of each variant
-    ``(slot, variant)``. Achromatic clusters other than black are left out: white is the light
-    background's colour and dark grey the colour of the anti-aliased edges of every dark part."""
-    layers = [((k, v), colour) for k, slot in enumerate(PART_NAMES) for v, variant in enumerate(VARIANTS[slot])
-              for _, colour in variant.layers]
+def _colour_clusters(
+    variants: tuple[tuple[int, int], ...],
+) -> tuple[tuple[tuple[float, ...], ...], tuple[float, ...], dict[tuple[int, int], tuple[int, ...]]]:
+    """Single-linkage clusters (RGB distance < 0.25) of the base colours of every layer of the
+    ``variants`` ``(slot, variant index into ALL_VARIANTS)``: centres, spreads (largest member
+    distance from the centre) and the clusters of each variant ``(slot, variant)``. Achromatic
+    clusters other than black are left out: white is the light background's colour and dark grey
+    the colour of the anti-aliased edges of every dark part."""
+    layers = [((k, v), colour) for k, v in variants for _, colour in ALL_VARIANTS[PART_NAMES[k]][v].layers]
     group = list(range(len(layers)))
     for a, b in itertools.combinations(range(len(layers)), 2):
         if math.dist(layers[a][1], layers[b][1]) < _LINK:
@@ -54,21 +66,22 @@ def _colour_clusters() -> tuple[tuple[tuple[float, ...], ...], tuple[float, ...]
 
 
 @functools.cache
-def _nominal_areas(size: int = 128) -> dict[tuple[int, int], float]:
-    """Visible area (fraction of the image) of every variant ``(slot, variant)`` on a creature
-    of nominal pose (scale 1, upright, centred) without jitter or clutter."""
+def _nominal_areas(table: _Table = CLASS_TABLE, size: int = 128) -> dict[tuple[int, int], float]:
+    """Visible area (fraction of the image) of every variant ``(slot, variant)`` of ``table`` on a
+    creature of nominal pose (scale 1, upright, centred) without jitter or clutter."""
     areas = {}
     flat = Background((0.9, 0.9, 0.9), (0.9, 0.9, 0.9), 0.0, (0.0, 0.0), 0.0)
-    for c, row in enumerate(CLASS_TABLE):
-        variants = {slot: VARIANTS[slot][v] for slot, v in zip(PART_NAMES, row)}
-        scene = Scene(index=0, split="test", label=c, class_name=CLASS_NAMES[c],
+    for c, row in enumerate(table):
+        variants = {slot: ALL_VARIANTS[slot][v] for slot, v in zip(PART_NAMES, row) if v != ABSENT}
+        scene = Scene(index=0, split="test", label=c, class_name=f"class_{c:02d}",
                       variants={slot: variant.name for slot, variant in variants.items()},
                       pose=Pose((size / 2, size / 2), 1.0, 0.0, False), body_colour=BODY_COLOUR,
                       part_colours={slot: tuple(colour for _, colour in variant.layers) for slot, variant in variants.items()},
                       background=flat, clutter=(), dropped_parts=())
         masks = render_scene(scene, size, 0)["part_masks"]
         for k, v in enumerate(row):
-            areas[k, v] = float(masks[k].mean())
+            if v != ABSENT:
+                areas[k, v] = float(masks[k].mean())
     return areas
 
 
@@ -90,12 +103,19 @@ class PartOracle(nn.Module):
     colours (it decides between a class and one whose colours are a superset of its own). The
     logit is linear in the pixels' evidence, so :func:`oracle_explanation` (the summand) is its
     exact decomposition; it is differentiable (soft matches), so gradient explainers produce maps.
+
+    ``table``: the class table (default :data:`CLASS_TABLE`; for another world pass its own,
+    ``dataset.config.class_table``, so that the oracle has one logit per class of that world). The
+    clusters are those of the variants some class of the table has; a slot a class does not have
+    (:data:`~sparsex.partworld.classes.ABSENT`) contributes no cluster to ``Q(c)``.
     """
 
-    def __init__(self, jitter: float = 0.05, softness: float = 0.01, bias: float = 1.0) -> None:
+    def __init__(self, jitter: float = 0.05, softness: float = 0.01, bias: float = 1.0,
+                 table: Sequence[Sequence[int]] = CLASS_TABLE) -> None:
         super().__init__()
-        centres, spreads, owner = _colour_clusters()
-        areas = _nominal_areas()
+        table = tuple(tuple(int(v) for v in row) for row in table)
+        centres, spreads, owner = _colour_clusters(_used_variants(table))
+        areas = _nominal_areas(table)
         mean_area = torch.zeros(len(centres), dtype=torch.float64)
         members = torch.zeros(len(centres), dtype=torch.float64)
         for variant, clusters in owner.items():
@@ -106,10 +126,11 @@ class PartOracle(nn.Module):
         self.register_buffer("centres", torch.tensor(centres))
         self.register_buffer("radii", torch.tensor(spreads) + math.sqrt(3) * jitter)
         self.register_buffer("weights", (mean_area.mean() / mean_area).float())
-        member = torch.zeros(NUM_CLASSES, len(centres))
-        for c, row in enumerate(CLASS_TABLE):
+        member = torch.zeros(len(table), len(centres))
+        for c, row in enumerate(table):
             for k, v in enumerate(row):
-                member[c, list(owner[k, v])] = 1.0
+                if v != ABSENT:
+                    member[c, list(owner[k, v])] = 1.0
         self.register_buffer("member", member)
         self.softness = softness
         self.bias = bias

@@ -6,6 +6,13 @@ Part-Based Analysis of Explainable AI Methods", ICCV 2023 (protocols as in its c
 ``evaluation_protocols.py``), on the part world of :mod:`sparsex.partworld`. Interventions are
 rendered, not pasted (:meth:`PartWorld.render <sparsex.partworld.PartWorld.render>`).
 
+Every protocol uses the world's own class table (``dataset.config.class_table``: the default
+24-class :data:`~sparsex.partworld.classes.CLASS_TABLE`, or e.g. the ``parts-fine`` preset's,
+where a class may lack some slots, :data:`~sparsex.partworld.classes.ABSENT`); the model must
+output one logit per class of that table. Absent slots are never drawn, so they are never in
+``P`` (the parts present on an image), and PC, DC, D and SD, which work on ``P``, need nothing
+more; CSDC and TS read the table and are defined for absent slots as below.
+
 Notation: an image ``x_i`` of class ``y_i`` with ``K = 6`` part slots and up to ``M`` clutter
 objects; ``f_c(x)`` the model's logit of class ``c``; ``x_i \\ R`` the image re-rendered without the
 parts / clutter objects ``R``; ``yhat_i = argmax_c f_c(x_i)``; ``A`` an attribution map ``(H, W)``
@@ -27,6 +34,8 @@ train-time part dropout), which is the item itself on the val and test splits.
   explanation for ``y_i`` and the important parts ``I``:
   ``max_{S in MS(y)} |S ∩ I| / |S|`` with ``MS(y)`` the inclusion-minimal sets of slots on which
   no other class has all of ``y``'s variants (:func:`minimal_sufficient_part_sets`); averaged.
+  On a world whose class table has absent slots, ``MS(y)`` holds only slots ``y`` has, and an
+  image whose class has no sufficient set (another class has all of its parts) is not scored.
 - **PC** (preservation check): explanation for ``yhat_i``; ``[argmax f(x_i \\ (P \\ I)) = yhat_i]``
   (keep only the important parts; ``P`` = present parts); averaged over all images.
 - **DC** (deletion check): ``[argmax f(x_i \\ I) != yhat_i]`` (with ``I`` empty the image is
@@ -42,8 +51,8 @@ train-time part dropout), which is the item itself on the val and test splits.
   ``f_y(x_i) - f_y(x_i \\ {k})``; the image scores ``(rho + 1) / 2``; images whose correlation is
   undefined (a constant vector) are skipped; averaged.
 - **contrastivity** = TS (target sensitivity): for class ``y`` two other classes ``c1, c2`` whose
-  overlaps with ``y`` (slots with equal variants) ``O1, O2`` are nonempty and disjoint
-  (:func:`contrast_pair`). The image is scored only when the model agrees:
+  overlaps with ``y`` (slots both classes have, with equal variants) ``O1, O2`` are nonempty
+  and disjoint (:func:`contrast_pair`). The image is scored only when the model agrees:
   ``f_c1(x \\ O1) < f_c1(x \\ O2)`` and ``f_c2(x \\ O2) < f_c2(x \\ O1)``. Then, with ``imp^c``
   the part importances of the explanation for class ``c``, it gets two binary scores
   ``[imp^c1(O1) > imp^c2(O1)]`` and ``[imp^c2(O2) > imp^c1(O2)]`` (``imp(O) = sum_{k in O} imp_k``);
@@ -60,6 +69,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
@@ -74,7 +84,7 @@ from ..inference import DEFAULT_BATCH, frozen
 from ..metrics.accuracy import accuracy_with_abstentions
 from ..metrics.base import Metric
 from ..progress import progress_bar
-from .classes import CLASS_TABLE, NUM_CLASSES
+from .classes import ABSENT, CLASS_TABLE
 from .dataset import PartWorld
 from .interventions import InterventionCache, Key, intervention_key, resolve_cache
 from .shapes import NUM_PARTS
@@ -114,8 +124,30 @@ def _check_dilation(dilation: int) -> int:
     return dilation
 
 
-def _check_label(label: Any) -> int:
-    return check_int(label, "label (a class of the part world)", 0, NUM_CLASSES - 1)
+#: A class table: ``table[c][k]`` is class ``c``'s variant index of part slot ``k`` (``K = 6``
+#: slots), or :data:`~sparsex.partworld.classes.ABSENT` where class ``c`` does not have the slot.
+Table = tuple[tuple[int, ...], ...]
+
+
+def _check_table(table: Any) -> Table:
+    """``table`` as a tuple of rows of ``K`` ints (variant indices >= 0, or ``ABSENT``), >= 2 rows."""
+    if table is CLASS_TABLE:
+        return table
+    try:
+        rows = tuple(tuple(operator.index(v) for v in row) for row in table)
+    except TypeError:
+        raise InputError(f"table must be a class table: a sequence of rows of {NUM_PARTS} integer variant indices "
+                         f"(or ABSENT = {ABSENT}), got {type(table).__name__}") from None
+    if len(rows) < 2 or any(len(row) != NUM_PARTS for row in rows):
+        raise InputError(f"table must have at least 2 rows (classes) of {NUM_PARTS} variant indices (one per part slot), "
+                         f"got {len(rows)} rows of lengths {sorted({len(row) for row in rows})}")
+    if any(v < 0 and v != ABSENT for row in rows for v in row):
+        raise InputError(f"table entries must be variant indices >= 0 or ABSENT ({ABSENT})")
+    return rows
+
+
+def _check_label(label: Any, table: Table = CLASS_TABLE) -> int:
+    return check_int(label, f"label (a class of the part world's {len(table)}-class table)", 0, len(table) - 1)
 
 
 def _as_maps(maps: Any, name: str = "maps") -> torch.Tensor:
@@ -176,30 +208,46 @@ def important_parts(importances: torch.Tensor, totals: torch.Tensor, thresholds:
     return imp[:, None, :] > taus.to(imp)[None, :, None] * totals.double()[:, None, None]
 
 
+def _shared(a: Sequence[int], b: Sequence[int]) -> frozenset[int]:
+    """The slots two classes share: both have the slot, with the same variant."""
+    return frozenset(k for k in range(NUM_PARTS) if a[k] != ABSENT and a[k] == b[k])
+
+
 @functools.cache
-def _minimal_sets(label: int) -> tuple[frozenset[int], ...]:
-    row = CLASS_TABLE[label]
-    others = [r for c, r in enumerate(CLASS_TABLE) if c != label]
+def _minimal_sets(label: int, table: Table) -> tuple[frozenset[int], ...]:
+    row = table[label]
+    own = [k for k in range(NUM_PARTS) if row[k] != ABSENT]
+    others = [r for c, r in enumerate(table) if c != label]
     sufficient = [
         frozenset(s)
-        for size in range(1, NUM_PARTS + 1)
-        for s in itertools.combinations(range(NUM_PARTS), size)
+        for size in range(1, len(own) + 1)
+        for s in itertools.combinations(own, size)
         if all(any(other[k] != row[k] for k in s) for other in others)
     ]
     return tuple(s for s in sufficient if not any(t < s for t in sufficient))
 
 
-def minimal_sufficient_part_sets(label: int) -> tuple[frozenset[int], ...]:
+def minimal_sufficient_part_sets(label: int, table: Sequence[Sequence[int]] = CLASS_TABLE) -> tuple[frozenset[int], ...]:
     """FunnyBirds' minimal sufficient part sets of class ``label``: the inclusion-minimal sets
-    ``S`` of part slots such that no other class of :data:`CLASS_TABLE` has ``label``'s variant
-    on every slot of ``S`` (brute force over the ``2^6`` subsets; cached per class)."""
-    return _minimal_sets(_check_label(label))
+    ``S`` of part slots such that no other class of ``table`` (default :data:`CLASS_TABLE`; a
+    world's own is ``dataset.config.class_table``) has ``label``'s variant on every slot of ``S``
+    (brute force over the ``2^6`` subsets; cached per class and table).
+
+    Absent slots (:data:`~sparsex.partworld.classes.ABSENT`): ``S`` is made only of slots that
+    ``label`` has (a slot it does not have is never part of its evidence: nothing of it is drawn),
+    and another class matches ``label`` on a slot only where it has the same (present) variant —
+    a class that lacks the slot differs there. So a class whose present slots all match another
+    class's (the other has a superset of its parts) has no sufficient set: the result is empty,
+    and CSDC does not score its images (nothing an explanation can point to tells the two apart).
+    """
+    table = _check_table(table)
+    return _minimal_sets(_check_label(label, table), table)
 
 
 @functools.cache
-def _pair(label: int) -> tuple[int, int, frozenset[int], frozenset[int]] | None:
-    row = CLASS_TABLE[label]
-    overlap = {c: frozenset(k for k in range(NUM_PARTS) if r[k] == row[k]) for c, r in enumerate(CLASS_TABLE) if c != label}
+def _pair(label: int, table: Table) -> tuple[int, int, frozenset[int], frozenset[int]] | None:
+    row = table[label]
+    overlap = {c: _shared(row, r) for c, r in enumerate(table) if c != label}
     candidates = [
         (-min(len(overlap[a]), len(overlap[b])), -len(overlap[a]) - len(overlap[b]), a, b)
         for a, b in itertools.combinations(sorted(overlap), 2)
@@ -211,17 +259,26 @@ def _pair(label: int) -> tuple[int, int, frozenset[int], frozenset[int]] | None:
     return a, b, overlap[a], overlap[b]
 
 
-def contrast_pair(label: int) -> tuple[int, int, frozenset[int], frozenset[int]] | None:
+def contrast_pair(label: int,
+                  table: Sequence[Sequence[int]] = CLASS_TABLE) -> tuple[int, int, frozenset[int], frozenset[int]] | None:
     """The two classes the target-sensitivity protocol contrasts on images of class ``label``.
 
     FunnyBirds takes two classes at distance 3 of its 5 parts (two shared parts each) whose
     overlaps with the image's class are disjoint. With 6 slots the rule here is: among the pairs
-    ``c1 < c2`` of other classes whose overlaps ``O1, O2`` with ``label`` (slots with equal
+    ``c1 < c2`` of other classes of ``table`` (default :data:`CLASS_TABLE`; a world's own is
+    ``dataset.config.class_table``) whose overlaps ``O1, O2`` with ``label`` (slots with equal
     variants) are nonempty and disjoint, take the one with the largest ``min(|O1|, |O2|)``, then
     the largest ``|O1| + |O2|``, then the smallest ``(c1, c2)``. Returns ``(c1, c2, O1, O2)``, or
     ``None`` when no such pair exists (every class of :data:`CLASS_TABLE` has one).
+
+    Absent slots (:data:`~sparsex.partworld.classes.ABSENT`): an overlap holds only slots that
+    both classes have, with the same variant (two classes that both lack a slot do not share it:
+    there is nothing to remove or attribute), so ``O1`` and ``O2`` are always parts drawn on the
+    image of ``label`` and the protocol's removals and importances are defined as on the default
+    world.
     """
-    return _pair(_check_label(label))
+    table = _check_table(table)
+    return _pair(_check_label(label, table), table)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -276,7 +333,8 @@ class PartsResult:
     ``metrics``: flat dict of plain numbers — ``accuracy``, ``bi``, ``csdc``, ``pc``, ``dc``,
     ``distractibility`` (these four at ``completeness_tau``), ``completeness`` (the best over
     the grid), ``completeness_tau``, ``correctness`` (SD), ``contrastivity`` (TS), and the counts
-    ``images``, ``bi_objects`` (image-object pairs), ``csdc_images`` (correctly classified),
+    ``images``, ``bi_objects`` (image-object pairs), ``csdc_images`` (correctly classified, of a
+    class with a minimal sufficient part set: every class of the default table has one),
     ``distractibility_images`` / ``distractibility_skipped`` (images with / without an
     irrelevant item), ``correctness_images`` / ``correctness_skipped`` (undefined correlation),
     ``contrastivity_images`` / ``contrastivity_skipped_model`` (the model does not meet the
@@ -310,7 +368,7 @@ _POWERS = 1 << torch.arange(NUM_PARTS)
 
 @dataclass
 class _Originals:
-    """What the protocols keep per image (CPU): labels ``(N,)``, logits ``(N, 24)``, present
+    """What the protocols keep per image (CPU): labels ``(N,)``, logits ``(N, C)``, present
     parts ``(N, 6)`` and clutter objects ``(N, M)``."""
 
     indices: list[int]
@@ -499,18 +557,26 @@ def _check_removals(orig: _Originals, explained: _Explained,
     return codes, preserve, delete
 
 
-def _contrast_removals(orig: _Originals) -> tuple[list, dict[int, tuple[Key, Key]]]:
+def _contrast_removals(orig: _Originals, table: Table) -> tuple[list, dict[int, tuple[Key, Key]]]:
     """Per image its :func:`contrast_pair` (or ``None``) and, where there is one, the keys
     without ``O1`` and without ``O2``."""
-    pairs = [contrast_pair(int(y)) for y in orig.labels]
+    pairs = [_pair(int(y), table) for y in orig.labels]
     keys = {row: (orig.key(row, pair[2]), orig.key(row, pair[3])) for row, pair in enumerate(pairs) if pair}
     return pairs, keys
 
 
-def _csdc_curve(orig: _Originals, explained: _Explained, taus: torch.Tensor) -> torch.Tensor:
-    """CSDC ``(T,)``: over the correctly classified images, ``max_S |S ∩ I| / |S|``."""
-    sets = [minimal_sufficient_part_sets(int(y)) for y in orig.labels]
-    width = max(len(s) for s in sets)
+def _csdc_rows(orig: _Originals, table: Table) -> torch.Tensor:
+    """The images CSDC scores ``(N,)`` bool: correctly classified, of a class with a minimal
+    sufficient part set (every class of :data:`CLASS_TABLE` has one)."""
+    has_sets = torch.tensor([bool(_minimal_sets(int(y), table)) for y in orig.labels], dtype=torch.bool)
+    return (orig.logits.argmax(dim=1) == orig.labels) & has_sets
+
+
+def _csdc_curve(orig: _Originals, explained: _Explained, taus: torch.Tensor, table: Table) -> torch.Tensor:
+    """CSDC ``(T,)``: over the correctly classified images (of a class with a sufficient set),
+    ``max_S |S ∩ I| / |S|``."""
+    sets = [_minimal_sets(int(y), table) for y in orig.labels]
+    width = max(1, max(len(s) for s in sets))
     members = torch.zeros(len(sets), width, NUM_PARTS, dtype=torch.float64)
     sizes = torch.ones(len(sets), width, dtype=torch.float64)  # padding: empty sets score 0
     for row, class_sets in enumerate(sets):
@@ -519,7 +585,7 @@ def _csdc_curve(orig: _Originals, explained: _Explained, taus: torch.Tensor) -> 
             sizes[row, col] = len(s)
     important = important_parts(explained.label_parts, explained.label_total, taus) & orig.parts[:, None, :]
     score = (torch.einsum("ntk,nsk->nts", important.double(), members) / sizes[:, None, :]).amax(dim=-1)
-    return _mean(score[orig.logits.argmax(dim=1) == orig.labels])
+    return _mean(score[_csdc_rows(orig, table)])
 
 
 def _check_curves(orig: _Originals, cache: InterventionCache, codes: torch.Tensor, preserve: dict[tuple[int, int], Key],
@@ -590,8 +656,9 @@ def _evaluate(cache: InterventionCache, explain: Explain, indices: list[int], ta
     # 1. Images, predictions and explanations.
     orig, explained = _explain_images(cache, explain, indices, dilation, step, progress)
     # 2. Every intervention, requested at once and forwarded in batches.
+    table = _check_table(cache.dataset.config.class_table)
     part_pos, part_keys, clutter_pos, clutter_keys = orig.single_keys()
-    pairs, contrast_keys = _contrast_removals(orig)
+    pairs, contrast_keys = _contrast_removals(orig, table)
     codes, preserve, delete = _check_removals(orig, explained, taus)
     cache.request(part_keys + clutter_keys + [key for both in contrast_keys.values() for key in both]
                   + list(preserve.values()) + list(delete.values()))
@@ -600,7 +667,7 @@ def _evaluate(cache: InterventionCache, explain: Explain, indices: list[int], ta
     part_logits = _after_removal(orig, cache, part_pos, part_keys, NUM_PARTS)
     clutter_logits = _after_removal(orig, cache, clutter_pos, clutter_keys, orig.clutter.shape[1])
     scores = _model_scores(orig, clutter_logits)
-    csdc = _csdc_curve(orig, explained, taus)
+    csdc = _csdc_curve(orig, explained, taus, table)
     pc, dc = _check_curves(orig, cache, codes, preserve, delete)
     distractibility, scored = _distractibility_curve(orig, explained, taus, part_logits, clutter_logits)
     completeness = ((csdc + pc + dc) / 3 + distractibility) / 2
@@ -622,7 +689,7 @@ def _evaluate(cache: InterventionCache, explain: Explain, indices: list[int], ta
         "completeness_tau": at_best(taus),
         "correctness": float(_mean(rho[~rho.isnan()] * 0.5 + 0.5)),
         "contrastivity": float(_mean(ts)),
-        "csdc_images": int((orig.logits.argmax(dim=1) == orig.labels).sum()),
+        "csdc_images": int(_csdc_rows(orig, table).sum()),
         "distractibility_images": int(scored.sum()),
         "distractibility_skipped": n - int(scored.sum()),
         "correctness_images": int((~rho.isnan()).sum()),
