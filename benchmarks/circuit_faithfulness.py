@@ -107,6 +107,7 @@ def measure(name: str, config: dict, eval_n: int, reference_n: int, runs, args, 
         figures[f"{key}.curve.points"] = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in p.items()}
                                           for p in [curve["empty"], *curve["points"], curve["full"]]]
         figures[f"{key}.curve.auc"] = {k: round(v, 4) for k, v in curve["auc"].items()}
+        figures[f"{key}.curve.sufficient_k"] = curve["sufficient_k"]
 
     if data["name"] == "parts":
         world = create_dataset("parts", split="test", root=data["root"], **(data["options"] or {}))

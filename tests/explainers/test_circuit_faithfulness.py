@@ -234,6 +234,10 @@ def test_attribution_selection_finds_the_circuit_behind_a_decoy():
     assert curves["attribution"]["selection"] == "attribution"
     for low, high in zip(curves["activation"]["points"], curves["attribution"]["points"]):
         assert high["sufficiency_logit"] > low["sufficiency_logit"]
+    # sufficient_k: the first k whose circuits keep the label on >= 90% of the images (None if none)
+    for curve in curves.values():
+        assert curve["sufficient_k"] == next((p["k"] for p in curve["points"] if p["sufficiency_label"] >= 0.9), None)
+    assert curves["attribution"]["sufficient_k"] is not None
 
 
 def test_reference_means_taken_once_serve_readouts_and_ablations():

@@ -70,6 +70,8 @@ ABLATIONS = ("mean", "zero")
 DEFAULT_KS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 #: a circuit channel is marked necessary when ablating it alone drops the target logit by this fraction
 NECESSARY_DROP = 0.05
+#: :func:`faithfulness_curve`'s ``sufficient_k``: the smallest k whose circuits keep the label on this share of images
+SUFFICIENT_LABEL = 0.9
 
 
 def circuit_channels(circuit: Any) -> tuple[dict[str, list[int]], dict[str, str], int]:
@@ -346,8 +348,9 @@ def faithfulness_curve(model: nn.Module, images: torch.Tensor, reference: torch.
     channel is ablated, for the circuit and the random channels alike), both measured. ``auc`` is
     the trapezoid area under each curve over ``x in [0, 1]``: ``sufficiency_logit``,
     ``sufficiency_label``, ``necessity_drop`` and ``random_drop``. Returns ``points`` (per ``k``:
-    ``fraction`` and the four figures), ``empty``, ``full``, ``auc``, ``layers``,
-    ``layer_channels``. A ``k`` outside ``[1, widest layer]`` raises a one-line
+    ``fraction`` and the four figures), ``empty``, ``full``, ``auc``, ``sufficient_k`` (the
+    smallest ``k`` of ``ks`` whose circuits keep the label on at least :data:`SUFFICIENT_LABEL` of
+    the images, None if none does), ``layers``, ``layer_channels``. A ``k`` outside ``[1, widest layer]`` raises a one-line
     :class:`~sparsex.errors.InputError`.
     """
     check_model(model)
@@ -395,7 +398,9 @@ def faithfulness_curve(model: nn.Module, images: torch.Tensor, reference: torch.
                   "random_drop": full["necessity"]["drop"]}
     auc = {key: _area([(p["fraction"], p[key]) for p in [first_point, *points, last_point] if p[key] is not None])
            for key in ("sufficiency_logit", "sufficiency_label", "necessity_drop", "random_drop")}
-    return {"images": len(images), "ablation": ablation, "threshold": threshold, "selection": selection, "layers": read_layers,
+    sufficient_k = next((p["k"] for p in points if p["sufficiency_label"] >= SUFFICIENT_LABEL), None)
+    return {"images": len(images), "ablation": ablation, "threshold": threshold, "selection": selection,
+            "sufficient_k": sufficient_k, "layers": read_layers,
             "layer_channels": widths, "points": points, "empty": first_point, "full": last_point, "auc": auc}
 
 
