@@ -77,6 +77,15 @@ def test_a_fit_depends_on_its_seed_alone(method):
     assert torch.equal(fits[0], fits[1])
 
 
+def test_a_diverged_fit_is_a_clear_error():
+    """JumpReLU at lr 1000 ends with NaN weights: one line saying so, not NaN figures downstream."""
+    with pytest.raises(SparsexError, match="jumprelu fit diverged.*lower --lr"):
+        fit_dictionary("jumprelu", sparse_data(), 8, 2, epochs=3, lr=1e3, batch_size=64)
+    # at lr 1 it stays finite but its encoder falls silent: the mean L0 it was to be held at is out of reach
+    with pytest.raises(SparsexError, match="jumprelu fit reaches a mean L0 of 0.*not the 2 asked"):
+        fit_dictionary("jumprelu", sparse_data(), 8, 2, epochs=3, lr=1.0, batch_size=64)
+
+
 def test_pca_with_every_component_reconstructs_exactly():
     x = sparse_data()
     dictionary = fit_dictionary("pca", x, 12, 12)
