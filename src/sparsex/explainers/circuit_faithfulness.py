@@ -53,6 +53,7 @@ on the parts that define the class more than chance.
 from __future__ import annotations
 
 import math
+from contextlib import ExitStack
 from typing import Any, Sequence
 
 import torch
@@ -63,7 +64,7 @@ from ..checks import check_int
 from ..errors import InputError
 from ..inference import DEFAULT_BATCH, batch_slices, check_model
 from .circuit import DEFAULT_THRESHOLD, readout
-from .circuit_sites import ReferenceMeans, Sites, check_batch, reference_images, reference_means
+from .circuit_sites import ReferenceMeans, check_batch, hooked, reference_images, reference_means
 
 ABLATIONS = ("mean", "zero")
 #: circuit sizes (channels per layer) of :func:`faithfulness_curve`, cut to the widest read layer
@@ -111,9 +112,8 @@ class _Ablation:
     def __init__(self, model: nn.Module, images: torch.Tensor, layers: list[str], measured_at: dict[str, str],
                  reference: torch.Tensor | None, ablation: str, batch_size: int) -> None:
         self.model, self.images, self.batch_size = model, images, batch_size
-        self.sites = Sites(model, layers, measured_at)
-        self.was_training = model.training
-        model.eval()
+        self._hooks = ExitStack()
+        self.sites = self._hooks.enter_context(hooked(model, layers, measured_at))
         try:
             self._measure(layers, measured_at, reference, ablation)
         except BaseException:
@@ -140,8 +140,8 @@ class _Ablation:
         self.widths = {layer: acts.shape[1] for layer, acts in self.activations.items()}
 
     def close(self) -> None:
-        self.sites.remove()
-        self.model.train(self.was_training)
+        """Remove the hooks; the model's modes and parameter flags are as before."""
+        self._hooks.close()
 
     def logits_keeping(self, keep: dict[str, torch.Tensor]) -> torch.Tensor:
         """Logits ``(B, K)`` with, at each layer, the channels where ``keep[layer] (B, C_L)`` is False ablated."""
@@ -320,11 +320,8 @@ def _area(points: list[tuple[float, float]]) -> float:
 
 def _widths(model: nn.Module, x: torch.Tensor, layers: list[str], measured_at: dict[str, str]) -> dict[str, int]:
     """The number of channels of each read layer's measured output."""
-    sites = Sites(model, layers, measured_at)
-    try:
+    with hooked(model, layers, measured_at) as sites:
         sites.run(model, x, capture=True)
-    finally:
-        sites.remove()
     return {layer: sites.captured[layer].shape[1] for layer in layers}
 
 
@@ -428,11 +425,8 @@ def part_overlap(model: nn.Module, images: torch.Tensor, part_masks: torch.Tenso
     masks = (part_masks.flatten(1, -3).any(dim=1) if part_masks.dim() == 4 else part_masks.bool()).double()
     circuits = [circuit_channels(c) for c in _per_image(circuit, len(images))]
     layers, measured_at = list(circuits[0][0]), circuits[0][1]
-    sites = Sites(model, layers, measured_at)
-    was_training = model.training
-    model.eval()
     inside, share, per_layer = [], [], {layer: [] for layer in layers}
-    try:
+    with hooked(model, layers, measured_at) as sites:
         for part in batch_slices(len(images), batch_size):
             sites.run(model, images[part], capture=True)
             for offset, (channels, _, _) in enumerate(circuits[part]):
@@ -449,9 +443,6 @@ def part_overlap(model: nn.Module, images: torch.Tensor, part_masks: torch.Tenso
                             inside.append(float(value / total))
                             per_layer[layer].append(inside[-1])
                             share.append(float(mask.mean()))
-    finally:
-        sites.remove()
-        model.train(was_training)
     if not inside:
         raise InputError("no circuit channel has a spatial activation map with any mass (linear layers only, or all zero)")
     mean_inside, mean_share = sum(inside) / len(inside), sum(share) / len(share)

@@ -25,15 +25,16 @@ The readout's paper keeps the most *active* channels, which need not carry the d
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
 
 from ..checks import check_images, check_int
 from ..errors import InputError, SparsexError
-from ..inference import DEFAULT_BATCH, batch_slices
+from ..inference import DEFAULT_BATCH, batch_slices, frozen
 from ..perturb import blur
 
 #: integration steps of :func:`channel_attribution`
@@ -158,6 +159,19 @@ class Sites:
         return logits.detach().to("cpu", torch.float64)
 
 
+@contextmanager
+def hooked(model: nn.Module, layers: list[str], measured_at: dict[str, str]) -> Iterator[Sites]:
+    """:class:`Sites` on ``model``'s read layers, the model :func:`~sparsex.inference.frozen` within
+    the block (eval mode, no parameter gradients); afterwards the hooks are removed and every
+    module's mode and parameter flag restored."""
+    with frozen(model):
+        sites = Sites(model, layers, measured_at)
+        try:
+            yield sites
+        finally:
+            sites.remove()
+
+
 @dataclass(frozen=True, eq=False)
 class ReferenceMeans:
     """The mean output maps ``mu_L`` of reference images at read layers (by layer name), and the
@@ -180,15 +194,9 @@ def reference_means(model: nn.Module, reference: torch.Tensor, layers: list[str]
     """:class:`ReferenceMeans` of the ``reference`` images ``(R, C, H, W)`` at ``layers`` (a
     readout graph's ``graph["layers"]`` and ``graph["measured_at"]``)."""
     reference = check_batch(reference, "reference images")
-    sites = Sites(model, layers, measured_at)
-    was_training = model.training
-    model.eval()
-    try:
-        return ReferenceMeans(sites.means(model, reference, batch_size), {layer: measured_at[layer] for layer in layers},
-                              len(reference))
-    finally:
-        sites.remove()
-        model.train(was_training)
+    with hooked(model, layers, measured_at) as sites:
+        means = sites.means(model, reference, batch_size)
+    return ReferenceMeans(means, {layer: measured_at[layer] for layer in layers}, len(reference))
 
 
 @torch.enable_grad()
@@ -206,11 +214,8 @@ def channel_attribution(model: nn.Module, images: torch.Tensor, targets: torch.T
     else:
         reference = reference_means(model, reference, layers, measured_at, batch_size)
     start = reference.means
-    sites = Sites(model, layers, measured_at)
-    was_training = model.training
-    model.eval()
-    try:
-        scores = {layer: [] for layer in layers}
+    scores = {layer: [] for layer in layers}
+    with hooked(model, layers, measured_at) as sites:
         for part in batch_slices(len(images), batch_size):
             total = {layer: 0.0 for layer in layers}
             for step in range(steps):
@@ -227,7 +232,4 @@ def channel_attribution(model: nn.Module, images: torch.Tensor, targets: torch.T
                     total[layer] = total[layer] + (share.flatten(2).sum(2) if share.dim() > 2 else share)
             for layer in layers:
                 scores[layer].append((total[layer] / steps).cpu())
-        return {layer: torch.cat(parts) for layer, parts in scores.items()}
-    finally:
-        sites.remove()
-        model.train(was_training)
+    return {layer: torch.cat(parts) for layer, parts in scores.items()}
