@@ -24,6 +24,8 @@ from typing import Any, Iterator
 
 import torch
 
+from ..errors import SparsexError
+
 JUMP_STEER_RATE = 0.05  # η of λ <- λ exp(η clip(L0 / k - 1, -1, 1)), once per step
 JUMP_START_WEIGHT = 1e-3  # λ at the first step (the reconstruction term starts near 1)
 TOPK_AUX_WEIGHT = 1 / 32  # weight of the auxiliary top-k loss (Gao et al., arXiv 2406.04093, use 1/32)
@@ -111,17 +113,24 @@ def train(sae: torch.nn.Module, method: str, xs: torch.Tensor, k: int, epochs: i
     optimizer = torch.optim.Adam(sae.parameters(), lr=lr)
     oc.sae.train_sae(sae, loader, criterion, optimizer, nb_epochs=epochs, clip_grad=1.0, monitoring=0, device=device)
     _on_device(sae, "cpu")
+    if not math.isfinite(state["loss"]) or not all(torch.isfinite(t).all() for t in sae.state_dict().values()):
+        raise SparsexError(f"the {method} fit diverged: its loss or weights became NaN or infinite (lr {lr}, "
+                           f"{epochs} epochs); try a lower --lr")
     info = {"train_loss": state["loss"]}
     if method == "jumprelu":
         info["l0_weight"] = state["weight"]
-        info["threshold_scale"] = calibrate_thresholds(sae, xs, k)
+        info["threshold_scale"], reached = calibrate_thresholds(sae, xs, k)
+        if reached < k / 2:  # no threshold brings a silent encoder to the mean L0 it is held at
+            raise SparsexError(f"the jumprelu fit reaches a mean L0 of {reached:.2f}, not the {k} asked, at any "
+                               f"threshold: its encoder is silent on most samples (lr {lr}); try a lower --lr")
     return info
 
 
 @torch.no_grad()
-def calibrate_thresholds(sae: torch.nn.Module, xs: torch.Tensor, k: int, steps: int = 40) -> float:
+def calibrate_thresholds(sae: torch.nn.Module, xs: torch.Tensor, k: int, steps: int = 40) -> tuple[float, float]:
     """Scale a JumpReLU SAE's thresholds by one factor ``c`` so that its mean L0 on ``xs`` is ``k``
-    (bisection on ``log c``; the steered L0 weight gets near ``k``, this makes it equal); returns ``c``."""
+    (bisection on ``log c``; the steered L0 weight gets near ``k``, this makes it equal); returns ``c``
+    and the mean L0 reached (below ``k`` only when even the smallest ``c`` cannot reach it)."""
     pre_codes = torch.relu(sae.encoder(xs)[0])
     thresholds = torch.exp(sae.thresholds)
     low, high = -12.0, 12.0
@@ -130,7 +139,7 @@ def calibrate_thresholds(sae: torch.nn.Module, xs: torch.Tensor, k: int, steps: 
         l0 = (pre_codes > thresholds * math.exp(middle)).sum(1).double().mean().item()
         low, high = (middle, high) if l0 > k else (low, middle)
     sae.thresholds += high
-    return math.exp(high)
+    return math.exp(high), (pre_codes > thresholds * math.exp(high)).sum(1).double().mean().item()
 
 
 def fit_snmf(xs: torch.Tensor, atoms: int, iterations: int, device: str | torch.device) -> torch.Tensor:
