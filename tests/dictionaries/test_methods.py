@@ -1,9 +1,12 @@
 """Dictionary methods: bad settings, NaN activations, L0 per method, exact PCA, checkpoint round trip."""
 
+import itertools
+
 import pytest
 import torch
 
 from sparsex.dictionaries import METHODS, Dictionary, fit_dictionary, patches
+from sparsex.dictionaries.engine import matryoshka_ends, matryoshka_loss
 from sparsex.dictionaries.grading import fvu, mean_l0
 from sparsex.dictionaries.methods import check_method, keep_top
 from sparsex.errors import InputError, SparsexError
@@ -51,7 +54,7 @@ def test_every_method_fits_at_its_sparsity(method):
     dictionary = fit_dictionary(method, x, 8, k, epochs=30, lr=3e-3, batch_size=64)
     codes = dictionary.encode(x)
     assert codes.shape == (600, 8) and torch.isfinite(codes).all()
-    if method == "batchtopk":  # k codes per sample on average, through the running threshold
+    if method in ("batchtopk", "matryoshka"):  # k codes per sample on average, through the running threshold
         assert 0.5 * k <= mean_l0(codes) <= 2 * k
     elif method == "jumprelu":  # thresholds calibrated to a mean L0 of k on the training samples
         assert mean_l0(codes) == pytest.approx(k, abs=0.05)
@@ -63,7 +66,7 @@ def test_every_method_fits_at_its_sparsity(method):
     assert torch.allclose(restored.encode(x), codes, atol=1e-5)
 
 
-@pytest.mark.parametrize("method", ["topk", "batchtopk", "jumprelu", "mp"])
+@pytest.mark.parametrize("method", ["topk", "batchtopk", "matryoshka", "jumprelu", "mp"])
 def test_a_fit_depends_on_its_seed_alone(method):
     """The SAE's initial weights come from the fit's seed, not from whatever drew random numbers before."""
     x = sparse_data()
@@ -84,6 +87,65 @@ def test_a_diverged_fit_is_a_clear_error():
     # at lr 1 it stays finite but its encoder falls silent: the mean L0 it was to be held at is out of reach
     with pytest.raises(SparsexError, match="jumprelu fit reaches a mean L0 of 0.*not the 2 asked"):
         fit_dictionary("jumprelu", sparse_data(), 8, 2, epochs=3, lr=1.0, batch_size=64)
+
+
+def test_matryoshka_prefixes_and_loss_by_hand():
+    assert matryoshka_ends(256) == [16, 32, 64, 128, 256]  # the public code's N/16, N/16, N/8, N/4, N/2
+    assert matryoshka_ends(8) == [1, 2, 3, 4, 8] and matryoshka_ends(1) == [1]
+    # 8 atoms, prefixes 1, 2, 3, 4, 8: x = 2 e0 + e1 coded by atoms 0 (e0, code 2) and 5 (e1, code 1)
+    dictionary = torch.zeros(8, 2)
+    dictionary[0, 0] = dictionary[5, 1] = 1.0
+    codes = torch.zeros(1, 8)
+    codes[0, 0], codes[0, 5] = 2.0, 1.0
+    x = torch.tensor([[2.0, 1.0]])
+    # prefixes 1-4 miss e1: error (0^2 + 1^2) / 2 = 0.5 each; the whole dictionary: 0
+    assert matryoshka_loss(x, codes, dictionary).item() == pytest.approx((4 * 0.5 + 0) / 5)
+
+
+def test_matryoshka_loss_matches_the_public_code():
+    """github.com/bartbussmann/matryoshka_sae, sae.py, GlobalBatchTopKMatryoshkaSAE.forward and
+    get_loss_dict on identical tensors: prefix reconstructions accumulated group by group from
+    ``b_dec``, then ``(||b_dec - x||^2 + sum_g ||x_g - x||^2) / (G + 1)`` (element means). Without a
+    decoder bias (``b_dec = 0``, as in overcomplete) the first term is the constant ``mean x^2``."""
+    g = torch.Generator().manual_seed(3)
+    x, codes, dictionary = torch.randn(5, 6, generator=g), torch.rand(5, 32, generator=g), torch.randn(32, 6, generator=g)
+    group_sizes = [32 // 16, 32 // 16, 32 // 8, 32 // 4, 32 // 2]  # their main.py's groups
+    starts = [0, *itertools.accumulate(group_sizes)]
+    b_dec = torch.zeros(6)
+    reconstruct, total = b_dec, (b_dec - x).pow(2).mean()
+    for start, end in zip(starts[:-1], starts[1:]):
+        reconstruct = codes[:, start:end] @ dictionary[start:end] + reconstruct
+        total = total + (reconstruct - x).pow(2).mean()
+    theirs = total / (len(group_sizes) + 1)
+    groups = len(group_sizes)
+    assert matryoshka_ends(32) == starts[1:]
+    assert matryoshka_loss(x, codes, dictionary).item() == pytest.approx(
+        ((theirs * (groups + 1) - x.pow(2).mean()) / groups).item(), rel=1e-5)
+
+
+def hierarchical_data(n=2000, channels=16, seed=0):
+    """Two parent features, each present on 15% of the samples together with one of its four
+    children: ``x = a (p_f + c_f,i)``, all directions orthonormal."""
+    g = torch.Generator().manual_seed(seed)
+    basis = torch.linalg.qr(torch.randn(channels, channels, generator=g))[0].T
+    parents, children = basis[:2], basis[2:10].view(2, 4, channels)
+    x = torch.zeros(n, channels)
+    for family in range(2):
+        present = (torch.rand(n, generator=g) < 0.15)[:, None]
+        child = torch.randint(0, 4, (n,), generator=g)
+        x += present * (1 + 0.2 * torch.rand(n, 1, generator=g)) * (parents[family] + children[family][child])
+    return x, parents
+
+
+def test_matryoshka_learns_the_parent_that_batchtopk_absorbs():
+    """Feature absorption (Bussmann et al., arXiv 2503.17547): BatchTopK learns one atom per parent +
+    child pair (cosine 1/sqrt 2 with the parent); the Matryoshka loss makes an early atom the parent."""
+    x, parents = hierarchical_data()
+    best = {}
+    for method in ("batchtopk", "matryoshka"):
+        atoms = fit_dictionary(method, x, 16, 4, epochs=40, lr=3e-3, batch_size=100, seed=0).dictionary()
+        best[method] = (torch.nn.functional.normalize(atoms, dim=1) @ parents.T).max().item()
+    assert best["matryoshka"] > 0.8 > best["batchtopk"], best
 
 
 def test_pca_with_every_component_reconstructs_exactly():

@@ -6,6 +6,8 @@ its sklearn wrappers. What sparsex adds or works around here, and why:
   ``matplotlib.cm.get_cmap`` at import time); the import lends it that name for the duration.
 - ``BatchTopKSAE``'s ``top_k`` counts codes per *batch* (``k * B`` for a mean L0 of ``k``), and its
   running threshold is a plain attribute, not in the state dict: the caller stores it.
+- It has no Matryoshka SAE: ``matryoshka`` is its ``BatchTopKSAE`` trained on the Matryoshka loss
+  written here (:func:`matryoshka_ends`, the criterion in :func:`train`).
 - ``JumpSAE`` ships no sparsity loss: the L0 term is written here with its ``heaviside``
   straight-through estimate, with a weight steered to the target L0, and the thresholds are
   rescaled after training so that the mean L0 on the training samples is exactly ``k``.
@@ -29,6 +31,9 @@ from ..errors import SparsexError
 JUMP_STEER_RATE = 0.05  # η of λ <- λ exp(η clip(L0 / k - 1, -1, 1)), once per step
 JUMP_START_WEIGHT = 1e-3  # λ at the first step (the reconstruction term starts near 1)
 TOPK_AUX_WEIGHT = 1 / 32  # weight of the auxiliary top-k loss (Gao et al., arXiv 2406.04093, use 1/32)
+# Matryoshka group sizes as fractions of the dictionary (Bussmann et al.'s public main.py: N/16, N/16, N/8, N/4, N/2)
+MATRYOSHKA_GROUPS = (1 / 16, 1 / 16, 1 / 8, 1 / 4, 1 / 2)
+BATCH_TOPK_METHODS = ("batchtopk", "matryoshka")  # overcomplete's BatchTopKSAE: top k B per batch, running threshold
 
 
 @contextlib.contextmanager
@@ -57,11 +62,35 @@ def create_sae(method: str, channels: int, atoms: int, k: int) -> torch.nn.Modul
     sae = _overcomplete().sae
     if method == "topk":
         return sae.TopKSAE(channels, atoms, top_k=k)
-    if method == "batchtopk":
+    if method in BATCH_TOPK_METHODS:
         return sae.BatchTopKSAE(channels, atoms, top_k=k)
     if method == "jumprelu":
         return sae.JumpSAE(channels, atoms)
     return sae.MpSAE(channels, atoms, k=k)
+
+
+def matryoshka_ends(atoms: int) -> list[int]:
+    """The nested prefixes' ends ``m_1 < ... < m_G = atoms`` of a Matryoshka dictionary: cumulative
+    :data:`MATRYOSHKA_GROUPS` (each group at least one atom; repeated ends merged)."""
+    ends, total = [], 0.0
+    for fraction in MATRYOSHKA_GROUPS[:-1]:
+        total += fraction
+        end = max(1, round(total * atoms), ends[-1] + 1 if ends else 1)
+        if end < atoms:
+            ends.append(end)
+    return ends + [atoms]
+
+
+def matryoshka_loss(x: torch.Tensor, codes: torch.Tensor, dictionary: torch.Tensor) -> torch.Tensor:
+    """Mean reconstruction error of the nested prefixes (Bussmann et al., arXiv 2503.17547; their public sae.py)::
+
+        L = 1/G sum_{g=1..G} mean ||x~ - z[:, :m_g] D[:m_g]||^2
+
+    the first ``m_g`` atoms alone must reconstruct ``x~``, so general concepts are learnt by the early
+    atoms instead of being absorbed into the specific ones. The public code also averages in
+    ``||x - b_dec||^2``; overcomplete's SAEs have no decoder bias, so that term is a constant here."""
+    errors = [(x - codes[:, :end] @ dictionary[:end]).square().mean() for end in matryoshka_ends(dictionary.shape[0])]
+    return torch.stack(errors).mean()
 
 
 def _on_device(sae: torch.nn.Module, device: str | torch.device) -> None:
@@ -93,12 +122,14 @@ def train(sae: torch.nn.Module, method: str, xs: torch.Tensor, k: int, epochs: i
     batch = min(batch_size, xs.shape[0])
     loader = _Batches(xs, batch, seed)
     state = {"loss": math.nan, "weight": JUMP_START_WEIGHT}
-    if method == "batchtopk":
+    if method in BATCH_TOPK_METHODS:
         sae.top_k = k * batch
 
     def criterion(x, x_hat, pre_codes, codes, dictionary):
-        if method in ("topk", "batchtopk"):
+        if method in ("topk", *BATCH_TOPK_METHODS):
             loss = oc.sae.losses.top_k_auxiliary_loss(x, x_hat, pre_codes, codes, dictionary, penalty=TOPK_AUX_WEIGHT)
+            if method == "matryoshka":  # the whole dictionary's error replaced by the prefixes' mean; the auxiliary term kept
+                loss = loss - (x - x_hat).square().mean() + matryoshka_loss(x, codes, dictionary)
         else:
             loss = (x - x_hat).square().sum(1).mean()
         if method == "jumprelu":

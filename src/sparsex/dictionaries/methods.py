@@ -10,6 +10,8 @@ every method, enforced as each method allows:
   trained on ``||x~ - z D||^2`` plus overcomplete's auxiliary top-k loss (dead-atom revival);
 - ``batchtopk`` (Bussmann et al., arXiv 2412.06410): the top ``k * B`` codes of a batch of ``B``;
   at inference a running threshold; mean L0 ``k`` on average, not per sample;
+- ``matryoshka`` (Bussmann et al., arXiv 2503.17547, the Matryoshka loss): BatchTopK codes, trained so
+  that nested prefixes of the atoms (``N/16, N/8, N/4, N/2, N``) each reconstruct ``x~`` on their own;
 - ``jumprelu`` (Rajamanoharan et al., arXiv 2407.14435, the JumpReLU SAE and its L0 loss):
   ``z = ReLU(W x~ + b) * H(. - θ)``,
   trained on ``||x~ - z D||^2 + λ L0`` with the straight-through L0 estimate; ``λ`` is steered after
@@ -37,8 +39,8 @@ from ..checks import check_int
 from ..errors import InputError, SparsexError
 from . import engine
 
-METHODS = ("topk", "batchtopk", "jumprelu", "mp", "snmf", "pca", "ica", "kmeans")
-SAE_METHODS = ("topk", "batchtopk", "jumprelu", "mp")
+METHODS = ("topk", "batchtopk", "matryoshka", "jumprelu", "mp", "snmf", "pca", "ica", "kmeans")
+SAE_METHODS = ("topk", "batchtopk", "matryoshka", "jumprelu", "mp")
 SIGNED_METHODS = ("pca", "ica")
 MAX_ATOMS = 1 << 16
 SNMF_FIT_ITERATIONS, SNMF_ENCODE_ITERATIONS = 200, 100
@@ -87,7 +89,7 @@ class Dictionary(nn.Module):
         self.register_buffer("scale", torch.ones(()))
         if method in SAE_METHODS:
             self.sae = engine.create_sae(method, channels, atoms, k)
-            if method == "batchtopk":
+            if method in engine.BATCH_TOPK_METHODS:
                 self.register_buffer("threshold", torch.zeros(()))
         else:
             self.register_buffer("atoms", torch.zeros(atoms, channels))
@@ -117,7 +119,7 @@ class Dictionary(nn.Module):
         check_finite(x, "the activations to encode")
         xs = self.standardize(x.to(self.mean))
         if self.method in SAE_METHODS:
-            if self.method == "batchtopk":
+            if self.method in engine.BATCH_TOPK_METHODS:
                 self.sae.running_threshold = self.threshold
             self.sae.eval()
             return self.sae.encode(xs)[1]
@@ -149,7 +151,7 @@ class Dictionary(nn.Module):
         if self.method in SAE_METHODS:
             self.sae = engine.create_sae(self.method, self.channels, self.num_atoms, self.k)  # initialised from seed
             info = engine.train(self.sae, self.method, xs, self.k, epochs, lr, batch_size, seed, device)
-            if self.method == "batchtopk":
+            if self.method in engine.BATCH_TOPK_METHODS:
                 self.threshold.copy_(self.sae.running_threshold)
             self.sae.to("cpu").eval()
             return info

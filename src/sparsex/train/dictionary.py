@@ -43,7 +43,7 @@ class DictionaryTrainConfig(BackboneTrainConfig):
 
     what = "dictionary"
 
-    method: str = "topk"  # topk, batchtopk, jumprelu, mp, snmf, pca, ica or kmeans
+    method: str = "topk"  # topk, batchtopk, matryoshka, jumprelu, mp, snmf, pca, ica or kmeans
     atoms: int = 256  # dictionary size N
     k: int | None = None  # non-zero codes per sample, the mean L0 (default 8; kmeans: 1)
     epochs: int = 50  # SAE training epochs (other methods: ignored)
