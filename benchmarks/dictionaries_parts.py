@@ -1,6 +1,6 @@
 """Concept dictionaries on frozen Lite0 features of the part world, graded on the ground truth.
 
-Every method (TopK, BatchTopK, JumpReLU and matching-pursuit SAEs, semi-NMF, PCA, ICA, k-means) is
+Every method (TopK, BatchTopK, Matryoshka, JumpReLU and matching-pursuit SAEs, semi-NMF, PCA, ICA, k-means) is
 trained with ``sparsex train dictionary`` (:func:`sparsex.train.dictionary.train_dictionary`) on the
 same cached features, at the same dictionary size ``--atoms`` and the same target mean L0 ``--k``
 (k-means codes one centre per patch, so its L0 is 1), and graded on the test split beside the
@@ -35,9 +35,9 @@ from _common import add_world_options, over_worlds, parse_run_args, run_folders,
 from sparsex.dictionaries import METHODS
 from sparsex.train.dictionary import DictionaryTrainConfig, train_dictionary
 
-SCALARS = ("recovery_auroc", "recovered_fraction", "recovery_f1", "purity", "unmatched", "fvu", "l0", "dead", "control",
+SCALARS = ("recovery_auroc", "recovered_fraction", "recovered_distinct", "recovery_f1", "purity", "unmatched", "fvu", "l0", "dead", "control",
            "control_edits", "variant_control", "variant_control_edits", "train_s")
-SUPERVISED = ("recovery_auroc", "recovered_fraction", "recovery_f1", "purity", "unmatched", "control", "variant_control")
+SUPERVISED = ("recovery_auroc", "recovered_fraction", "recovered_distinct", "recovery_f1", "purity", "unmatched", "control", "variant_control")
 
 
 def options(parser) -> None:

@@ -32,7 +32,7 @@ def dictionary_run(tmp_path_factory):
 
 def test_train_dictionary_grades_on_the_part_world(dictionary_run):
     final = json.loads((dictionary_run / "metrics.json").read_text())["final"]
-    for key in ("fvu", "l0", "dead", "recovery_auroc", "recovered_fraction", "purity", "unmatched", "control", "train_s",
+    for key in ("fvu", "l0", "dead", "recovery_auroc", "recovered_fraction", "recovered_distinct", "purity", "unmatched", "control", "train_s",
                 "supervised_recovery_auroc", "supervised_control", "variant_control", "supervised_variant_control"):
         assert key in final, key
     assert final["l0"] <= 2 and 0 <= final["dead"] <= 1 and 0.5 <= final["recovery_auroc"] <= 1

@@ -41,6 +41,26 @@ def test_concept_recovery_picks_the_best_atom():
     assert result["best_f1"][0] == pytest.approx(1.0)
 
 
+def test_recovered_distinct_gives_each_concept_its_own_atom():
+    """20 patches: 2 with concept 0, 2 with concept 1, 16 with neither. Atom 0 fires (1) on all four
+    part patches, a "head parts" atom; atom 1 fires on one empty patch only."""
+    concepts = torch.zeros(20, 2, dtype=torch.bool)
+    concepts[0:2, 0] = concepts[2:4, 1] = True
+    codes = torch.zeros(20, 2)
+    codes[0:4, 0] = 1.0
+    codes[19, 1] = 1.0
+    result = concept_recovery(codes, concepts)
+    # atom 0 for either concept: each positive ties the 2 other part patches and beats the 16 empty
+    # ones: (16 + 2 * 0.5) / 18 = 17/18. Atom 1: each positive (0) ties 17 negatives and loses to 1: 8.5/18
+    assert result["best_atom"] == [0, 0] and result["best_auroc"] == pytest.approx([17 / 18, 17 / 18])
+    assert result["recovered_fraction"] == pytest.approx(1.0)
+    # one atom per concept: atom 0 serves one of them (17/18), atom 1 the other (8.5/18 < 0.9)
+    assert result["recovered_distinct"] == pytest.approx(0.5)
+    # a third atom of its own for concept 1 (firing on its two patches) recovers both
+    result = concept_recovery(torch.cat([codes, concepts[:, 1:].float()], dim=1), concepts)
+    assert result["recovered_distinct"] == pytest.approx(1.0)
+
+
 def test_purity_fvu_l0_dead():
     codes = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.0, 3.0, 0.0]])
     concepts = torch.tensor([[True, False], [True, False], [False, True], [False, True]])

@@ -108,7 +108,7 @@ def evaluate_dictionary(dictionary: Dictionary, test: FeatureCache, pooled: bool
     edit = dictionary_edit(dictionary, codes, truth.test_concepts, concepts["best_atom"], per_image)
     control = controls(test_x.view(-1, per_image, test_x.shape[1]), test.labels, truth.probe, truth.variant_probes, edit)
     supervised = supervised_metrics(test, truth, pooled)
-    scalars = ("recovery_auroc", "recovery_f1", "recovered_fraction", "purity", "unmatched")
+    scalars = ("recovery_auroc", "recovery_f1", "recovered_fraction", "recovered_distinct", "purity", "unmatched")
     return {**metrics, **{key: concepts[key] for key in scalars}, **control,
             **{f"supervised_{key}": supervised[key] for key in (*scalars, "control", "variant_control")},
             "concepts": {key: value for key, value in concepts.items() if key not in scalars},

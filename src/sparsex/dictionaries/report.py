@@ -39,7 +39,7 @@ from .evaluate import cache_samples, check_cache_backbone
 from .methods import Dictionary
 
 FAMILY = "dictionary"
-SUMMARY_KEYS = ("fvu", "l0", "dead", "train_s", "recovery_auroc", "recovery_f1", "recovered_fraction", "purity", "unmatched",
+SUMMARY_KEYS = ("fvu", "l0", "dead", "train_s", "recovery_auroc", "recovery_f1", "recovered_fraction", "recovered_distinct", "purity", "unmatched",
                 "control", "control_edits", "variant_control", "variant_control_edits")
 
 

@@ -192,6 +192,8 @@ _TABLE: tuple[tuple[str, Direction, str, str, str], ...] = (
     ("recovery_auroc", HIGHER, "latent", "recovery AUROC", "mean over ground-truth concepts of the best atom's AUROC"),
     ("recovery_f1", HIGHER, "latent", "recovery F1", "mean over concepts of the best atom's best F1"),
     ("recovered_fraction", HIGHER, "latent", "recovered", "share of concepts whose best atom has AUROC >= 0.9"),
+    ("recovered_distinct", HIGHER, "latent", "recovered (own atom)",
+     "share of concepts whose atom in the one-to-one assignment of atoms to concepts has AUROC >= 0.9"),
     ("recovery_vs_supervised", HIGHER, "latent", "recovery / supervised",
      "recovery AUROC as a fraction of the supervised dictionary's"),
     ("purity", HIGHER, "latent", "", "mean over firing atoms of the largest share of an atom's code mass on one concept"),
