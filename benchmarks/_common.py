@@ -28,6 +28,7 @@ from sparsex.features import extract_features
 from sparsex.io import write_json
 from sparsex.metrics.registry import metric_info
 from sparsex.models import load_model
+from sparsex.train.run import RunFolder
 
 
 def parse_args(description: str, extra: Callable[[argparse.ArgumentParser], Any] | None = None) -> argparse.Namespace:
@@ -56,12 +57,15 @@ def parse_run_args(description: str, extra: Callable[[argparse.ArgumentParser], 
     return parse_args(description, extra=options)
 
 
-def add_world_options(parser: argparse.ArgumentParser) -> None:
+def add_world_options(parser: argparse.ArgumentParser, default_worlds: Sequence[int] = (0,),
+                      default_clutter: Sequence[int | None] = (None,)) -> None:
     """``--worlds`` (part-world seeds), ``--clutter`` (``max_clutter`` levels) and ``--preset`` (a
     part-world preset, e.g. ``parts-fine``): the grid of worlds :func:`over_worlds` runs over."""
-    parser.add_argument("--worlds", type=int, nargs="+", default=[0], metavar="SEED", help="part-world seeds (default: 0)")
-    parser.add_argument("--clutter", type=int, nargs="+", default=[None], metavar="N",
-                        help="max_clutter levels (default: the world's own, 3 or the preset's)")
+    parser.add_argument("--worlds", type=int, nargs="+", default=list(default_worlds), metavar="SEED",
+                        help=f"part-world seeds (default: {' '.join(map(str, default_worlds))})")
+    clutter = "the world's own, 3 or the preset's" if list(default_clutter) == [None] else " ".join(map(str, default_clutter))
+    parser.add_argument("--clutter", type=int, nargs="+", default=list(default_clutter), metavar="N",
+                        help=f"max_clutter levels (default: {clutter})")
     parser.add_argument("--preset", default=None, help="part-world preset, e.g. parts-fine (docs/partworld.md)")
 
 
@@ -124,6 +128,17 @@ def over_worlds(run_one: Callable[[int, int | None], dict[str, Any]], worlds: Se
             figures[f"{name}{key}.worst"] = max(values) if lower else min(values)
         figures[f"{name}{key}.values"] = values
     return figures
+
+
+def branch_run(train: Callable[..., dict[str, Any]], config: Any, source: Path, target: Path,
+               shared: Sequence[str]) -> dict[str, Any]:
+    """Train ``config`` in ``target`` whose first stages (``shared``, stage folder names such as
+    ``1-pretrain``) equal those of the run in ``source``: copy those stage checkpoints in, then
+    resume (a run folder resumes after its last finished stage)."""
+    RunFolder(target, config.to_dict(), list(config.stages))
+    for stage in shared:
+        shutil.copytree(source / "stages" / stage, target / "stages" / stage, dirs_exist_ok=True)
+    return train(config, target)
 
 
 def run_folders(args: argparse.Namespace, name: str) -> Path:

@@ -18,11 +18,11 @@ over the worlds (``_common.over_worlds``), and, for a single world, also under i
 from __future__ import annotations
 
 import json
-import shutil
 import time
 
 from _common import (
     add_world_options,
+    branch_run,
     explanation_figure,
     over_worlds,
     parse_run_args,
@@ -33,10 +33,18 @@ from _common import (
 )
 
 from sparsex.train.infodisent import InfoDisentTrainConfig, train_infodisent
-from sparsex.train.run import RunFolder
 from sparsex.train.side import SIDETrainConfig, train_side
 
 PRUNE_SWEEP = (10,)  # the paper's other pruning budget, measured beside the default A = 7
+
+
+def benchmark_settings(quick: bool) -> tuple[dict, dict, int]:
+    """The benchmark's part-world sizes, SIDE settings and InfoDisent epochs (also those of ``tune_side.py``)."""
+    if quick:
+        return ({"train_size": 96, "test_size": 48},
+                dict(expanded_channels=16, pretrain_epochs=3, finetune_epochs=2, calibrate_epochs=2), 3)
+    return ({"train_size": 2400, "test_size": 480},
+            dict(expanded_channels=256, pretrain_epochs=10, finetune_epochs=10, calibrate_epochs=20), 10)
 
 
 def main() -> None:
@@ -45,14 +53,7 @@ def main() -> None:
 
     def run_one(seed: int, clutter: int | None) -> dict:
         """Every figure of one world."""
-        if args.quick:
-            data = {"train_size": 96, "test_size": 48}
-            settings = dict(expanded_channels=16, pretrain_epochs=3, finetune_epochs=2, calibrate_epochs=2)
-            infodisent_epochs = 3
-        else:
-            data = {"train_size": 2400, "test_size": 480}
-            settings = dict(expanded_channels=256, pretrain_epochs=10, finetune_epochs=10, calibrate_epochs=20)
-            infodisent_epochs = 10
+        data, settings, infodisent_epochs = benchmark_settings(args.quick)
         data = world_options(seed, clutter, args.preset, data)
         base = dict(data="parts", data_options=data, backbone="lite0", cache_dir=str(args.cache), **settings)
         figures: dict = {"data.train_size": data["train_size"], "data.test_size": data["test_size"],
@@ -78,13 +79,11 @@ def main() -> None:
         bce = run("bce", stages=("pretrain",), pretrain_loss="bce")
 
         def branch(name: str, shared: tuple[str, ...], **overrides):
-            """A SIDE run whose first stages equal the main run's (``overrides`` only act later):
-            copy those stage checkpoints in, then resume."""
-            config = SIDETrainConfig(**{**base, **overrides})
-            RunFolder(runs / name, config.to_dict(), list(config.stages))
-            for stage in shared:
-                shutil.copytree(runs / "side" / "stages" / stage, runs / name / "stages" / stage, dirs_exist_ok=True)
-            return run(name, **overrides)
+            """A SIDE run whose first stages equal the main run's (``overrides`` only act later)."""
+            start = time.perf_counter()
+            result = branch_run(train_side, SIDETrainConfig(**{**base, **overrides}), runs / "side", runs / name, shared)
+            timings[name] = round(time.perf_counter() - start, 1)
+            return result
 
         ocla0 = branch("ocla0", ("1-pretrain", "2-prune", "3-finetune"), ocla_lambda=0.0)
         paper = branch("paper_recipe", ("1-pretrain", "2-prune"), hoyer_weight=0.0, ocla_margin=0.0)

@@ -19,6 +19,8 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
     ("side_parts.py", ["side.global_size", "infodisent.global_size", "time_s.side"], ["--cache", "{tmp}/cache"]),
     ("protosvit_parts.py", ["protosvit.global_size", "ablation.hs0.global_size", "time_s.protosvit"],
      ["--cache", "{tmp}/cache"]),
+    ("tune_side.py", ["infodisent.accuracy.mean", "grid.hoyer0p05_margin0p1.local_size.mean", "~chosen.worst_slack",
+                      "chosen.hoyer_weight", "chosen.ocla_margin"], ["--cache", "{tmp}/cache", "--worlds", "100", "--clutter", "3"]),
     ("minimal_mask.py", ["fmnist.mask.images_per_s", "parts.speedup.vs_ig", "parts.circuit.edges", "fmnist.perimage.deletion_auc"],
      ["--cache", "{tmp}/cache"]),
     ("eval_parts.py", ["protocol.forward_passes", "protocol.overhead_ratio", "lite0.ig.bi", "side.prototypes.consistency"],

@@ -94,7 +94,7 @@ def test_presence_sparsity_enters_finetune_and_calibrate(stage):
     out, y = head(torch.randn(6, 4, 3, 3)), torch.tensor([0, 1, 2, 0, 1, 2])
     base = asymmetric_loss(out.logits, y, 1.0, 4.0, 0.05)
     if stage == "calibrate":
-        base = base + ocla_loss(out.logits, y, 0.5, 200.0, margin=0.1)
+        base = base + ocla_loss(out.logits, y, 0.5, 200.0, margin=SIDETrainConfig().ocla_margin)
     sparsity = class_importance_hoyer_loss(out.scores, head.class_weights(), y)
     with_term = _stage_loss(SIDETrainConfig(**TINY, hoyer_weight=0.5), stage, head)(out, y, 0.0)
     without = _stage_loss(SIDETrainConfig(**TINY, hoyer_weight=0.0), stage, head)(out, y, 0.0)
