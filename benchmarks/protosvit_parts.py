@@ -9,7 +9,7 @@ prototypes with a class weight above eps) and ``global_size_used`` (official: pr
 importance >= 0.1 for the true class of at least one test image).
 
     python benchmarks/protosvit_parts.py --out RESULT.json [--quick] [--resume] \
-        [--worlds 0 1 2] [--clutter 3 6] [--preset parts-fine]
+        [--worlds 0 1 2] [--clutter 3 6] [--preset parts-fine] [--no-ablations] [--prune-fractions 0.05 0.1]
 
 Features are cached in ``--cache`` (default ``benchmarks/.cache``, shared with side_parts.py); run
 folders go to ``<cache>/protosvit_runs[_quick]``, started afresh unless ``--resume``. The
@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from _common import (
     add_world_options,
+    branch_run,
     explanation_figure,
     over_worlds,
     parse_run_args,
@@ -73,7 +74,16 @@ def size_figures(head, cache, eps: float) -> dict:
 
 
 def main() -> None:
-    args = parse_run_args(__doc__, add_world_options)
+    def options(parser) -> None:
+        add_world_options(parser)
+        parser.add_argument("--no-ablations", dest="ablations", action="store_false",
+                            help="train the default ProtoS-ViT and the probe only (no official preset, no Hoyer-Square 0): "
+                                 "for grids of worlds")
+        parser.add_argument("--prune-fractions", type=float, nargs="+", default=[], metavar="RHO",
+                            help="also prune the trained model with each prune_fraction RHO (the train stage shared): "
+                                 "sweep.prune_fraction_<RHO>.* figures, RHO with p for the dot")
+
+    args = parse_run_args(__doc__, options)
     all_runs = run_folders(args, "protosvit")
 
     def run_one(seed: int, clutter: int | None) -> dict:
@@ -122,8 +132,18 @@ def main() -> None:
             return result, val, size_figures(head, splits["test"], defaults.eps)
 
         protosvit, protosvit_val, sparsex_sizes = run("protosvit")
-        official, _, official_sizes = run("official", preset="official")
-        hs0, _, _ = run("hs0", hoyer_weight=0.0)
+        for rho in args.prune_fractions:
+            name = f"prune_fraction_{rho:g}".replace(".", "p")
+            config = ProtoSViTTrainConfig(**{**base, "prune_fraction": rho})
+            pruned = branch_run(train_protosvit, config, runs / "protosvit", runs / name, ("1-train",))
+            head, _ = load_model(runs / name / "checkpoint", family="protosvit")
+            val = evaluate_head(head, splits["val"], defaults.eps)
+            for key in ("accuracy", "local_size", "global_size"):
+                figures[f"sweep.{name}.{key}"] = pruned[key]
+                figures[f"sweep.{name}.val_{key}"] = val[key]
+        if args.ablations:
+            official, _, official_sizes = run("official", preset="official")
+            hs0, _, _ = run("hs0", hoyer_weight=0.0)
 
         figure_out = args.out if runs == all_runs else args.out.with_name(f"{args.out.stem}_{runs.name}{args.out.suffix}")
         figures.update(explanation_figure(runs, "protosvit", data, figure_out, "protosvit"))
@@ -133,16 +153,17 @@ def main() -> None:
         for key in ("accuracy", "local_size", "global_size"):
             figures[f"protosvit.val_{key}"] = protosvit_val[key]
         figures["protosvit.pruned_connections"] = protosvit["pruned_connections"]
-        official_settings = ProtoSViTTrainConfig(**base, preset="official")
-        for key in ("tanh_weight", "hoyer_weight", "hoyer_l2_weight"):
-            figures[f"settings.official.{key}"] = getattr(official_settings, key)
-        for preset, sizes in (("sparsex", sparsex_sizes), ("official", official_sizes)):
-            figures.update({f"{preset}.{key}": value for key, value in sizes.items()})
-        figures["official.pruned_connections"] = official["pruned_connections"]
-        for key in ("accuracy", "local_size", "local_size_all", "global_size"):
-            figures[f"ablation.hs0.{key}"] = hs0[key]
+        figures.update({f"sparsex.{key}": value for key, value in sparsex_sizes.items()})
         figures["accuracy_gap.protosvit_minus_probe"] = round(protosvit["accuracy"] - figures["probe.accuracy"], 4)
-        figures["accuracy_gap.official_minus_probe"] = round(official["accuracy"] - figures["probe.accuracy"], 4)
+        if args.ablations:
+            official_settings = ProtoSViTTrainConfig(**base, preset="official")
+            for key in ("tanh_weight", "hoyer_weight", "hoyer_l2_weight"):
+                figures[f"settings.official.{key}"] = getattr(official_settings, key)
+            figures.update({f"official.{key}": value for key, value in official_sizes.items()})
+            figures["official.pruned_connections"] = official["pruned_connections"]
+            for key in ("accuracy", "local_size", "local_size_all", "global_size"):
+                figures[f"ablation.hs0.{key}"] = hs0[key]
+            figures["accuracy_gap.official_minus_probe"] = round(official["accuracy"] - figures["probe.accuracy"], 4)
         figures["resumed"] = args.resume  # with --resume, time_s.* cover only the stages run this time
         figures.update({f"time_s.{k}": v for k, v in timings.items()})
         return figures

@@ -86,6 +86,9 @@ def test_prune_unused_removes_connections_that_never_matter():
     assert head.prune_unused(torch.tensor([0.0, 2.0, 1e-4, 0.5, 1.0])) == 0  # idempotent
     with pytest.raises(InputError, match=r"max_scores must have shape \(5,\)"):
         head.prune_unused(torch.zeros(4))
+    # a floor of 0.15 also removes class 0's p3 (0.15), class 1's p4 (0.1) and class 2's p3 (0.1); class 2's p4 (0.2) stays
+    assert head.prune_unused(torch.tensor([0.0, 2.0, 1e-4, 0.5, 1.0]), floor=0.15) == 3
+    assert head.connections.tolist() == [[0, 1, 0, 0, 0], [0, 0, 0, 0, 0], [0, 1, 0, 0, 1]]
 
 
 def test_checkpoint_round_trip_keeps_pruning_and_threshold(tmp_path):

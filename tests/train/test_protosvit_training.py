@@ -9,6 +9,7 @@ import torch
 from sparsex.errors import SparsexError
 from sparsex.models import load_model
 from sparsex.train.protosvit import ProtoSViTTrainConfig, protosvit_loss, train_protosvit
+from sparsex.train.run import RunFolder
 
 TINY = dict(data="parts", data_options={"image_size": 48, "train_size": 48, "test_size": 24}, backbone="small-cnn",
             num_prototypes=12, embed_dim=8, epochs=3, hoyer_warmup_epochs=1, batch_size=16, gallery_k=2)
@@ -77,8 +78,34 @@ def test_vit_backbone_path(tmp_path):
         assert f.get_tensor("features").shape[1:] == (192, 2, 2)  # 32 px / patch 16, no class token
 
 
+def test_prune_fraction_floors_the_pruning_at_a_share_of_the_training_logits(protosvit_run, tmp_path):
+    """The prune stage again on the same trained model, with ``prune_fraction`` 0.6: the floor is 0.6
+    x the median true-class logit of the training images, and every surviving connection's largest
+    training importance is above it."""
+    from sparsex.backbones import create_backbone
+    from sparsex.train.heads import cached_split
+    from sparsex.train.loop import predict
+
+    out, config, final = protosvit_run
+    config = ProtoSViTTrainConfig(**{**TINY, "prune_fraction": 0.6}, cache_dir=config.cache_dir)
+    run = tmp_path / "floored"
+    RunFolder(run, config.to_dict(), list(config.stages))
+    shutil.copytree(out / "stages" / "1-train", run / "stages" / "1-train")
+    floored = train_protosvit(config, run, progress=False)
+    trained, _ = load_model(out / "stages" / "1-train", family="protosvit")
+    train = cached_split(config, "train", create_backbone(**config.backbone_settings()), config.cache_dir, progress=False)
+    predicted = predict(trained.eval(), train.features, keys=("scores", "logits"))
+    floor = 0.6 * predicted["logits"].gather(1, train.labels.long()[:, None]).median().item()
+    assert floored["prune_floor"] == pytest.approx(floor, rel=1e-5) and floor > 0
+    head, _ = load_model(run / "checkpoint", family="protosvit")
+    largest = head.class_weights() * predicted["scores"].amax(0)[None]
+    assert (largest[head.connections > 0] > floor).all()
+    assert floored["global_size"] <= final["global_size"] and floored["pruned_connections"] > final["pruned_connections"]
+
+
 @pytest.mark.parametrize("kw, pattern", [
     (dict(stages=("train", "polish")), "unknown ProtoS-ViT stage 'polish'"),
+    (dict(prune_fraction=1.5), "prune_fraction"),
     (dict(hoyer_weight=-1.0), "hoyer_weight must be a finite number >= 0"),
     (dict(epochs=-1), "epochs must be a non-negative integer"),
     (dict(num_prototypes=0), "num_prototypes must be a positive integer"),

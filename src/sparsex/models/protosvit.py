@@ -199,7 +199,7 @@ class ProtoSViTHead(nn.Module):
         return ProtoSViTOutput(self.logits(scores), scores, maps, locations, similarities)
 
     @torch.no_grad()
-    def prune_unused(self, max_scores: torch.Tensor, eps: float = 1e-3) -> int:
+    def prune_unused(self, max_scores: torch.Tensor, eps: float = 1e-3, floor: float = 0.0) -> int:
         """Prune the class-prototype connections that never matter on the training set.
 
         ``max_scores (P,)`` is each prototype's largest score over the training set, so (with
@@ -208,7 +208,10 @@ class ProtoSViTHead(nn.Module):
         (official preset: below it), are fixed to zero: at inference they never entered a
         training-set logit anyway (the importance threshold dropped them), so training-set
         predictions do not change, and prototypes left with no connection (never firing, or never
-        important) leave the explanation vocabulary.
+        important) leave the explanation vocabulary. Connections whose largest importance is at
+        most ``floor`` go too (sparsex: a fraction of a typical training logit, see
+        :class:`~sparsex.train.protosvit.ProtoSViTTrainConfig`'s ``prune_fraction``); unlike the
+        two rules above, this one can change training-set predictions.
         Returns how many connections were pruned now.
         """
         if not isinstance(max_scores, torch.Tensor) or max_scores.shape != (self.config.num_prototypes,):
@@ -217,7 +220,7 @@ class ProtoSViTHead(nn.Module):
         largest = self.class_weights() * max_scores.to(self.weight.device)[None]
         threshold = self.config.importance_threshold
         dropped = largest < threshold if self.official else largest <= threshold
-        unused = ((largest <= eps) | dropped) & (self.connections > 0)
+        unused = ((largest <= max(eps, floor)) | dropped) & (self.connections > 0)
         self.connections[unused] = 0.0
         return int(unused.sum().item())
 
