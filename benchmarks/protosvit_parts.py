@@ -123,9 +123,13 @@ def main() -> None:
                 figures[key] = accuracy(probe(pooled[split]), splits[split].labels)
         timings["probe"] = round(time.perf_counter() - start, 1)
 
-        def run(name: str, **overrides):
+        def run(name: str, shared: tuple[str, ...] = (), **overrides):
+            """A run of ``base`` with ``overrides`` and its val and test figures; with ``shared`` stages,
+            those are the main run's."""
             start = time.perf_counter()
-            result = train_protosvit(ProtoSViTTrainConfig(**{**base, **overrides}), runs / name)
+            config = ProtoSViTTrainConfig(**{**base, **overrides})
+            result = (branch_run(train_protosvit, config, runs / "protosvit", runs / name, shared) if shared
+                      else train_protosvit(config, runs / name))
             timings[name] = round(time.perf_counter() - start, 1)
             head, _ = load_model(runs / name / "checkpoint", family="protosvit")
             val = evaluate_head(head, splits["val"], defaults.eps)
@@ -134,10 +138,7 @@ def main() -> None:
         protosvit, protosvit_val, sparsex_sizes = run("protosvit")
         for rho in args.prune_fractions:
             name = f"prune_fraction_{rho:g}".replace(".", "p")
-            config = ProtoSViTTrainConfig(**{**base, "prune_fraction": rho})
-            pruned = branch_run(train_protosvit, config, runs / "protosvit", runs / name, ("1-train",))
-            head, _ = load_model(runs / name / "checkpoint", family="protosvit")
-            val = evaluate_head(head, splits["val"], defaults.eps)
+            pruned, val, _ = run(name, ("1-train",), prune_fraction=rho)
             for key in ("accuracy", "local_size", "global_size"):
                 figures[f"sweep.{name}.{key}"] = pruned[key]
                 figures[f"sweep.{name}.val_{key}"] = val[key]

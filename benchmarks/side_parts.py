@@ -47,6 +47,12 @@ def benchmark_settings(quick: bool) -> tuple[dict, dict, int]:
             dict(expanded_channels=256, pretrain_epochs=10, finetune_epochs=10, calibrate_epochs=20), 10)
 
 
+def train_dense(base: dict, epochs: int, out) -> dict:
+    """SIDE's dense baseline InfoDisent on ``base``'s data and backbone (SIDE's stage epochs left out)."""
+    return train_infodisent(InfoDisentTrainConfig(**{k: v for k, v in base.items() if not k.endswith("_epochs")},
+                                                  epochs=epochs), out)
+
+
 def main() -> None:
     args = parse_run_args(__doc__, add_world_options)
     all_runs = run_folders(args, "side")
@@ -64,30 +70,25 @@ def main() -> None:
         runs = world_runs(all_runs, seed, clutter, args.preset)
         timings = {}
 
-        def run(name: str, **overrides):
+        def run(name: str, shared: tuple[str, ...] = (), **overrides):
+            """A SIDE run of ``base`` with ``overrides``; with ``shared`` stages, those are the main run's
+            (``overrides`` only act later)."""
             start = time.perf_counter()
-            result = train_side(SIDETrainConfig(**{**base, **overrides}), runs / name)
+            config = SIDETrainConfig(**{**base, **overrides})
+            result = (branch_run(train_side, config, runs / "side", runs / name, shared) if shared
+                      else train_side(config, runs / name))
             timings[name] = round(time.perf_counter() - start, 1)
             return result
 
         start = time.perf_counter()
-        infodisent = train_infodisent(InfoDisentTrainConfig(
-            **{k: v for k, v in base.items() if not k.endswith("_epochs")}, epochs=infodisent_epochs), runs / "infodisent")
+        infodisent = train_dense(base, infodisent_epochs, runs / "infodisent")
         timings["infodisent"] = round(time.perf_counter() - start, 1)
         side = run("side")
         side_stages = {m["stage"]: m for m in json.loads((runs / "side" / "metrics.json").read_text())["stages"]}
         bce = run("bce", stages=("pretrain",), pretrain_loss="bce")
-
-        def branch(name: str, shared: tuple[str, ...], **overrides):
-            """A SIDE run whose first stages equal the main run's (``overrides`` only act later)."""
-            start = time.perf_counter()
-            result = branch_run(train_side, SIDETrainConfig(**{**base, **overrides}), runs / "side", runs / name, shared)
-            timings[name] = round(time.perf_counter() - start, 1)
-            return result
-
-        ocla0 = branch("ocla0", ("1-pretrain", "2-prune", "3-finetune"), ocla_lambda=0.0)
-        paper = branch("paper_recipe", ("1-pretrain", "2-prune"), hoyer_weight=0.0, ocla_margin=0.0)
-        sweep = {k: branch(f"prune_k{k}", ("1-pretrain",), prune_k=k) for k in PRUNE_SWEEP}
+        ocla0 = run("ocla0", ("1-pretrain", "2-prune", "3-finetune"), ocla_lambda=0.0)
+        paper = run("paper_recipe", ("1-pretrain", "2-prune"), hoyer_weight=0.0, ocla_margin=0.0)
+        sweep = {k: run(f"prune_k{k}", ("1-pretrain",), prune_k=k) for k in PRUNE_SWEEP}
 
         figure_out = args.out if runs == all_runs else args.out.with_name(f"{args.out.stem}_{runs.name}{args.out.suffix}")
         figures.update(explanation_figure(runs, "side", data, figure_out, "side"))

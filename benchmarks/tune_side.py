@@ -31,9 +31,8 @@ from _common import (
     world_runs,
     write_result,
 )
-from side_parts import benchmark_settings
+from side_parts import benchmark_settings, train_dense
 
-from sparsex.train.infodisent import InfoDisentTrainConfig, train_infodisent
 from sparsex.train.side import SIDETrainConfig, train_side
 
 GRID = {"hoyer_weight": (0.05, 0.1, 0.2), "ocla_margin": (0.1, 0.2, 0.3)}
@@ -62,15 +61,14 @@ def main() -> None:
         base = dict(data="parts", data_options=data, backbone="lite0", cache_dir=str(args.cache), **side_settings)
         runs = world_runs(all_runs, seed, clutter, args.preset)
         start = time.perf_counter()
-        dense = train_infodisent(InfoDisentTrainConfig(
-            **{k: v for k, v in base.items() if not k.endswith("_epochs")}, epochs=infodisent_epochs), runs / "infodisent")
+        dense = train_dense(base, infodisent_epochs, runs / "infodisent")
         figures = {"infodisent.accuracy": dense["accuracy"]}
+        first_run = {}  # presence sparsity -> the first run with it, whose first three stages the others share
         for setting in settings:
             name = setting_name(setting)
             config = SIDETrainConfig(**base, **setting)
-            source = next((runs / setting_name(other) for other in settings[:settings.index(setting)]
-                           if other["hoyer_weight"] == setting["hoyer_weight"]), None)
-            side = (train_side(config, runs / name) if source is None
+            source = first_run.setdefault(setting["hoyer_weight"], runs / name)
+            side = (train_side(config, runs / name) if source == runs / name
                     else branch_run(train_side, config, source, runs / name, ("1-pretrain", "2-prune", "3-finetune")))
             for key in ("accuracy", "local_size", "ocla_score"):
                 figures[f"grid.{name}.{key}"] = side[key]
