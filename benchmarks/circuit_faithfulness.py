@@ -17,6 +17,10 @@ activation mass on the parts (``part_overlap``) against the parts' share of the 
 issue's bar: ``sufficiency_label >= 0.9`` and ``necessity_drop >= 3 random_drop``; ``bar.*`` says
 whether each is met, by how much, without changing the metric.
 
+``<clf>.circuit.calibrated.*``: the attribution readout at a circuit size chosen on ``CALIBRATE_N`` held-out test
+images (after the measured ones; the smallest ``k`` of the curve whose circuits keep the label on 90% of them,
+``calibrated.top_k``), measured on the eval images like the others.
+
 The classifiers are trained as ``minimal_mask.py`` trains them; its run folders
 (``<cache>/minimal_mask_runs[_quick]/<clf>_classifier``) are reused when they hold a finished
 run, otherwise the classifier is trained into ``<cache>/circuit_faithfulness_runs[_quick]``.
@@ -43,6 +47,7 @@ from sparsex.train.minimal_mask import load_images
 REFERENCE_N = 256  # training images whose mean activations replace ablated channels
 BAR_LABEL, BAR_RATIO = 0.9, 3.0
 CURVE_N = 32  # the first test images, for the curve over k (each k ablates all of them 23 times)
+CALIBRATE_N = 32  # the test images after the measured ones, on which the calibrated circuit size is chosen
 
 
 def classifier_folder(name: str, config: dict, runs, args):
@@ -52,6 +57,34 @@ def classifier_folder(name: str, config: dict, runs, args):
         return theirs, "minimal_mask"
     train_classifier(ClassifierTrainConfig(**config), runs / f"{name}_classifier", progress=False)
     return runs / f"{name}_classifier", "trained here"
+
+
+def faithfulness_figures(result: dict, key: str, bar: bool) -> dict:
+    """The figures of one :func:`circuit_faithfulness` result under ``key``; with ``bar`` also the circuit's size and
+    whether the issue's bars are met (and by how much they are missed)."""
+    figures = {
+        f"{key}.sufficiency_label": result["sufficiency"]["label"],
+        f"{key}.sufficiency_logit": result["sufficiency"]["logit"],
+        f"{key}.sufficiency_probability": result["sufficiency"]["probability"],
+        f"{key}.clean_probability": result["clean"]["probability"],
+        f"{key}.necessity_drop": result["necessity"]["drop"],
+        f"{key}.necessity_label_lost": result["necessity"]["label_lost"],
+        f"{key}.random_drop": result["random"]["drop"],
+        f"{key}.random_drop_std": result["random"]["drop_std"],
+        f"{key}.activation_drop": result["activation"]["drop"],
+        f"{key}.activation_same": result["activation"]["same"],
+        f"{key}.necessity_over_random": result["necessity_over_random"],
+        f"{key}.positive_logit_images": result["positive_logit_images"],
+    }
+    if bar:
+        figures[f"{key}.circuit_channels"] = result["circuit_channels"]
+        figures[f"{key}.layer_channels"] = result["layer_channels"]
+        label, ratio = result["sufficiency"]["label"], result["necessity_over_random"]
+        figures[f"{key}.bar.sufficiency_label_met"] = label >= BAR_LABEL
+        figures[f"{key}.bar.sufficiency_label_short_by"] = round(max(0.0, BAR_LABEL - label), 4)
+        figures[f"{key}.bar.necessity_ratio_met"] = ratio is not None and ratio >= BAR_RATIO
+        figures[f"{key}.bar.necessity_ratio_short_by"] = None if ratio is None else round(max(0.0, BAR_RATIO - ratio), 4)
+    return figures
 
 
 def measure(name: str, config: dict, eval_n: int, reference_n: int, runs, args, figures: dict) -> None:
@@ -78,28 +111,7 @@ def measure(name: str, config: dict, eval_n: int, reference_n: int, runs, args, 
     for selection, ablation, key in (("activation", "mean", prefix), ("activation", "zero", f"{prefix}.zero"),
                                      ("attribution", "mean", f"{prefix}.attribution")):
         result = circuit_faithfulness(model, x, graphs[selection], reference=means, ablation=ablation)
-        figures.update({
-            f"{key}.sufficiency_label": result["sufficiency"]["label"],
-            f"{key}.sufficiency_logit": result["sufficiency"]["logit"],
-            f"{key}.sufficiency_probability": result["sufficiency"]["probability"],
-            f"{key}.clean_probability": result["clean"]["probability"],
-            f"{key}.necessity_drop": result["necessity"]["drop"],
-            f"{key}.necessity_label_lost": result["necessity"]["label_lost"],
-            f"{key}.random_drop": result["random"]["drop"],
-            f"{key}.random_drop_std": result["random"]["drop_std"],
-            f"{key}.activation_drop": result["activation"]["drop"],
-            f"{key}.activation_same": result["activation"]["same"],
-            f"{key}.necessity_over_random": result["necessity_over_random"],
-            f"{key}.positive_logit_images": result["positive_logit_images"],
-        })
-        if ablation == "mean":
-            figures[f"{key}.circuit_channels"] = result["circuit_channels"]
-            figures[f"{key}.layer_channels"] = result["layer_channels"]
-            label, ratio = figures[f"{key}.sufficiency_label"], figures[f"{key}.necessity_over_random"]
-            figures[f"{key}.bar.sufficiency_label_met"] = label >= BAR_LABEL
-            figures[f"{key}.bar.sufficiency_label_short_by"] = round(max(0.0, BAR_LABEL - label), 4)
-            figures[f"{key}.bar.necessity_ratio_met"] = ratio is not None and ratio >= BAR_RATIO
-            figures[f"{key}.bar.necessity_ratio_short_by"] = None if ratio is None else round(max(0.0, BAR_RATIO - ratio), 4)
+        figures.update(faithfulness_figures(result, key, bar=ablation == "mean"))
 
     for selection, key in (("activation", prefix), ("attribution", f"{prefix}.attribution")):
         curve = faithfulness_curve(model, x[:CURVE_N], reference=means, selection=selection)
@@ -108,6 +120,16 @@ def measure(name: str, config: dict, eval_n: int, reference_n: int, runs, args, 
                                           for p in [curve["empty"], *curve["points"], curve["full"]]]
         figures[f"{key}.curve.auc"] = {k: round(v, 4) for k, v in curve["auc"].items()}
         figures[f"{key}.curve.sufficient_k"] = curve["sufficient_k"]
+
+    # the circuit size chosen where the measured images cannot see it: the smallest k of the curve whose attribution
+    # circuits keep the label on 90% of CALIBRATE_N other test images; then measured at that k on the eval images
+    held_out = load_images(data["name"], "test", data["root"], data["options"] or {}, eval_n + CALIBRATE_N, progress=False)[eval_n:]
+    calibrated_k = faithfulness_curve(model, held_out, reference=means, selection="attribution")["sufficient_k"]
+    figures[f"{prefix}.calibrated.images"], figures[f"{prefix}.calibrated.top_k"] = len(held_out), calibrated_k
+    if calibrated_k is not None:
+        calibrated = [readout(model, x[i], selection="attribution", reference=means, top_k=calibrated_k) for i in range(len(x))]
+        figures.update(faithfulness_figures(circuit_faithfulness(model, x, calibrated, reference=means),
+                                            f"{prefix}.calibrated", bar=True))
 
     if data["name"] == "parts":
         world = create_dataset("parts", split="test", root=data["root"], **(data["options"] or {}))

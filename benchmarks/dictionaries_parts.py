@@ -9,7 +9,7 @@ with AUROC >= 0.9, and as a fraction of the supervised dictionary's), purity, FV
 atoms, control success and training time on cached features. MP-SAE vs TopK SAE at equal L0 is
 reported under ``mp_vs_topk``.
 
-    python benchmarks/dictionaries_parts.py --out RESULT.json [--quick] [--resume] [--worlds 0 1 2]
+    python benchmarks/dictionaries_parts.py --out RESULT.json [--quick] [--resume [--remeasure]] [--worlds 0 1 2]
 
 Over several part worlds (``--worlds`` seeds, ``--clutter`` levels; ``_common.over_worlds``) every
 figure is reported as ``.mean`` / ``.sd`` / ``.worst`` / ``.values``, and ``best_recovered`` and
@@ -20,7 +20,9 @@ to 0.16 between runs of one setting, so it is read over worlds, not from one fit
 Part-world images at ``--image-size`` (128) px, fed to Lite0 at its own input size (224), features of
 its last block (``--layer 4``: a 7 x 7 grid of 320 channels, before the 1280-channel head convolution,
 which would make every fit four times dearer on a CPU); one sample per feature-map cell. Features are cached in ``--cache``
-(default ``benchmarks/.cache``); run folders go to ``<cache>/dictionaries_runs[_quick]``.
+(default ``benchmarks/.cache``); run folders go to ``<cache>/dictionaries_runs[_quick]``. The ground truth
+(concepts, probes, the supervised dictionary) is computed once per world and shared by the methods' runs;
+``--remeasure`` grades finished runs again (``train_dictionary(remeasure=True)``), e.g. after a new grading figure.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ def options(parser) -> None:
     parser.add_argument("--epochs", type=int, default=20, help="SAE training epochs (default 20)")
     parser.add_argument("--layer", type=int, default=4, help="Lite0 feature layer (default 4: 320 channels, stride 32)")
     parser.add_argument("--min-cover", type=float, default=0.05, help="patch coverage for a concept (default 0.05)")
+    parser.add_argument("--remeasure", action="store_true",
+                        help="with --resume: grade finished runs again with this version's grading (fits and train_s kept)")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, help="methods to run (default all)")
     add_world_options(parser)
 
@@ -70,7 +74,7 @@ def main() -> None:
         for method in args.methods:
             config = DictionaryTrainConfig.from_dict({**common, "data_options": data_options, "method": method,
                                                       "k": 1 if method == "kmeans" else args.k})
-            final = train_dictionary(config, runs / method, progress=not args.quick)
+            final = train_dictionary(config, runs / method, progress=not args.quick, remeasure=args.remeasure)
             figures.update({f"{method}.{key}": final[key] for key in SCALARS})
             supervised = final
         figures.update({f"supervised.{key}": supervised[f"supervised_{key}"] for key in SUPERVISED})

@@ -37,6 +37,7 @@ from _common import (
     over_worlds,
     parse_run_args,
     run_folders,
+    split_sizes,
     world_options,
     world_runs,
     write_result,
@@ -95,7 +96,7 @@ def main() -> None:
         else:
             data = {"train_size": 2400, "test_size": 480}
             settings, probe_epochs = {}, PROBE_EPOCHS
-        data = world_options(seed, clutter, args.preset, data)
+        data = world_options(seed, clutter, args.preset, split_sizes(data, args.preset, args.quick))
         base = dict(data="parts", data_options=data, backbone="lite0", cache_dir=str(args.cache), **settings)
         defaults = ProtoSViTTrainConfig(**base)
         figures: dict = {"data.train_size": data["train_size"], "data.test_size": data["test_size"],

@@ -3,6 +3,7 @@ ablations from the paper (ASL vs. BCE pretraining; OCLA lambda 0 vs. 200) and on
 additions (the paper's recipe: no presence sparsity, no OCLA margin).
 
     python benchmarks/side_parts.py --out RESULT.json [--quick] [--resume] [--worlds 0 1 2] [--clutter 3 6] [--preset parts-fine]
+        [--no-ablations]
 
 Features are cached in ``--cache`` (default ``benchmarks/.cache``, reused by later runs); the run
 folders go to ``<cache>/side_runs[_quick]``, started afresh unless ``--resume`` (then finished stages are kept). The OCLA-0 run shares SIDE's
@@ -12,7 +13,8 @@ the same way. Also writes one explanation figure for a test image next to RESULT
 
 Every world of ``--worlds x --clutter`` (of ``--preset``) is run in its own run folders
 (``_common.world_runs``); each figure is reported as ``.mean`` / ``.sd`` / ``.worst`` / ``.values``
-over the worlds (``_common.over_worlds``), and, for a single world, also under its own key.
+over the worlds (``_common.over_worlds``), and, for a single world, also under its own key. A preset's world
+keeps its own split sizes (``_common.split_sizes``); ``--no-ablations`` trains SIDE and InfoDisent only.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from _common import (
     over_worlds,
     parse_run_args,
     run_folders,
+    split_sizes,
     world_options,
     world_runs,
     write_result,
@@ -53,19 +56,45 @@ def train_dense(base: dict, epochs: int, out) -> dict:
                                                   epochs=epochs), out)
 
 
+def ablations(run, side: dict) -> dict:
+    """The paper's two ablations (BCE pretraining, OCLA lambda 0), the paper's recipe and the prune-budget sweep,
+    each a ``run(name, shared, **overrides)`` beside the main SIDE run's metrics ``side``."""
+    bce = run("bce", stages=("pretrain",), pretrain_loss="bce")
+    ocla0 = run("ocla0", ("1-pretrain", "2-prune", "3-finetune"), ocla_lambda=0.0)
+    paper = run("paper_recipe", ("1-pretrain", "2-prune"), hoyer_weight=0.0, ocla_margin=0.0)
+    sweep = {k: run(f"prune_k{k}", ("1-pretrain",), prune_k=k) for k in PRUNE_SWEEP}
+    figures = {"ablation.bce.zero_weight_fraction": bce["zero_weight_fraction"],
+               "ablation.bce.accuracy_after_pretrain": bce["accuracy"],
+               "ablation.ocla0.ocla_score": ocla0["ocla_score"], "ablation.ocla200.ocla_score": side["ocla_score"],
+               "ablation.ocla0.classes_above_t_histogram": ocla0["classes_above_t_histogram"],
+               "ablation.ocla200.classes_above_t_histogram": side["classes_above_t_histogram"]}
+    for key in ("accuracy", "local_size", "local_size_all", "global_size", "ocla_score"):
+        figures[f"ablation.paper_recipe.{key}"] = paper[key]
+    for k, metrics in sorted({**sweep, SIDETrainConfig().prune_k: side}.items()):
+        for key in ("accuracy", "local_size", "global_size", "ocla_score"):
+            figures[f"sweep.prune_k{k}.{key}"] = metrics[key]
+    return figures
+
+
 def main() -> None:
-    args = parse_run_args(__doc__, add_world_options)
+    def options(parser) -> None:
+        add_world_options(parser)
+        parser.add_argument("--no-ablations", dest="ablations", action="store_false",
+                            help="train SIDE and InfoDisent only (no BCE, OCLA-0, paper-recipe or prune-budget runs): "
+                                 "for grids of worlds")
+
+    args = parse_run_args(__doc__, options)
     all_runs = run_folders(args, "side")
 
     def run_one(seed: int, clutter: int | None) -> dict:
         """Every figure of one world."""
         data, settings, infodisent_epochs = benchmark_settings(args.quick)
-        data = world_options(seed, clutter, args.preset, data)
+        data = world_options(seed, clutter, args.preset, split_sizes(data, args.preset, args.quick))
         base = dict(data="parts", data_options=data, backbone="lite0", cache_dir=str(args.cache), **settings)
         figures: dict = {"data.train_size": data["train_size"], "data.test_size": data["test_size"],
                          **{f"settings.{k}": v for k, v in settings.items()}, "settings.infodisent_epochs": infodisent_epochs}
         defaults = SIDETrainConfig()
-        base_prune_k = figures["settings.prune_k"] = defaults.prune_k
+        figures["settings.prune_k"] = defaults.prune_k
         figures["settings.hoyer_weight"], figures["settings.ocla_margin"] = defaults.hoyer_weight, defaults.ocla_margin
         runs = world_runs(all_runs, seed, clutter, args.preset)
         timings = {}
@@ -85,11 +114,6 @@ def main() -> None:
         timings["infodisent"] = round(time.perf_counter() - start, 1)
         side = run("side")
         side_stages = {m["stage"]: m for m in json.loads((runs / "side" / "metrics.json").read_text())["stages"]}
-        bce = run("bce", stages=("pretrain",), pretrain_loss="bce")
-        ocla0 = run("ocla0", ("1-pretrain", "2-prune", "3-finetune"), ocla_lambda=0.0)
-        paper = run("paper_recipe", ("1-pretrain", "2-prune"), hoyer_weight=0.0, ocla_margin=0.0)
-        sweep = {k: run(f"prune_k{k}", ("1-pretrain",), prune_k=k) for k in PRUNE_SWEEP}
-
         figure_out = args.out if runs == all_runs else args.out.with_name(f"{args.out.stem}_{runs.name}{args.out.suffix}")
         figures.update(explanation_figure(runs, "side", data, figure_out, "side"))
 
@@ -98,18 +122,9 @@ def main() -> None:
                 figures[f"{prefix}.{key}"] = metrics[key]
         figures["side.classes_above_t_histogram"] = side["classes_above_t_histogram"]
         figures["ablation.asl.zero_weight_fraction"] = side_stages["pretrain"]["zero_weight_fraction"]
-        figures["ablation.bce.zero_weight_fraction"] = bce["zero_weight_fraction"]
         figures["ablation.asl.accuracy_after_pretrain"] = side_stages["pretrain"]["accuracy"]
-        figures["ablation.bce.accuracy_after_pretrain"] = bce["accuracy"]
-        figures["ablation.ocla0.ocla_score"] = ocla0["ocla_score"]
-        figures["ablation.ocla200.ocla_score"] = side["ocla_score"]
-        for key in ("accuracy", "local_size", "local_size_all", "global_size", "ocla_score"):
-            figures[f"ablation.paper_recipe.{key}"] = paper[key]
-        figures["ablation.ocla0.classes_above_t_histogram"] = ocla0["classes_above_t_histogram"]
-        figures["ablation.ocla200.classes_above_t_histogram"] = side["classes_above_t_histogram"]
-        for k, metrics in sorted({**sweep, base_prune_k: side}.items()):
-            for key in ("accuracy", "local_size", "global_size", "ocla_score"):
-                figures[f"sweep.prune_k{k}.{key}"] = metrics[key]
+        if args.ablations:
+            figures.update(ablations(run, side))
         figures["accuracy_gap.side_minus_infodisent"] = round(side["accuracy"] - infodisent["accuracy"], 4)
         figures.update({f"time_s.{k}": v for k, v in timings.items()})
         return figures

@@ -29,7 +29,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
      ["--cache", "{tmp}/cache"]),
     ("ddp_scaling.py", ["ddp.images_per_s.np1", "ddp.images_per_s.np2", "ddp.speedup"], []),
     ("circuit_faithfulness.py", ["fmnist.eval_images", "~fmnist.circuit.sufficiency_label", "~fmnist.circuit.necessity_drop",
-                                 "~fmnist.circuit.random_drop", "~parts.circuit.sufficiency_logit"],
+                                 "~fmnist.circuit.random_drop", "~parts.circuit.sufficiency_logit", "parts.circuit.calibrated.images"],
      ["--cache", "{tmp}/cache"]),
     ("dictionaries_parts.py", ["topk.recovery_auroc", "mp.fvu", "supervised.recovery_auroc", "batchtopk.l0",
                               "~batchtopk.variant_control", "~supervised.variant_control", "~matryoshka.recovered_distinct",

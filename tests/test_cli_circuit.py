@@ -115,6 +115,13 @@ def test_circuit_of_a_timm_model_from_a_weights_file(capsys, tmp_path):
     assert circuit["readout"] == "module.fc"
     assert circuit["model"] == "timm:resnet18" and circuit["target"] in (0, 1, 2)
     assert Image.open(out / "image.png").size == (32, 32)
+    # zero-ablated around them, these 3 channels per layer keep the logit but not the label: the user is told
+    code, stdout, err = run(capsys, "circuit", "--model", "timm:resnet18", "--weights", str(tmp_path / "resnet18.safetensors"),
+                            "--image-size", "32", "--image", str(image), "--out", str(out), "--top-k", "3", "--faithfulness",
+                            "--ablation", "zero", "--overwrite")
+    report = json.loads((out / "faithfulness.json").read_text())
+    assert code == 0 and report["clean"]["label"] == 1 and report["sufficiency"]["label"] == 0
+    assert "warning: the circuit alone loses the label: at --top-k 3" in stdout and "--select attribution" in stdout
 
 
 def test_circuit_faithfulness_on_the_digits_classifier(capsys, trained, tmp_path):
@@ -136,6 +143,7 @@ def test_circuit_faithfulness_on_the_digits_classifier(capsys, trained, tmp_path
     assert report["necessary"] == sorted(n["id"] for n in channels if n["necessary"])
     assert "faithfulness (mean ablation over blur(x))" in stdout and "ablating it drops the logit by" in stdout
     assert "necessary channels" in stdout and "faithfulness.json" in stdout
+    assert ("the circuit alone loses the label" in stdout) == (report["clean"]["label"] > report["sufficiency"]["label"])
 
     # a reference folder of digits for the means, zero ablation
     reference = tmp_path / "reference"

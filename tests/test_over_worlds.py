@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from _common import over_worlds, world_options, world_runs  # noqa: E402
+from _common import over_worlds, split_sizes, world_options, world_runs  # noqa: E402
 
 
 def fake_run(seed, clutter):
@@ -54,6 +54,10 @@ def test_world_options_and_run_folders():
     sizes = {"train_size": 96}
     assert world_options(0, None, None, sizes) == sizes  # the default world: options (and caches) as before
     assert world_options(2, 6, "parts-fine", sizes) == {"train_size": 96, "preset": "parts-fine", "seed": 2, "max_clutter": 6}
+    default_sizes = {"train_size": 2400, "test_size": 480}
+    assert split_sizes(default_sizes, None, quick=False) == default_sizes
+    assert split_sizes(default_sizes, "parts-fine", quick=False) == {"train_size": 4800, "test_size": 1200}  # 40 / 10 per class
+    assert split_sizes(default_sizes, "parts-fine", quick=True) == default_sizes
     runs = Path("runs")
     assert world_runs(runs, 0, None, None) == runs
     assert world_runs(runs, 1, 6, None) == runs / "parts_seed1_clutter6"

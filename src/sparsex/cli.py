@@ -486,6 +486,11 @@ def circuit_command(
                       highlight=False)
         console.print(f"necessary channels (alone drop the logit by >= {report['necessary_drop']:.0%}): "
                       f"{escape(', '.join(report['necessary'])) or 'none'}", highlight=False)
+        if report["clean"]["label"] and not sufficiency["label"]:
+            hint = "" if select == "attribution" else "--select attribution or "
+            console.print(f"[yellow]warning: the circuit alone loses the label: at --top-k {top_k} it is not sufficient for "
+                          f"this decision; {hint}a larger --top-k keeps more of it (docs/methods.md, circuit faithfulness)[/]",
+                          highlight=False)
         explained = report.get("explanation")
         if explained and (explained["empty"] or not explained["keeps_label"]):
             problem = "the mask is empty" if explained["empty"] else f"the explanation is classified {explained['predicted']}"

@@ -2,6 +2,7 @@
 world with the small CNN, a dataset without part masks, and bad input."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -49,6 +50,30 @@ def test_rerun_resumes_with_the_same_figures(capsys, dictionary_run):
     assert (dictionary_run / "metrics.json").read_text() == before
     code, _, err = run(capsys, "train", "dictionary", "--method", "mp", "--out", str(dictionary_run), *TINY_PARTS)
     assert_one_line_error(code, err, "other settings .*method")
+
+
+def test_remeasure_grades_a_finished_run_again(dictionary_run, tmp_path):
+    """A run graded by an older version (a figure missing, as before ``recovered_distinct``) is measured again,
+    its fitted dictionary and training figures kept."""
+    from sparsex.train.dictionary import DictionaryTrainConfig, train_dictionary
+
+    out = tmp_path / "topk"
+    shutil.copytree(dictionary_run, out)
+    before = json.loads((out / "metrics.json").read_text())["final"]
+    for record_file in (out / "metrics.json", out / "stages" / "1-fit" / "metrics.json"):
+        record = json.loads(record_file.read_text())
+        for stage in (record.get("final"), *record.get("stages", []), record):
+            if stage is not None and "recovered_distinct" in stage:
+                del stage["recovered_distinct"]
+                stage["train_s"] = 123.0
+        record_file.write_text(json.dumps(record))
+    config = DictionaryTrainConfig.from_dict(json.loads((out / "config.json").read_text()))
+    assert "recovered_distinct" not in train_dictionary(config, out, progress=False)  # resumed as it was
+    final = train_dictionary(config, out, progress=False, remeasure=True)
+    assert final["recovered_distinct"] == before["recovered_distinct"] and final["train_s"] == 123.0
+    assert final["recovery_auroc"] == before["recovery_auroc"] and final["fvu"] == pytest.approx(before["fvu"], rel=1e-6)
+    assert json.loads((out / "metrics.json").read_text())["final"] == final
+    assert json.loads((out / "stages" / "1-fit" / "metrics.json").read_text()) == final
 
 
 def test_analyze_dictionary_writes_the_report(capsys, dictionary_run, tmp_path):

@@ -54,12 +54,28 @@ class GroundTruth:
     variant_probes: list[torch.nn.Linear]  # one per part slot
     supervised_atoms: torch.Tensor  # (K, C)
     train_mean: torch.Tensor  # (C,)
+    supervised: dict[str, Any]  # the supervised dictionary's test figures (supervised_metrics)
+
+
+#: the last ground truth computed, by its inputs: the runs of several methods on one world (a benchmark) share it
+_LAST_TRUTH: dict[tuple, GroundTruth] = {}
 
 
 def ground_truth(train: FeatureCache, test: FeatureCache, train_dataset, test_dataset, pooled: bool, min_cover: float,
                  seed: int, progress: bool = False) -> GroundTruth:
-    """The concepts of both splits (from the part masks: a dataset without them raises), the probe
-    and the supervised dictionary."""
+    """The concepts of both splits (from the part masks: a dataset without them raises), the probes,
+    the supervised dictionary and its test figures. The last one computed is kept in memory and
+    returned again for the same feature caches (by path and key), ``pooled``, ``min_cover`` and ``seed``."""
+    key = (str(train.path), json.dumps(train.key, sort_keys=True), str(test.path), json.dumps(test.key, sort_keys=True),
+           pooled, min_cover, seed)
+    if key not in _LAST_TRUTH:
+        _LAST_TRUTH.clear()
+        _LAST_TRUTH[key] = _ground_truth(train, test, train_dataset, test_dataset, pooled, min_cover, seed, progress)
+    return _LAST_TRUTH[key]
+
+
+def _ground_truth(train: FeatureCache, test: FeatureCache, train_dataset, test_dataset, pooled: bool, min_cover: float,
+                  seed: int, progress: bool) -> GroundTruth:
     from ..train.loop import train_epochs  # here: sparsex.train imports this module (its dictionary trainer)
 
     grid = (1, 1) if pooled else tuple(train.features.shape[2:])
@@ -76,20 +92,24 @@ def ground_truth(train: FeatureCache, test: FeatureCache, train_dataset, test_da
     variant_probes = [probe(slot_variants(train.labels, slot), len(PART_VARIANTS[name])) for slot, name in enumerate(PART_NAMES)]
     train_x = cache_samples(train, pooled)
     atoms = torch.nan_to_num(supervised_dictionary(train_x, train_concepts), nan=0.0)
-    return GroundTruth(train_concepts, test_concepts, probe(train.labels, train.num_classes), variant_probes, atoms,
-                       train_x.mean(0))
+    train_mean = train_x.mean(0)
+    class_probe = probe(train.labels, train.num_classes)
+    return GroundTruth(train_concepts, test_concepts, class_probe, variant_probes, atoms, train_mean,
+                       supervised_metrics(test, pooled, test_concepts, class_probe, variant_probes, atoms, train_mean))
 
 
-def supervised_metrics(test: FeatureCache, truth: GroundTruth, pooled: bool) -> dict[str, Any]:
-    """The supervised dictionary graded like a learned one: its codes are the projections
-    ``<x - mean, u_c> / ||u_c||``; its control edit is :func:`~sparsex.dictionaries.control.supervised_edit`."""
+def supervised_metrics(test: FeatureCache, pooled: bool, concepts: torch.Tensor, probe: torch.nn.Linear,
+                       variant_probes: list[torch.nn.Linear], atoms: torch.Tensor, train_mean: torch.Tensor) -> dict[str, Any]:
+    """The supervised dictionary ``atoms`` graded like a learned one on the test split (its ``concepts``): its codes
+    are the projections ``<x - mean, u_c> / ||u_c||``; its control edit is
+    :func:`~sparsex.dictionaries.control.supervised_edit`."""
     test_x = cache_samples(test, pooled)
-    directions = truth.supervised_atoms / truth.supervised_atoms.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    codes = (test_x - truth.train_mean) @ directions.T
-    metrics = concept_metrics(codes, truth.test_concepts, leaf_concepts())
+    directions = atoms / atoms.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    codes = (test_x - train_mean) @ directions.T
+    metrics = concept_metrics(codes, concepts, leaf_concepts())
     per_image = patches_per_image(test, pooled)
-    control = controls(test_x.view(-1, per_image, test_x.shape[1]), test.labels, truth.probe, truth.variant_probes,
-                       supervised_edit(truth.supervised_atoms, truth.test_concepts, per_image))
+    control = controls(test_x.view(-1, per_image, test_x.shape[1]), test.labels, probe, variant_probes,
+                       supervised_edit(atoms, concepts, per_image))
     return {**metrics, **control}
 
 
@@ -107,7 +127,7 @@ def evaluate_dictionary(dictionary: Dictionary, test: FeatureCache, pooled: bool
     per_image = patches_per_image(test, pooled)
     edit = dictionary_edit(dictionary, codes, truth.test_concepts, concepts["best_atom"], per_image)
     control = controls(test_x.view(-1, per_image, test_x.shape[1]), test.labels, truth.probe, truth.variant_probes, edit)
-    supervised = supervised_metrics(test, truth, pooled)
+    supervised = truth.supervised
     scalars = ("recovery_auroc", "recovery_f1", "recovered_fraction", "recovered_distinct", "purity", "unmatched")
     return {**metrics, **{key: concepts[key] for key in scalars}, **control,
             **{f"supervised_{key}": supervised[key] for key in (*scalars, "control", "variant_control")},

@@ -89,10 +89,11 @@ def graded(config: DictionaryTrainConfig, dataset) -> bool:
                   description="a concept dictionary (SAE, matching pursuit, semi-NMF, PCA, ICA, k-means) on cached features")
 @removes_unstarted_run
 def train_dictionary(config: DictionaryTrainConfig, out: str | os.PathLike, overwrite: bool = False,
-                     progress: bool = True) -> dict[str, Any]:
+                     progress: bool = True, remeasure: bool = False) -> dict[str, Any]:
     """Run (or resume) a dictionary run in ``out``; return the final metrics (``fvu``, ``l0``,
     ``dead``, ``train_s``, and when graded ``recovery_auroc``, ``recovered_fraction``, ``purity``,
-    ``control``, ``supervised_*``, ...)."""
+    ``control``, ``supervised_*``, ...). ``remeasure``: a run finished earlier has its test figures
+    measured again with this version's grading (its fitted dictionary and training figures kept)."""
     distributed.init(config.device)
     train_set = create_dataset(config.data, split="train", root=config.root, **config.data_options)
     test_set = create_dataset(config.data, split="test", root=config.root, **config.data_options)
@@ -131,5 +132,9 @@ def train_dictionary(config: DictionaryTrainConfig, out: str | os.PathLike, over
         return evaluate_dictionary(dictionary, test, config.pooled, truth)
 
     torch.manual_seed(config.seed)
-    return run_stages(run, FAMILY, run_stage=run_stage, evaluate=evaluate, resume=lambda c: c.load_into(dictionary),
-                      stage_state=lambda: dictionary, checkpoint_config=lambda: checkpoint_config)
+    finished = distributed.from_main(run.last_finished) == len(run.stages) - 1
+    final = run_stages(run, FAMILY, run_stage=run_stage, evaluate=evaluate, resume=lambda c: c.load_into(dictionary),
+                       stage_state=lambda: dictionary, checkpoint_config=lambda: checkpoint_config)
+    if remeasure and finished and distributed.is_main():
+        final = run.remeasure_stage(len(run.stages) - 1, evaluate(0))
+    return final

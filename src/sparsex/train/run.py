@@ -108,6 +108,16 @@ class RunFolder:
                         overwrite=True, extra_json={STAGE_METRICS: stage_record})
         self._write_metrics(self.metrics(), [stage_record])
 
+    def remeasure_stage(self, index: int, metrics: dict[str, Any]) -> dict[str, Any]:
+        """Merge ``metrics`` (a new measurement of finished stage ``index``'s model, e.g. by a newer metric) into
+        its record, in its stage folder and in metrics.json; the record's other figures (the training's) stay.
+        Return the new record."""
+        folder = self.stage_dir(index)
+        record = {**read_json(folder / STAGE_METRICS, "stage metrics"), **json.loads(json.dumps(metrics))}
+        write_json(folder / STAGE_METRICS, record)
+        self._write_metrics(self.metrics(), [record])
+        return record
+
     def _write_metrics(self, record: dict[str, Any], stage_records: list[dict[str, Any]]) -> None:
         """Replace the records of ``stage_records``' stages in ``record``; write metrics.json and stages.md."""
         names = {m["stage"] for m in stage_records}
