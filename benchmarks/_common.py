@@ -187,7 +187,8 @@ def write_result(out: Path, quick: bool, figures: dict[str, Any]) -> dict[str, A
 def evidence_on_parts(checkpoint: Path, data: dict, family: str) -> dict:
     """Where a prototype head's evidence sits: over the part-world test split, the share of the predicted class's
     prototype evidence ``sum_p s_p W[yhat, p]`` whose arg-max feature cell overlaps a part mask
-    (any of the 6 part slots), beside the share of feature cells that overlap a part (chance)."""
+    (any of the 6 part slots), beside the share of feature cells that overlap a part (chance); None where the model
+    gives no evidence at all (a collapsed head that abstains on every image)."""
     head, ck = load_model(checkpoint, family=family)
     world = create_dataset("parts", split="test", **data)
     cache, _ = extract_features(world, create_backbone(**ck.config["backbone"]), ck.config["cache_dir"], progress=False)
@@ -202,7 +203,7 @@ def evidence_on_parts(checkpoint: Path, data: dict, family: str) -> dict:
         on_parts += evidence[cell_has_part[out.locations[n]]].sum().item()
         total += evidence.sum().item()
         cells_on += cell_has_part.float().mean().item()
-    return {f"{family}.evidence_on_parts": round(on_parts / total, 4),
+    return {f"{family}.evidence_on_parts": round(on_parts / total, 4) if total > 0 else None,
             f"{family}.cells_on_parts_chance": round(cells_on / len(world), 4)}
 
 

@@ -3,7 +3,7 @@ ablations from the paper (ASL vs. BCE pretraining; OCLA lambda 0 vs. 200) and on
 additions (the paper's recipe: no presence sparsity, no OCLA margin).
 
     python benchmarks/side_parts.py --out RESULT.json [--quick] [--resume] [--worlds 0 1 2] [--clutter 3 6] [--preset parts-fine]
-        [--no-ablations]
+        [--no-ablations] [--prune-sweep A ...] [--pretrain-epochs N] [--infodisent-epochs N]
 
 Features are cached in ``--cache`` (default ``benchmarks/.cache``, reused by later runs); the run
 folders go to ``<cache>/side_runs[_quick]``, started afresh unless ``--resume`` (then finished stages are kept). The OCLA-0 run shares SIDE's
@@ -41,13 +41,19 @@ from sparsex.train.side import SIDETrainConfig, train_side
 PRUNE_SWEEP = (10,)  # the paper's other pruning budget, measured beside the default A = 7
 
 
-def benchmark_settings(quick: bool) -> tuple[dict, dict, int]:
+#: epochs of SIDE's pretraining and of InfoDisent on a preset's worlds, chosen on its validation world (seed 100;
+#: benchmarks/README.md, "The fine-grained world"): 120 classes need 30 where the default world's 24 need 10
+PRESET_EPOCHS = {"parts-fine": 30}
+
+
+def benchmark_settings(quick: bool, preset: str | None = None) -> tuple[dict, dict, int]:
     """The benchmark's part-world sizes, SIDE settings and InfoDisent epochs (also those of ``tune_side.py``)."""
     if quick:
         return ({"train_size": 96, "test_size": 48},
                 dict(expanded_channels=16, pretrain_epochs=3, finetune_epochs=2, calibrate_epochs=2), 3)
+    epochs = PRESET_EPOCHS.get(preset, 10)
     return ({"train_size": 2400, "test_size": 480},
-            dict(expanded_channels=256, pretrain_epochs=10, finetune_epochs=10, calibrate_epochs=20), 10)
+            dict(expanded_channels=256, pretrain_epochs=epochs, finetune_epochs=10, calibrate_epochs=20), epochs)
 
 
 def train_dense(base: dict, epochs: int, out) -> dict:
@@ -56,13 +62,20 @@ def train_dense(base: dict, epochs: int, out) -> dict:
                                                   epochs=epochs), out)
 
 
+def prune_sweep(run, side: dict, budgets) -> dict:
+    """SIDE pruned to each budget A of ``budgets`` (its pretraining shared with the main run, ``run(name, shared,
+    **overrides)``): ``sweep.prune_k<A>.*`` beside the main run's (``side``, the default A)."""
+    sweep = {k: run(f"prune_k{k}", ("1-pretrain",), prune_k=k) for k in budgets if k != SIDETrainConfig().prune_k}
+    return {f"sweep.prune_k{k}.{key}": metrics[key] for k, metrics in sorted({**sweep, SIDETrainConfig().prune_k: side}.items())
+            for key in ("accuracy", "local_size", "global_size", "ocla_score")}
+
+
 def ablations(run, side: dict) -> dict:
-    """The paper's two ablations (BCE pretraining, OCLA lambda 0), the paper's recipe and the prune-budget sweep,
-    each a ``run(name, shared, **overrides)`` beside the main SIDE run's metrics ``side``."""
+    """The paper's two ablations (BCE pretraining, OCLA lambda 0) and the paper's recipe, each a
+    ``run(name, shared, **overrides)`` beside the main SIDE run's metrics ``side``."""
     bce = run("bce", stages=("pretrain",), pretrain_loss="bce")
     ocla0 = run("ocla0", ("1-pretrain", "2-prune", "3-finetune"), ocla_lambda=0.0)
     paper = run("paper_recipe", ("1-pretrain", "2-prune"), hoyer_weight=0.0, ocla_margin=0.0)
-    sweep = {k: run(f"prune_k{k}", ("1-pretrain",), prune_k=k) for k in PRUNE_SWEEP}
     figures = {"ablation.bce.zero_weight_fraction": bce["zero_weight_fraction"],
                "ablation.bce.accuracy_after_pretrain": bce["accuracy"],
                "ablation.ocla0.ocla_score": ocla0["ocla_score"], "ablation.ocla200.ocla_score": side["ocla_score"],
@@ -70,9 +83,6 @@ def ablations(run, side: dict) -> dict:
                "ablation.ocla200.classes_above_t_histogram": side["classes_above_t_histogram"]}
     for key in ("accuracy", "local_size", "local_size_all", "global_size", "ocla_score"):
         figures[f"ablation.paper_recipe.{key}"] = paper[key]
-    for k, metrics in sorted({**sweep, SIDETrainConfig().prune_k: side}.items()):
-        for key in ("accuracy", "local_size", "global_size", "ocla_score"):
-            figures[f"sweep.prune_k{k}.{key}"] = metrics[key]
     return figures
 
 
@@ -82,13 +92,21 @@ def main() -> None:
         parser.add_argument("--no-ablations", dest="ablations", action="store_false",
                             help="train SIDE and InfoDisent only (no BCE, OCLA-0, paper-recipe or prune-budget runs): "
                                  "for grids of worlds")
+        parser.add_argument("--prune-sweep", type=int, nargs="+", metavar="A",
+                            help=f"also prune SIDE's pretrained model to each budget A (default: {' '.join(map(str, PRUNE_SWEEP))} "
+                                 "with the ablations, none with --no-ablations): sweep.prune_k<A>.* figures")
+        parser.add_argument("--pretrain-epochs", type=int, help="SIDE's pretraining epochs (default: 10, parts-fine 30)")
+        parser.add_argument("--infodisent-epochs", type=int, help="InfoDisent's epochs (default: 10, parts-fine 30)")
 
     args = parse_run_args(__doc__, options)
     all_runs = run_folders(args, "side")
 
     def run_one(seed: int, clutter: int | None) -> dict:
         """Every figure of one world."""
-        data, settings, infodisent_epochs = benchmark_settings(args.quick)
+        data, settings, infodisent_epochs = benchmark_settings(args.quick, args.preset)
+        if args.pretrain_epochs:
+            settings["pretrain_epochs"] = args.pretrain_epochs
+        infodisent_epochs = args.infodisent_epochs or infodisent_epochs
         data = world_options(seed, clutter, args.preset, split_sizes(data, args.preset, args.quick))
         base = dict(data="parts", data_options=data, backbone="lite0", cache_dir=str(args.cache), **settings)
         figures: dict = {"data.train_size": data["train_size"], "data.test_size": data["test_size"],
@@ -125,6 +143,9 @@ def main() -> None:
         figures["ablation.asl.accuracy_after_pretrain"] = side_stages["pretrain"]["accuracy"]
         if args.ablations:
             figures.update(ablations(run, side))
+        budgets = PRUNE_SWEEP if args.prune_sweep is None else args.prune_sweep
+        if budgets and (args.ablations or args.prune_sweep):
+            figures.update(prune_sweep(run, side, budgets))
         figures["accuracy_gap.side_minus_infodisent"] = round(side["accuracy"] - infodisent["accuracy"], 4)
         figures.update({f"time_s.{k}": v for k, v in timings.items()})
         return figures
