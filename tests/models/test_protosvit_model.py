@@ -107,11 +107,24 @@ def test_checkpoint_round_trip_keeps_pruning_and_threshold(tmp_path):
     (dict(temperature=0.0), "temperature must be a finite number > 0"),
     (dict(importance_threshold=-1.0), "importance_threshold must be a finite number >= 0"),
     (dict(num_classes=1), "at least 2 classes"),
+    (dict(weight_init="kaiming"), "unknown ProtoS-ViT weight_init 'kaiming'; valid: vote, official"),
 ])
 def test_bad_settings(kw, pattern):
     settings = dict(in_channels=6, num_classes=3, num_prototypes=5, embed_dim=4) | kw
     with pytest.raises(SparsexError, match=pattern):
         create_model("protosvit", **settings)
+
+
+@pytest.mark.parametrize("preset, weight_init, bound", [
+    ("sparsex", None, 2 / 400), ("sparsex", "official", 1 / 20), ("official", None, 1 / 20), ("official", "vote", 2 / 400),
+])
+def test_weight_init_of_each_preset_and_its_override(preset, weight_init, bound):
+    """vote: U(0, 2/P); official: |U(-1/sqrt(P), 1/sqrt(P))| (P = 400: bounds 0.005 and 0.05, means 0.0025 and 0.025)."""
+    torch.manual_seed(0)
+    head = create_model("protosvit", in_channels=6, num_classes=50, num_prototypes=400, embed_dim=4, preset=preset,
+                        weight_init=weight_init)
+    assert head.weight.min() >= 0 and head.weight.max() <= bound
+    assert head.weight.mean().item() == pytest.approx(bound / 2, rel=0.02)
 
 
 def test_bad_features():

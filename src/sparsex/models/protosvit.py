@@ -55,6 +55,9 @@ from ..errors import InputError, SparsexError
 from .base import MODELS, PrototypeOutput, check_head_features
 
 PRESETS = ("sparsex", "official")
+#: the class weights' initialisation: ``vote`` ``U(0, 2/P)`` (sparsex's preset: logits start near the mean score) or
+#: ``official`` ``|U(-1/sqrt(P), 1/sqrt(P))|`` (the official preset's, NonNegLinear; about 9x larger at P = 300)
+WEIGHT_INITS = ("vote", "official")
 OFFICIAL_DROPOUT = 0.1  # Dropout2d of the official featuriser (classification_prototype.yaml: image_encoder.dropout)
 OFFICIAL_MAX_WEIGHT = 5.0  # NonNegLinear.forward clamps the class weights to [0, 5]
 
@@ -81,10 +84,13 @@ class ProtoSViTConfig:
     temperature: float = 0.1
     importance_threshold: float = 0.0
     preset: str = "sparsex"
+    weight_init: str | None = None  # the class weights' start: "vote" or "official" (None: the preset's, see WEIGHT_INITS)
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
             raise SparsexError(f"unknown ProtoS-ViT preset {self.preset!r}; valid presets: {', '.join(PRESETS)}")
+        if self.weight_init is not None and self.weight_init not in WEIGHT_INITS:
+            raise SparsexError(f"unknown ProtoS-ViT weight_init {self.weight_init!r}; valid: {', '.join(WEIGHT_INITS)}")
         for name in ("in_channels", "num_classes", "num_prototypes", "embed_dim"):
             check_int(getattr(self, name), f"ProtoS-ViT setting {name}", 1, error=SparsexError)
         if self.num_classes < 2:
@@ -119,7 +125,8 @@ class ProtoSViTHead(nn.Module):
         self.spatial = nn.Conv2d(p, p, 3, padding=1, groups=p)
         self.pointwise = nn.Conv2d(p, p, 1, groups=p)
         self.norm = nn.LayerNorm(p, eps=1e-6 if self.official else 1e-5)
-        if self.official:  # NonNegLinear.reset_parameters: |kaiming_uniform(a=sqrt(5))| = |U(-1/sqrt(P), 1/sqrt(P))|
+        if (config.weight_init or ("official" if self.official else "vote")) == "official":
+            # NonNegLinear.reset_parameters: |kaiming_uniform(a=sqrt(5))| = |U(-1/sqrt(P), 1/sqrt(P))|
             self.weight = nn.Parameter(torch.rand(k, p) / math.sqrt(p))
         else:  # non-negative start around a uniform vote: logits_c ~ mean score at initialisation
             self.weight = nn.Parameter(torch.rand(k, p) * (2.0 / p))

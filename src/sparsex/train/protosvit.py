@@ -72,6 +72,7 @@ class ProtoSViTTrainConfig(HeadTrainConfig):
 
     stages: tuple[str, ...] | None = None  # stages to run, comma-separated (default: train,prune)
     preset: str = "sparsex"  # model and objective: sparsex, or official (the public code, github.com/hturbe/protosvit)
+    weight_init: str | None = None  # class weights' start: vote or official (default: the preset's; models/protosvit.py)
     num_prototypes: int = 300  # P: prototypes shared by all classes
     embed_dim: int = 256  # D: dimension of the projected patch embeddings and the prototypes
     temperature: float = 0.1  # softmax temperature of the cosine similarities
@@ -103,7 +104,7 @@ class ProtoSViTTrainConfig(HeadTrainConfig):
 
     def model_settings(self) -> dict[str, Any]:
         return {"num_prototypes": self.num_prototypes, "embed_dim": self.embed_dim, "temperature": self.temperature,
-                "importance_threshold": self.importance_threshold, "preset": self.preset}
+                "importance_threshold": self.importance_threshold, "preset": self.preset, "weight_init": self.weight_init}
 
 
 def protosvit_loss(head: ProtoSViTHead, config: ProtoSViTTrainConfig):
