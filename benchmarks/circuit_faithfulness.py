@@ -95,7 +95,9 @@ def measure(name: str, config: dict, eval_n: int, reference_n: int, runs, args, 
     model, checkpoint = load_classifier(folder)
     model.eval()
     data = checkpoint.config["data"]
-    x = load_images(data["name"], "test", data["root"], data["options"] or {}, eval_n, progress=False)
+    # the first eval_n test images are measured, the CALIBRATE_N after them choose the calibrated circuit size
+    test_images = load_images(data["name"], "test", data["root"], data["options"] or {}, eval_n + CALIBRATE_N, progress=False)
+    x, held_out = test_images[:eval_n], test_images[eval_n:]
     reference = load_images(data["name"], "train", data["root"], data["options"] or {}, reference_n, progress=False)
     figures[f"{name}.eval_images"], figures[f"{name}.reference_images"] = len(x), len(reference)
 
@@ -123,7 +125,6 @@ def measure(name: str, config: dict, eval_n: int, reference_n: int, runs, args, 
 
     # the circuit size chosen where the measured images cannot see it: the smallest k of the curve whose attribution
     # circuits keep the label on 90% of CALIBRATE_N other test images; then measured at that k on the eval images
-    held_out = load_images(data["name"], "test", data["root"], data["options"] or {}, eval_n + CALIBRATE_N, progress=False)[eval_n:]
     calibrated_k = faithfulness_curve(model, held_out, reference=means, selection="attribution")["sufficient_k"]
     figures[f"{prefix}.calibrated.images"], figures[f"{prefix}.calibrated.top_k"] = len(held_out), calibrated_k
     if calibrated_k is not None:

@@ -46,14 +46,16 @@ PRUNE_SWEEP = (10,)  # the paper's other pruning budget, measured beside the def
 PRESET_EPOCHS = {"parts-fine": 30}
 
 
-def benchmark_settings(quick: bool, preset: str | None = None) -> tuple[dict, dict, int]:
-    """The benchmark's part-world sizes, SIDE settings and InfoDisent epochs (also those of ``tune_side.py``)."""
+def benchmark_settings(seed: int, clutter: int | None, preset: str | None, quick: bool) -> tuple[dict, dict, int]:
+    """One world's data options (the benchmark's split sizes, or a preset's own: ``_common.split_sizes``), SIDE
+    settings and InfoDisent epochs (also those of ``tune_side.py``)."""
     if quick:
-        return ({"train_size": 96, "test_size": 48},
-                dict(expanded_channels=16, pretrain_epochs=3, finetune_epochs=2, calibrate_epochs=2), 3)
-    epochs = PRESET_EPOCHS.get(preset, 10)
-    return ({"train_size": 2400, "test_size": 480},
-            dict(expanded_channels=256, pretrain_epochs=epochs, finetune_epochs=10, calibrate_epochs=20), epochs)
+        sizes = {"train_size": 96, "test_size": 48}
+        settings, epochs = dict(expanded_channels=16, pretrain_epochs=3, finetune_epochs=2, calibrate_epochs=2), 3
+    else:
+        sizes, epochs = {"train_size": 2400, "test_size": 480}, PRESET_EPOCHS.get(preset, 10)
+        settings = dict(expanded_channels=256, pretrain_epochs=epochs, finetune_epochs=10, calibrate_epochs=20)
+    return world_options(seed, clutter, preset, split_sizes(sizes, preset, quick)), settings, epochs
 
 
 def train_dense(base: dict, epochs: int, out) -> dict:
@@ -65,8 +67,9 @@ def train_dense(base: dict, epochs: int, out) -> dict:
 def prune_sweep(run, side: dict, budgets) -> dict:
     """SIDE pruned to each budget A of ``budgets`` (its pretraining shared with the main run, ``run(name, shared,
     **overrides)``): ``sweep.prune_k<A>.*`` beside the main run's (``side``, the default A)."""
-    sweep = {k: run(f"prune_k{k}", ("1-pretrain",), prune_k=k) for k in budgets if k != SIDETrainConfig().prune_k}
-    return {f"sweep.prune_k{k}.{key}": metrics[key] for k, metrics in sorted({**sweep, SIDETrainConfig().prune_k: side}.items())
+    default = SIDETrainConfig().prune_k
+    sweep = {k: run(f"prune_k{k}", ("1-pretrain",), prune_k=k) for k in budgets if k != default}
+    return {f"sweep.prune_k{k}.{key}": metrics[key] for k, metrics in sorted({**sweep, default: side}.items())
             for key in ("accuracy", "local_size", "global_size", "ocla_score")}
 
 
@@ -103,11 +106,10 @@ def main() -> None:
 
     def run_one(seed: int, clutter: int | None) -> dict:
         """Every figure of one world."""
-        data, settings, infodisent_epochs = benchmark_settings(args.quick, args.preset)
+        data, settings, infodisent_epochs = benchmark_settings(seed, clutter, args.preset, args.quick)
         if args.pretrain_epochs:
             settings["pretrain_epochs"] = args.pretrain_epochs
         infodisent_epochs = args.infodisent_epochs or infodisent_epochs
-        data = world_options(seed, clutter, args.preset, split_sizes(data, args.preset, args.quick))
         base = dict(data="parts", data_options=data, backbone="lite0", cache_dir=str(args.cache), **settings)
         figures: dict = {"data.train_size": data["train_size"], "data.test_size": data["test_size"],
                          **{f"settings.{k}": v for k, v in settings.items()}, "settings.infodisent_epochs": infodisent_epochs}
@@ -143,8 +145,8 @@ def main() -> None:
         figures["ablation.asl.accuracy_after_pretrain"] = side_stages["pretrain"]["accuracy"]
         if args.ablations:
             figures.update(ablations(run, side))
-        budgets = PRUNE_SWEEP if args.prune_sweep is None else args.prune_sweep
-        if budgets and (args.ablations or args.prune_sweep):
+        budgets = args.prune_sweep if args.prune_sweep is not None else PRUNE_SWEEP if args.ablations else ()
+        if budgets:
             figures.update(prune_sweep(run, side, budgets))
         figures["accuracy_gap.side_minus_infodisent"] = round(side["accuracy"] - infodisent["accuracy"], 4)
         figures.update({f"time_s.{k}": v for k, v in timings.items()})

@@ -27,7 +27,6 @@ from _common import (
     over_worlds,
     parse_run_args,
     run_folders,
-    world_options,
     world_runs,
     write_result,
 )
@@ -56,8 +55,7 @@ def main() -> None:
     settings = [dict(zip(GRID, values)) for values in itertools.product(*GRID.values())]
 
     def run_one(seed: int, clutter: int | None) -> dict:
-        data, side_settings, infodisent_epochs = benchmark_settings(args.quick)
-        data = world_options(seed, clutter, args.preset, data)
+        data, side_settings, infodisent_epochs = benchmark_settings(seed, clutter, args.preset, args.quick)
         base = dict(data="parts", data_options=data, backbone="lite0", cache_dir=str(args.cache), **side_settings)
         runs = world_runs(all_runs, seed, clutter, args.preset)
         start = time.perf_counter()
