@@ -17,9 +17,14 @@ activation mass on the parts (``part_overlap``) against the parts' share of the 
 issue's bar: ``sufficiency_label >= 0.9`` and ``necessity_drop >= 3 random_drop``; ``bar.*`` says
 whether each is met, by how much, without changing the metric.
 
-``<clf>.circuit.calibrated.*``: the attribution readout at a circuit size chosen on ``CALIBRATE_N`` held-out test
-images (after the measured ones; the smallest ``k`` of the curve whose circuits keep the label on 90% of them,
-``calibrated.top_k``), measured on the eval images like the others.
+``<clf>.circuit.attribution.*`` is the attribution readout at its default size (``share`` 0.6 of each layer's positive
+attribution, ``DEFAULT_SHARE``), ``<clf>.circuit.attribution_top_k.*`` the same readout at ``top_k`` 8.
+``<clf>.circuit.share.*``: how the default share was chosen where the measured images cannot see it: per share of
+``SHARES``, the fraction of ``CALIBRATE_N`` held-out test images (after the measured ones) whose circuit alone keeps
+the label (``share.held_out_label``), and the smallest share reaching 90% (``share.sufficient``); the library's
+default is the larger of the two classifiers' (benchmarks/README.md). ``<clf>.circuit.calibrated.*``: the attribution
+readout at the smallest ``k`` of the curve keeping the label on 90% of the same held-out images
+(``calibrated.top_k``), measured on the eval images like the others.
 
 The classifiers are trained as ``minimal_mask.py`` trains them; its run folders
 (``<cache>/minimal_mask_runs[_quick]/<clf>_classifier``) are reused when they hold a finished
@@ -37,7 +42,7 @@ import torch
 from _common import parse_run_args, run_folders, write_result
 
 from sparsex.data import create_dataset
-from sparsex.explainers.circuit import DEFAULT_TOP_K, readout
+from sparsex.explainers.circuit import DEFAULT_SHARE, DEFAULT_TOP_K, readout
 from sparsex.explainers.circuit_faithfulness import circuit_faithfulness, faithfulness_curve, part_overlap
 from sparsex.explainers.circuit_sites import reference_means
 from sparsex.models.classifier import load_classifier
@@ -48,6 +53,7 @@ REFERENCE_N = 256  # training images whose mean activations replace ablated chan
 BAR_LABEL, BAR_RATIO = 0.9, 3.0
 CURVE_N = 32  # the first test images, for the curve over k (each k ablates all of them 23 times)
 CALIBRATE_N = 32  # the test images after the measured ones, on which the calibrated circuit size is chosen
+SHARES = (0.4, 0.5, 0.6, 0.7, 0.8)  # the attribution readout's shares tried on them (its default: one of these)
 
 
 def classifier_folder(name: str, config: dict, runs, args):
@@ -107,11 +113,14 @@ def measure(name: str, config: dict, eval_n: int, reference_n: int, runs, args, 
     layers, measured_at = graphs["activation"][0].graph["layers"], graphs["activation"][0].graph["measured_at"]
     means = reference_means(model, reference, layers, measured_at)  # once: the ablations' and the attribution's start
     graphs["attribution"] = [readout(model, x[i], selection="attribution", reference=means) for i in range(len(x))]
-    figures[f"{prefix}.top_k"] = DEFAULT_TOP_K
+    graphs["attribution_top_k"] = [readout(model, x[i], selection="attribution", reference=means, top_k=DEFAULT_TOP_K)
+                                   for i in range(len(x))]
+    figures[f"{prefix}.top_k"], figures[f"{prefix}.attribution.share"] = DEFAULT_TOP_K, DEFAULT_SHARE
     figures[f"{prefix}.layers"] = layers
     figures[f"time_s.{name}.attribution_readout"] = round(time.perf_counter() - start, 1)
     for selection, ablation, key in (("activation", "mean", prefix), ("activation", "zero", f"{prefix}.zero"),
-                                     ("attribution", "mean", f"{prefix}.attribution")):
+                                     ("attribution", "mean", f"{prefix}.attribution"),
+                                     ("attribution_top_k", "mean", f"{prefix}.attribution_top_k")):
         result = circuit_faithfulness(model, x, graphs[selection], reference=means, ablation=ablation)
         figures.update(faithfulness_figures(result, key, bar=ablation == "mean"))
 
@@ -122,6 +131,15 @@ def measure(name: str, config: dict, eval_n: int, reference_n: int, runs, args, 
                                           for p in [curve["empty"], *curve["points"], curve["full"]]]
         figures[f"{key}.curve.auc"] = {k: round(v, 4) for k, v in curve["auc"].items()}
         figures[f"{key}.curve.sufficient_k"] = curve["sufficient_k"]
+
+    # the default share, chosen where the measured images cannot see it: per share, the held-out images whose circuit
+    # alone keeps the label
+    kept = {}
+    for share in SHARES:
+        circuits = [readout(model, image, selection="attribution", reference=means, share=share) for image in held_out]
+        kept[share] = circuit_faithfulness(model, held_out, circuits, reference=means, random_draws=1)["sufficiency"]["label"]
+    figures[f"{prefix}.share.held_out_label"] = {str(share): label for share, label in kept.items()}
+    figures[f"{prefix}.share.sufficient"] = next((share for share in SHARES if kept[share] >= BAR_LABEL), None)
 
     # the circuit size chosen where the measured images cannot see it: the smallest k of the curve whose attribution
     # circuits keep the label on 90% of CALIBRATE_N other test images; then measured at that k on the eval images

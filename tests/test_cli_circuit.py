@@ -76,6 +76,7 @@ def test_circuit_bad_input_is_one_line_error(capsys, trained, tmp_path):
         (image + ["--layers", "backbone.model.features.0,backbone.model.features.4"], r"not connected channel to channel"),
         (image + ["--target", "10"], r"target class 10 is out of range.*10 classes"),
         (image + ["--top-k", "0"], r"top_k must be a positive integer"),
+        (image + ["--share", "1.5"], r"share \(a fraction of each layer's positive score\) must be"),
         (["--image", str(broken)], r"cannot read image"),
         (["--image", str(tmp_path / "missing.png")], r"image file not found"),
     ]
@@ -168,10 +169,20 @@ def test_circuit_faithfulness_on_the_digits_classifier(capsys, trained, tmp_path
     assert code == 0, err
     circuit = json.loads((out / "circuit.json").read_text())
     assert circuit["settings"]["selection"] == "attribution" and circuit["settings"]["steps"] == 16
+    assert circuit["settings"]["share"] == 0.6 and circuit["settings"]["top_k"] is None  # the attribution's default size
     assert circuit["reference"] == str(reference)
     channels = [n for n in circuit["nodes"] if n["kind"] == "channel"]
     assert channels and all(n["attribution"] > 0 for n in channels)
     assert json.loads((out / "faithfulness.json").read_text())["reference_images"] == 6
+    # a larger share keeps at least as many channels per layer; --top-k caps it
+    code, _, err = run(capsys, "circuit", "--model", str(trained["classifier"]), "--image", str(trained["image"]),
+                       "--out", str(out), "--select", "attribution", "--reference", str(reference), "--share", "0.95",
+                       "--top-k", "2", "--overwrite")
+    assert code == 0, err
+    capped = json.loads((out / "circuit.json").read_text())
+    assert capped["settings"]["share"] == 0.95 and capped["settings"]["top_k"] == 2
+    per_layer = {layer: sum(n["layer"] == layer for n in capped["nodes"] if n["kind"] == "channel") for layer in capped["layers"]}
+    assert all(0 < count <= 2 for count in per_layer.values())
 
     # with the mask explainer: whether the mask is empty and whether the explanation keeps the label
     code, stdout, err = run(capsys, "circuit", "--model", str(trained["classifier"]), "--image", str(trained["image"]),

@@ -433,7 +433,12 @@ def circuit_command(
         None, "--target", help="Class to read the edges of, an index or a name (default: the predicted class)."),
     layers: Optional[list[str]] = typer.Option(
         None, "--layers", help="Consecutive convolution layers, comma-separated (default: the last 3 that connect directly)."),
-    top_k: int = typer.Option(8, "--top-k", help="Channels kept per layer (the most active ones, or see --select)."),
+    top_k: Optional[int] = typer.Option(
+        None, "--top-k", help="Channels kept per layer (the most active ones, or see --select; default 8 with --select "
+                              "activation, with --share a cap)."),
+    share: Optional[float] = typer.Option(
+        None, "--share", help="Keep per layer the fewest channels making up this fraction of the layer's positive score "
+                              "(default 0.6 with --select attribution)."),
     threshold: float = typer.Option(0.1, "--threshold", help="A channel is active above this fraction of its layer's largest activation."),
     edge_top_k: Optional[int] = typer.Option(None, "--edge-top-k", help="Edges kept between consecutive layers and into each class (default: all)."),
     other_classes: int = typer.Option(0, "--other-classes", help="Also show the classes with the next highest logits."),
@@ -463,7 +468,7 @@ def circuit_command(
     settings = {"weights": str(weights) if weights else None, "num_classes": num_classes, "image_size": image_size}
     with printed_warnings():
         path = circuit_file(model, image, out, explainer=explainer, target=target, layers=layer_list, top_k=top_k,
-                            threshold=threshold, edge_top_k=edge_top_k, other_classes=other_classes,
+                            share=share, threshold=threshold, edge_top_k=edge_top_k, other_classes=other_classes,
                             faithfulness=faithfulness, reference=reference, ablation=ablation, selection=select,
                             overwrite=overwrite, device=device, **{k: v for k, v in settings.items() if v is not None})
     circuit = read_json(path / "circuit.json", "circuit")
@@ -488,9 +493,12 @@ def circuit_command(
                       f"{escape(', '.join(report['necessary'])) or 'none'}", highlight=False)
         if report["clean"]["label"] and not sufficiency["label"]:
             hint = "" if select == "attribution" else "--select attribution or "
-            console.print(f"[yellow]warning: the circuit alone loses the label: at --top-k {top_k} it is not sufficient for "
-                          f"this decision; {hint}a larger --top-k keeps more of it (docs/methods.md, circuit faithfulness)[/]",
-                          highlight=False)
+            size = circuit["settings"]
+            at = " and ".join(f"--{flag} {size[key]}" for key, flag in (("top_k", "top-k"), ("share", "share"))
+                              if size.get(key) is not None)
+            console.print(f"[yellow]warning: the circuit alone loses the label: at {at} it is not sufficient for "
+                          f"this decision; {hint}a larger --top-k or --share keeps more of it (docs/methods.md, circuit "
+                          f"faithfulness)[/]", highlight=False)
         explained = report.get("explanation")
         if explained and (explained["empty"] or not explained["keeps_label"]):
             problem = "the mask is empty" if explained["empty"] else f"the explanation is classified {explained['predicted']}"

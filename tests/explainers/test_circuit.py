@@ -96,6 +96,26 @@ def test_top_k_threshold_and_edge_pruning():
     assert g.nodes["class:0"]["target"] is False and g.graph["classes"] == [1, 0]
 
 
+def test_share_keeps_the_fewest_channels_making_up_that_fraction():
+    # conv1 activations [0.5, 1.0, 0] (positive total 1.5), conv2 [9, 3.5] (12.5)
+    def kept(graph):
+        return sorted(n for n, d in graph.nodes(data=True) if d["kind"] == "channel")
+
+    g = readout(Tiny(), X, share=0.6)  # 0.9 of 1.5: conv1:1 alone (1.0); 7.5 of 12.5: conv2:0 alone (9)
+    assert kept(g) == ["conv1:1", "conv2:0"]
+    assert g.graph["settings"]["share"] == 0.6 and g.graph["settings"]["top_k"] is None
+    g = readout(Tiny(), X, share=0.9)  # 1.35: needs 1.0 + 0.5; 11.25: needs 9 + 3.5
+    assert kept(g) == ["conv1:0", "conv1:1", "conv2:0", "conv2:1"]
+    assert kept(readout(Tiny(), X, share=0.9, top_k=1)) == ["conv1:1", "conv2:0"]  # top_k caps the share
+    assert kept(readout(Tiny(), X, share=0.9, threshold=0.6)) == ["conv1:1", "conv2:0"]  # among the active ones
+    # neither given: the paper's top_k for the activation readout
+    settings = readout(Tiny(), X).graph["settings"]
+    assert settings["top_k"] == 8 and settings["share"] is None
+    for bad in (0, 1.5, float("nan")):
+        with pytest.raises(InputError, match="share"):
+            readout(Tiny(), X, share=bad)
+
+
 def test_depthwise_and_grouped_kernel_mass():
     torch.manual_seed(0)
     depthwise = nn.Conv2d(4, 4, 3, groups=4)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from sparsex.errors import InputError
-from sparsex.explainers.circuit import circuit_to_json, readout
+from sparsex.explainers.circuit import DEFAULT_SHARE, circuit_to_json, readout
 from sparsex.explainers.circuit_faithfulness import (
     circuit_channels,
     circuit_faithfulness,
@@ -226,6 +226,14 @@ def test_attribution_selection_finds_the_circuit_behind_a_decoy():
     decoy = circuit_faithfulness(model, x, by_activation, reference=reference)
     assert kept["sufficiency"]["label"] == 1.0 and kept["activation"]["same"] == 0.0
     assert kept["necessity"]["drop"] > decoy["necessity"]["drop"] and kept["sufficiency"]["logit"] > decoy["sufficiency"]["logit"]
+    # the attribution readout's default size, DEFAULT_SHARE of each layer's positive attribution: the planted channel
+    # carrying most of it (conv1's channel 2 enters the logit twice, conv2's channel 0 sums both); 0.9: the pair
+    for i in range(len(x)):
+        graph = readout(model, x[i], selection="attribution", reference=reference)
+        assert graph.graph["settings"]["share"] == DEFAULT_SHARE and graph.graph["settings"]["top_k"] is None
+        assert {layer: sorted(c) for layer, c in circuit_channels(graph)[0].items()} == {"conv1": [2], "conv2": [0]}
+        graph = readout(model, x[i], selection="attribution", reference=reference, share=0.9)
+        assert {layer: sorted(c) for layer, c in circuit_channels(graph)[0].items()} == {"conv1": [0, 2], "conv2": [0, 2]}
     with pytest.raises(InputError, match="selection must be one of activation, attribution"):
         readout(model, x[0], selection="gradient")
     # over the circuit size: the attribution's circuits keep more of the logit at every k

@@ -21,7 +21,11 @@ The graph:
   ``BatchNormAct2d``; a ResNet block's ``conv2``: after ``bn2``, which the addition reads; the
   block's addition: after the ReLU that follows it). Channel ``c`` is active when
   ``a_L[c] > threshold * max_c' a_L[c']`` and ``a_L[c] > 0``; the ``top_k`` most active channels of
-  each layer are kept. Node id ``"<layer>:<channel>"``; attributes ``kind="channel"``, ``layer``,
+  each layer are kept. With ``share = q`` instead (or as well, ``top_k`` then a cap), a layer keeps
+  its fewest highest channels whose scores make up ``q`` of the layer's positive total,
+  ``min n: sum_{r <= n} s_L[c_r]^+ >= q sum_c s_L[c]^+`` (channels ``c_r`` by decreasing score ``s_L``:
+  activation, or attribution), among the active ones: a size that follows the layer's width and how
+  spread its evidence is (the attribution readout's default, ``DEFAULT_SHARE``). Node id ``"<layer>:<channel>"``; attributes ``kind="channel"``, ``layer``,
   ``depth`` (the layer's position), ``channel``, ``activation`` and ``relative`` (``a / max a``).
 - **channel edges** join consecutive layers ``A -> B``: ``score(i -> o) = M[o, i] * a_A[i]`` with
   ``M[o, i] = M_B[o, i] * |S_i|``, where ``M_B`` is ``B``'s own map of ``A``'s channels:
@@ -113,8 +117,11 @@ from .hooks import find_transformer, resolve_layers
 if TYPE_CHECKING:
     import networkx as nx
 
-#: Default settings of :func:`readout`.
+#: Default settings of :func:`readout`: the paper's readout keeps ``DEFAULT_TOP_K`` channels per layer; the
+#: attribution readout keeps ``DEFAULT_SHARE`` of each layer's positive attribution (chosen on held-out images of
+#: both benchmark classifiers, benchmarks/README.md "Circuit faithfulness")
 DEFAULT_TOP_K = 8
+DEFAULT_SHARE = 0.6
 DEFAULT_THRESHOLD = 0.1
 DEFAULT_LAYER_COUNT = 3
 #: how :func:`readout` picks each layer's channels: the paper's (activation) or by attribution
@@ -661,8 +668,10 @@ def _resolve(flow: _Flow, name: str) -> int:
                      f"one), a Linear, or a block that runs one residual addition; {hint}")
 
 
-def _check_settings(top_k: Any, threshold: Any, edge_top_k: Any, other_classes: Any) -> None:
-    check_int(top_k, "circuit setting top_k", 1)
+def _check_settings(top_k: Any, threshold: Any, edge_top_k: Any, other_classes: Any, share: Any = None) -> None:
+    check_int(top_k, "circuit setting top_k", 1, none_ok=True)
+    check_number(share, "circuit setting share (a fraction of each layer's positive score)", 0, 1, low_open=True,
+                 none_ok=True)
     check_int(edge_top_k, "circuit setting edge_top_k", 1, none_ok=True)
     check_int(other_classes, "circuit setting other_classes", 0)
     check_number(threshold, "circuit setting threshold (a fraction of the layer's largest activation)", 0, 1,
@@ -733,10 +742,10 @@ def _chosen_layers(model: nn.Module, flow: _Flow, names: list[str] | None) -> tu
 
 
 def readout(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor | None = None,
-            layers: str | Sequence[str] | None = None, top_k: int = DEFAULT_TOP_K, threshold: float = DEFAULT_THRESHOLD,
+            layers: str | Sequence[str] | None = None, top_k: int | None = None, threshold: float = DEFAULT_THRESHOLD,
             edge_top_k: int | None = None, other_classes: int = 0, class_edges: bool = True,
             selection: str = "activation", reference: "torch.Tensor | ReferenceMeans | None" = None,
-            steps: int = DEFAULT_STEPS) -> "nx.DiGraph":
+            steps: int = DEFAULT_STEPS, share: float | None = None) -> "nx.DiGraph":
     """The circuit of ``model`` on one image (see the module docstring for the exact definitions).
 
     ``model`` maps images ``(B, C, H, W)`` to logits ``(B, K)`` (e.g. an
@@ -745,7 +754,9 @@ def readout(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor | None
     ``e = m * x + (1 - m) * blur(x)``. ``target`` is the class whose edges are read (default: the
     class ``model`` predicts on ``x``); ``layers`` the layers, in forward order (default
     :func:`default_circuit_layers`); ``top_k`` channels are kept per layer among those above
-    ``threshold`` times the layer's largest activation; ``edge_top_k`` (None: all) edges are kept
+    ``threshold`` times the layer's largest activation, or with ``share`` the fewest whose scores make
+    up that fraction of the layer's positive total (both given: ``top_k`` caps it; neither: the
+    paper's ``top_k = 8``, and ``share = 0.6`` for ``selection="attribution"``); ``edge_top_k`` (None: all) edges are kept
     between consecutive layers and into each class; ``other_classes`` adds the classes with the next
     highest logits. ``class_edges=False`` allows a last layer that does not feed the classifier
     directly (no class nodes then).
@@ -766,9 +777,10 @@ def readout(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor | None
     import networkx as nx
 
     check_model(model)
-    _check_settings(top_k, threshold, edge_top_k, other_classes)
+    _check_settings(top_k, threshold, edge_top_k, other_classes, share)
     if selection not in SELECTIONS:
         raise InputError(f"selection must be one of {', '.join(SELECTIONS)}, got {selection!r}")
+    top_k, share = default_size(selection, top_k, share)
     names = _layer_list(layers)
     if names is not None:
         resolve_layers(model, names)  # unknown names fail before the forward pass
@@ -801,13 +813,7 @@ def readout(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor | None
     for depth, (name, value) in enumerate(zip(names, measured)):
         act = flow.ops[value].channels
         score = act if attribution is None else attribution[name][0]
-        peak = float(score.max()) if score.numel() else 0.0
-        if peak > 0:
-            active = torch.nonzero((score > threshold * peak) & (score > 0)).flatten()
-            order = active[torch.argsort(score[active], descending=True, stable=True)][:top_k]
-        else:
-            order = torch.zeros(0, dtype=torch.long)
-        kept.append([int(c) for c in order])
+        kept.append(_keep(score, threshold, top_k, share))
         act_peak = float(act.max()) if act.numel() else 0.0
         for c in kept[-1]:
             graph.add_node(f"{name}:{c}", kind="channel", layer=name, depth=depth, channel=c, activation=float(act[c]),
@@ -856,12 +862,36 @@ def readout(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor | None
         "between": {name: [flow.ops[op].why for op in ops]
                     for name, ops in zip(names[1:] + ([linear_name] if class_edges else []), between)},
         "readout": linear_name, "classes": classes,
-        "settings": {"top_k": int(top_k), "threshold": float(threshold), "selection": selection,
+        "settings": {"top_k": None if top_k is None else int(top_k), "share": None if share is None else float(share),
+                     "threshold": float(threshold), "selection": selection,
                      **({"steps": int(steps)} if attribution is not None else {}),
                      "edge_top_k": None if edge_top_k is None else int(edge_top_k),
                      "other_classes": int(other_classes), "class_edges": bool(class_edges)},
     })
     return graph
+
+
+def default_size(selection: str, top_k: int | None, share: float | None) -> tuple[int | None, float | None]:
+    """``(top_k, share)`` of a readout: as given, or with neither given the selection's default (the
+    paper's ``DEFAULT_TOP_K`` for ``"activation"``, ``DEFAULT_SHARE`` for ``"attribution"``)."""
+    if top_k is None and share is None:
+        return (None, DEFAULT_SHARE) if selection == "attribution" else (DEFAULT_TOP_K, None)
+    return top_k, share
+
+
+def _keep(score: torch.Tensor, threshold: float, top_k: int | None, share: float | None) -> list[int]:
+    """The channels a layer keeps by its scores ``(C,)`` (module docstring): the active ones (above
+    ``threshold`` times the peak, and positive) by decreasing score, the first ``top_k`` of them
+    and/or the fewest whose scores make up ``share`` of the positive total."""
+    peak = float(score.max()) if score.numel() else 0.0
+    if peak <= 0:
+        return []
+    order = torch.argsort(score, descending=True, stable=True)
+    if share is not None:
+        positive = score[order].clamp(min=0).double()
+        order = order[:int((positive.cumsum(0) < share * positive.sum()).sum()) + 1]
+    order = order[(score[order] > threshold * peak) & (score[order] > 0)]
+    return [int(c) for c in order[:top_k]]
 
 
 def _plain(value: Any) -> Any:

@@ -14,7 +14,6 @@ from ..errors import InputError
 from ..inference import class_index, class_names
 from .circuit import (
     DEFAULT_THRESHOLD,
-    DEFAULT_TOP_K,
     SELECTIONS,
     _check_settings,
     _check_target,
@@ -28,7 +27,7 @@ from .hooks import resolve_layers
 
 def circuit_file(model: str | os.PathLike, image: str | os.PathLike, out: str | os.PathLike,
                  explainer: str | os.PathLike | None = None, target: int | str | None = None,
-                 layers: str | Sequence[str] | None = None, top_k: int = DEFAULT_TOP_K,
+                 layers: str | Sequence[str] | None = None, top_k: int | None = None, share: float | None = None,
                  threshold: float = DEFAULT_THRESHOLD, edge_top_k: int | None = None, other_classes: int = 0,
                  faithfulness: bool = False, reference: str | os.PathLike | None = None, ablation: str = "mean",
                  selection: str = "activation", overwrite: bool = False, device: str | torch.device = "cpu", **model_settings: Any) -> Path:
@@ -52,7 +51,8 @@ def circuit_file(model: str | os.PathLike, image: str | os.PathLike, out: str | 
     ``circuit.json``; each channel node gets ``single_drop`` and ``necessary`` (``single_drop >=``
     :data:`~sparsex.explainers.circuit_faithfulness.NECESSARY_DROP`), which the figure outlines.
     ``selection`` picks each layer's channels by ``"activation"`` (the paper's) or
-    ``"attribution"`` (:func:`~sparsex.explainers.circuit.readout`). The mean of mean ablation, and
+    ``"attribution"``, each layer keeping ``top_k`` channels or ``share`` of its positive score
+    (:func:`~sparsex.explainers.circuit.readout`; neither: the selection's default). The mean of mean ablation, and
     the start of the attribution's path, is taken over ``reference`` (a folder or file of images,
     read like the image), or by default over the blurred input ``blur(x)`` (the baseline of the mask
     explanation: a channel is set to what it carries once the image's detail is gone; the mean of
@@ -66,7 +66,7 @@ def circuit_file(model: str | os.PathLike, image: str | os.PathLike, out: str | 
     from .minimal_mask import MinimalMask
 
     check_output_dir(out, overwrite)
-    _check_settings(top_k, threshold, edge_top_k, other_classes)
+    _check_settings(top_k, threshold, edge_top_k, other_classes, share)
     if ablation not in ABLATIONS:
         raise InputError(f"ablation must be one of {', '.join(ABLATIONS)}, got {ablation!r}")
     if selection not in SELECTIONS:
@@ -113,8 +113,9 @@ def circuit_file(model: str | os.PathLike, image: str | os.PathLike, out: str | 
         shown = e
     else:
         shown = x
-    graph = readout(classifier, shown, target=target, layers=names, top_k=top_k, threshold=threshold,
-                    edge_top_k=edge_top_k, other_classes=other_classes, selection=selection, reference=reference_images)
+    graph = readout(classifier, shown, target=target, layers=names, top_k=top_k, share=share,
+                    threshold=threshold, edge_top_k=edge_top_k, other_classes=other_classes, selection=selection,
+                    reference=reference_images)
     graph.graph.update(extra)
     report = None
     if faithfulness:
