@@ -25,8 +25,9 @@ The graph:
   its fewest highest channels whose scores make up ``q`` of the layer's positive total,
   ``min n: sum_{r <= n} s_L[c_r]^+ >= q sum_c s_L[c]^+`` (channels ``c_r`` by decreasing score ``s_L``:
   activation, or attribution), among the active ones: a size that follows the layer's width and how
-  spread its evidence is (the attribution readout's default, ``DEFAULT_SHARE``). Node id ``"<layer>:<channel>"``; attributes ``kind="channel"``, ``layer``,
-  ``depth`` (the layer's position), ``channel``, ``activation`` and ``relative`` (``a / max a``).
+  spread its evidence is (the attribution readout's default, ``DEFAULT_SHARE``). Node id
+  ``"<layer>:<channel>"``; attributes ``kind="channel"``, ``layer``, ``depth`` (the layer's
+  position), ``channel``, ``activation`` and ``relative`` (``a / max a``).
 - **channel edges** join consecutive layers ``A -> B``: ``score(i -> o) = M[o, i] * a_A[i]`` with
   ``M[o, i] = M_B[o, i] * |S_i|``, where ``M_B`` is ``B``'s own map of ``A``'s channels:
 
@@ -756,9 +757,9 @@ def readout(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor | None
     :func:`default_circuit_layers`); ``top_k`` channels are kept per layer among those above
     ``threshold`` times the layer's largest activation, or with ``share`` the fewest whose scores make
     up that fraction of the layer's positive total (both given: ``top_k`` caps it; neither: the
-    paper's ``top_k = 8``, and ``share = 0.6`` for ``selection="attribution"``); ``edge_top_k`` (None: all) edges are kept
-    between consecutive layers and into each class; ``other_classes`` adds the classes with the next
-    highest logits. ``class_edges=False`` allows a last layer that does not feed the classifier
+    paper's ``top_k = 8``, and ``share = 0.6`` for ``selection="attribution"``); ``edge_top_k``
+    (None: all) edges are kept between consecutive layers and into each class; ``other_classes``
+    adds the classes with the next highest logits. ``class_edges=False`` allows a last layer that does not feed the classifier
     directly (no class nodes then).
 
     ``selection="attribution"`` picks each layer's channels by their attribution ``A_L`` to the
@@ -780,7 +781,7 @@ def readout(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor | None
     _check_settings(top_k, threshold, edge_top_k, other_classes, share)
     if selection not in SELECTIONS:
         raise InputError(f"selection must be one of {', '.join(SELECTIONS)}, got {selection!r}")
-    top_k, share = default_size(selection, top_k, share)
+    top_k, share = _default_size(selection, top_k, share)
     names = _layer_list(layers)
     if names is not None:
         resolve_layers(model, names)  # unknown names fail before the forward pass
@@ -871,7 +872,7 @@ def readout(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor | None
     return graph
 
 
-def default_size(selection: str, top_k: int | None, share: float | None) -> tuple[int | None, float | None]:
+def _default_size(selection: str, top_k: int | None, share: float | None) -> tuple[int | None, float | None]:
     """``(top_k, share)`` of a readout: as given, or with neither given the selection's default (the
     paper's ``DEFAULT_TOP_K`` for ``"activation"``, ``DEFAULT_SHARE`` for ``"attribution"``)."""
     if top_k is None and share is None:
