@@ -116,10 +116,11 @@ def test_bad_settings(kw, pattern):
 
 
 @pytest.mark.parametrize("preset, weight_init, bound", [
-    ("sparsex", None, 2 / 400), ("sparsex", "official", 1 / 20), ("official", None, 1 / 20), ("official", "vote", 2 / 400),
+    ("sparsex", None, 1 / 20), ("sparsex", "vote", 2 / 400), ("official", None, 1 / 20), ("official", "vote", 2 / 400),
 ])
 def test_weight_init_of_each_preset_and_its_override(preset, weight_init, bound):
-    """vote: U(0, 2/P); official: |U(-1/sqrt(P), 1/sqrt(P))| (P = 400: bounds 0.005 and 0.05, means 0.0025 and 0.025)."""
+    """official (both presets' default): |U(-1/sqrt(P), 1/sqrt(P))|; vote: U(0, 2/P) (P = 400: bounds 0.05 and 0.005,
+    means 0.025 and 0.0025)."""
     torch.manual_seed(0)
     head = create_model("protosvit", in_channels=6, num_classes=50, num_prototypes=400, embed_dim=4, preset=preset,
                         weight_init=weight_init)

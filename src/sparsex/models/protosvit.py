@@ -55,8 +55,9 @@ from ..errors import InputError, SparsexError
 from .base import MODELS, PrototypeOutput, check_head_features
 
 PRESETS = ("sparsex", "official")
-#: the class weights' initialisation: ``vote`` ``U(0, 2/P)`` (sparsex's preset: logits start near the mean score) or
-#: ``official`` ``|U(-1/sqrt(P), 1/sqrt(P))|`` (the official preset's, NonNegLinear; about 9x larger at P = 300)
+#: the class weights' initialisation: ``official`` ``|U(-1/sqrt(P), 1/sqrt(P))|`` (the public code's NonNegLinear; the
+#: default of both presets, chosen on validation worlds: docs/methods.md) or ``vote`` ``U(0, 2/P)`` (logits start near
+#: the mean score; about 9x smaller at P = 300, sparsex's preset's start before 2026-12-06)
 WEIGHT_INITS = ("vote", "official")
 OFFICIAL_DROPOUT = 0.1  # Dropout2d of the official featuriser (classification_prototype.yaml: image_encoder.dropout)
 OFFICIAL_MAX_WEIGHT = 5.0  # NonNegLinear.forward clamps the class weights to [0, 5]
@@ -84,7 +85,7 @@ class ProtoSViTConfig:
     temperature: float = 0.1
     importance_threshold: float = 0.0
     preset: str = "sparsex"
-    weight_init: str | None = None  # the class weights' start: "vote" or "official" (None: the preset's, see WEIGHT_INITS)
+    weight_init: str | None = None  # the class weights' start: "official" or "vote" (None: official, see WEIGHT_INITS)
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -125,7 +126,7 @@ class ProtoSViTHead(nn.Module):
         self.spatial = nn.Conv2d(p, p, 3, padding=1, groups=p)
         self.pointwise = nn.Conv2d(p, p, 1, groups=p)
         self.norm = nn.LayerNorm(p, eps=1e-6 if self.official else 1e-5)
-        if (config.weight_init or ("official" if self.official else "vote")) == "official":
+        if (config.weight_init or "official") == "official":
             # NonNegLinear.reset_parameters: |kaiming_uniform(a=sqrt(5))| = |U(-1/sqrt(P), 1/sqrt(P))|
             self.weight = nn.Parameter(torch.rand(k, p) / math.sqrt(p))
         else:  # non-negative start around a uniform vote: logits_c ~ mean score at initialisation

@@ -64,7 +64,8 @@ class ProtoSViTTrainConfig(HeadTrainConfig):
     prototypes. ``prune_fraction`` 0.1 was chosen on validation worlds (seed 100, clutter 3 and 6;
     ``benchmarks/protosvit_parts.py --prune-fractions 0.025 0.05 0.1``) by the largest worst-case
     slack on the checks (accuracy >= the probe's - 1 point, local size <= 7, global size <= 40):
-    global size 27 / 29 at 98.1% / 96.5% accuracy (probe 97.1% / 96.9%), against 36 / 43 without it. ``preset="official"`` takes the public
+    global size 27 / 29 at 98.1% / 96.5% accuracy (probe 97.1% / 96.9%), against 36 / 43 without it (with the
+    class weights' earlier ``vote`` start; ``weight_init`` ``official``: benchmarks/README.md). ``preset="official"`` takes the public
     code's head and objective; loss weights left unset (None) take the preset's values.
     """
 
@@ -72,7 +73,7 @@ class ProtoSViTTrainConfig(HeadTrainConfig):
 
     stages: tuple[str, ...] | None = None  # stages to run, comma-separated (default: train,prune)
     preset: str = "sparsex"  # model and objective: sparsex, or official (the public code, github.com/hturbe/protosvit)
-    weight_init: str | None = None  # class weights' start: vote or official (default: the preset's; models/protosvit.py)
+    weight_init: str = "official"  # class weights' start: official or vote (models/protosvit.py; official chosen on validation worlds)
     num_prototypes: int = 300  # P: prototypes shared by all classes
     embed_dim: int = 256  # D: dimension of the projected patch embeddings and the prototypes
     temperature: float = 0.1  # softmax temperature of the cosine similarities
