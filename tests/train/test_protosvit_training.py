@@ -109,6 +109,7 @@ def test_prune_fraction_floors_the_pruning_at_a_share_of_the_training_logits(pro
     (dict(hoyer_weight=-1.0), "hoyer_weight must be a finite number >= 0"),
     (dict(epochs=-1), "epochs must be a non-negative integer"),
     (dict(num_prototypes=0), "num_prototypes must be a positive integer"),
+    (dict(weight_init=None), "unknown ProtoS-ViT weight_init None; valid: vote, official"),
 ])
 def test_bad_config(kw, pattern):
     with pytest.raises(SparsexError, match=pattern):
