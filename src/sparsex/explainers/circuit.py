@@ -759,8 +759,8 @@ def readout(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor | None
     up that fraction of the layer's positive total (both given: ``top_k`` caps it; neither: the
     paper's ``top_k = 8``, and ``share = 0.6`` for ``selection="attribution"``); ``edge_top_k``
     (None: all) edges are kept between consecutive layers and into each class; ``other_classes``
-    adds the classes with the next highest logits. ``class_edges=False`` allows a last layer that does not feed the classifier
-    directly (no class nodes then).
+    adds the classes with the next highest logits. ``class_edges=False`` allows a last layer that
+    does not feed the classifier directly (no class nodes then).
 
     ``selection="attribution"`` picks each layer's channels by their attribution ``A_L`` to the
     target logit instead of their activation (:mod:`~sparsex.explainers.circuit_sites`: integrated

@@ -40,7 +40,7 @@ from ..errors import SparsexError
 from ..features import FeatureCache
 from ..losses import class_importance_hoyer_loss, tanh_loss
 from ..losses.tanh import similarity_tanh_loss
-from ..models.protosvit import PRESETS, WEIGHT_INITS, ProtoSViTHead
+from ..models.protosvit import PRESETS, ProtoSViTHead, check_weight_init
 from .base import register_trainer
 from .heads import HeadTrainConfig, train_head_stages
 from .loop import predict, train_epochs
@@ -90,8 +90,7 @@ class ProtoSViTTrainConfig(HeadTrainConfig):
         super().__post_init__()
         if self.preset not in PRESETS:
             raise SparsexError(f"unknown ProtoS-ViT preset {self.preset!r}; valid presets: {', '.join(PRESETS)}")
-        if self.weight_init not in WEIGHT_INITS:
-            raise SparsexError(f"unknown ProtoS-ViT weight_init {self.weight_init!r}; valid: {', '.join(WEIGHT_INITS)}")
+        check_weight_init(self.weight_init)
         for name, value in PRESET_LOSS_WEIGHTS[self.preset].items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
