@@ -1,6 +1,9 @@
 """Minimal masks (amortised, activation matching) vs. captum's attributions and the per-image
 optimisation baseline, on two classifiers: a small CNN trained on Fashion-MNIST and a linear probe
-on frozen Lite0 features of the part world (128 px). Plus one circuit readout per classifier.
+on frozen Lite0 features of the part world (128 px). Two amortised explainers, trained at the same
+budget (images, epochs, objective, width ``WIDTH``): the U-Net on the pixels (``<clf>.mask.*``) and the
+feature decoder of the classifier's own activations (``architecture="feature-decoder"``,
+``<clf>.decoder.*``). Plus one circuit readout per classifier.
 
     python benchmarks/minimal_mask.py --out RESULT.json [--quick] [--resume] [--only fmnist|parts] [--train-only] \
         [--worlds 0 1 2] [--clutter 3 6] [--preset parts-fine]
@@ -8,11 +11,13 @@ on frozen Lite0 features of the part world (128 px). Plus one circuit readout pe
 Everything is measured on the same test images in one run: mask area, sufficiency (top-1 kept on
 ``m x + (1 - m) blur(x)``; also for every method's top 10% of the pixels, and on the part world
 for the true explanations: the parts, the whole creature), deletion AUC (pixels ranked by the
-attribution; the mask explainer ranks by its mask logits), images/s of each method at the same
+attribution; the mask explainers rank by their mask logits), images/s of each method at the same
 batch size, and the speed-ups: vs. integrated gradients the median of ``SPEED_ROUNDS`` rounds
-that time the two back to back (:func:`speedup_rounds`), vs. the per-image baseline the ratio
-of the two passes' images/s. The mask explainer's logit threshold and fallback areas are the ones
-its training run calibrated on the first 200 training images (its ``calibrate`` stage:
+that time the two back to back (:func:`speedup_rounds`; ``<clf>.speedup.vs_ig`` the U-Net's,
+``.decoder_vs_ig`` the decoder's), vs. the per-image baseline the ratio of the two passes'
+images/s. ``<clf>.decoder.deletion_auc_minus_ig`` / ``_minus_mask``: the mean paired difference of
+the deletion AUCs over the same images, ``..._se`` its standard error. Each mask explainer's logit
+threshold and fallback areas are the ones its training run calibrated on the first 200 training images (its ``calibrate`` stage:
 :meth:`MinimalMask.calibrate_threshold`, the smallest masks within 1 point of the best
 sufficiency, then :meth:`MinimalMask.prune_fallback_areas`, the areas that rescue at least 1% of
 those images, and the largest). The per-image baseline is slow, so it runs on the first
@@ -50,6 +55,7 @@ from sparsex.viz.circuit import circuit_figure
 BATCH = 32  # images per attribute() call, the same for every method
 SPEED_ROUNDS, SPEED_N = 3, 96  # the speed-up vs. integrated gradients: rounds of back-to-back timings on the first images
 SAME_AREA = 0.1  # every ranking's top 10% of the pixels, kept on the blurred image: sufficiency at the issue's area
+WIDTH = 16  # both mask networks' width (the library default); a wider decoder's full-resolution blocks cost more than Lite0
 
 
 def sufficiency_at_same_area(model, x: torch.Tensor, ranking: torch.Tensor) -> float:
@@ -93,68 +99,86 @@ def rate(fn, x: torch.Tensor, min_seconds: float = 1.0) -> float:
             return images / elapsed
 
 
-def speedup_rounds(fast, slow, x: torch.Tensor) -> list[float]:
-    """``rate(fast) / rate(slow)`` in each of ``SPEED_ROUNDS`` rounds, the two timed back to back
-    on the first ``SPEED_N`` images of ``x`` after one warm-up batch each. A run's sections are
-    minutes apart and the machine's speed drifts (integrated gradients measured 37.6 images/s in
-    one run and 48.1 in the next), so the ratio of two rates timed far apart is noisier than
-    either; the median of the rounds is the speed-up."""
+def speedup_rounds(fast: dict, slow, x: torch.Tensor) -> dict[str, list[float]]:
+    """For each of the ``fast`` methods (name -> function), ``rate(fast) / rate(slow)`` in each of
+    ``SPEED_ROUNDS`` rounds, all timed back to back on the first ``SPEED_N`` images of ``x`` after
+    one warm-up batch each (one pass of the slow method per round serves every fast one). A run's
+    sections are minutes apart and the machine's speed drifts (integrated gradients measured 37.6
+    images/s in one run and 48.1 in the next), so the ratio of two rates timed far apart is noisier
+    than either; the median of the rounds is the speed-up."""
     x = x[:SPEED_N]
-    fast(x[:BATCH])
-    slow(x[:BATCH])
-    return [round(rate(fast, x) / rate(slow, x), 1) for _ in range(SPEED_ROUNDS)]
+    for fn in (*fast.values(), slow):
+        fn(x[:BATCH])
+    rounds: dict[str, list[float]] = {name: [] for name in fast}
+    for _ in range(SPEED_ROUNDS):
+        rates = {name: rate(fn, x) for name, fn in fast.items()}
+        slow_rate = rate(slow, x)
+        for name, fast_rate in rates.items():
+            rounds[name].append(round(fast_rate / slow_rate, 1))
+    return rounds
 
 
 def score_explainer(explainer: MinimalMask, model, x: torch.Tensor, prefix: str,
-                    figures: dict) -> tuple[torch.Tensor, torch.Tensor, float]:
+                    figures: dict) -> tuple[torch.Tensor, torch.Tensor, float, torch.Tensor]:
     """Score ``explainer`` (at the threshold and fallback areas its training calibrated) on ``x``:
-    ``<prefix>.threshold``, ``.fallback_areas``, ``.area``, ``.sufficiency``, ``.deletion_auc``
-    (pixels ranked by the mask logits), ``.sufficiency_at_10pct`` and ``.images_per_s`` go to
-    ``figures``. Returns the masks, the ranking and the images/s."""
+    ``<prefix>.threshold``, ``.fallback_areas``, ``.parameters``, ``.area``, ``.sufficiency``,
+    ``.deletion_auc`` (pixels ranked by the mask logits), ``.sufficiency_at_10pct`` and
+    ``.images_per_s`` go to ``figures``. Returns the masks, the ranking, the images/s and the
+    per-image deletion AUCs."""
     figures[f"{prefix}.threshold"] = explainer.config.threshold
     figures[f"{prefix}.fallback_areas"] = explainer.config.fallback_areas
+    figures[f"{prefix}.parameters"] = sum(p.numel() for p in explainer.net.parameters())
     masks, rate = timed(explainer.attribute, x)
     ranking = torch.cat([explainer.mask_logits(chunk) for chunk in x.split(BATCH)])  # z ranks the pixels
+    per_image = deletion_auc(model, x, ranking)
     figures[f"{prefix}.area"] = float(mask_area(masks).mean())
     figures[f"{prefix}.sufficiency"] = sufficiency(model, x, masks)
-    figures[f"{prefix}.deletion_auc"] = float(deletion_auc(model, x, ranking).mean())
+    figures[f"{prefix}.deletion_auc"] = float(per_image.mean())
     figures[f"{prefix}.sufficiency_at_10pct"] = sufficiency_at_same_area(model, x, ranking)
     figures[f"{prefix}.images_per_s"] = round(rate, 2)
-    return masks, ranking, rate
+    return masks, ranking, rate, per_image
+
+
+def paired_difference(a: torch.Tensor, b: torch.Tensor, key: str, figures: dict) -> None:
+    """``key``: the mean of the paired differences ``a - b`` (per-image figures of the same images),
+    ``key_se``: its standard error ``sd / sqrt(n)``."""
+    difference = a - b
+    figures[key] = float(difference.mean())
+    figures[f"{key}_se"] = float(difference.std() / len(difference) ** 0.5)
 
 
 def measure(name: str, classifier_cfg: dict, explainer_cfg: dict, eval_n: int, perimage_n: int, perimage_steps: int,
             occlusion: dict, runs, results_dir, figures: dict, train_only: bool = False,
             ablations: dict[str, dict] | None = None, figure_tag: str = "") -> None:
-    """Train (or resume) the classifier and the mask explainer ``name``, then measure everything;
-    ``ablations`` maps a name to explainer settings that replace the main run's (an explainer
-    trained for each, measured beside the main one: area, sufficiency, deletion AUC, images/s); ``figure_tag``
-    is appended to the circuit figure's file name (one per world)."""
-    clf_dir, mm_dir = runs / f"{name}_classifier", runs / f"{name}_explainer"
+    """Train (or resume) the classifier and the mask explainers of ``name`` (the U-Net, the feature
+    decoder), then measure everything; ``ablations`` maps a name to U-Net settings that replace the
+    main run's (an explainer trained for each, measured beside the main one: area, sufficiency,
+    deletion AUC, images/s); ``figure_tag`` is appended to the circuit figure's file name (one per world)."""
+    clf_dir = runs / f"{name}_classifier"
     start = time.perf_counter()
     clf_metrics = train_classifier(ClassifierTrainConfig(**classifier_cfg), clf_dir)
     figures[f"{name}.classifier.test_accuracy"] = clf_metrics["test_accuracy"]
     figures[f"time_s.{name}.classifier"] = round(time.perf_counter() - start, 1)
-    start = time.perf_counter()
-    train_minimal_mask(MinimalMaskTrainConfig.from_dict({"model": str(clf_dir), **explainer_cfg}), mm_dir)
-    figures[f"time_s.{name}.explainer"] = round(time.perf_counter() - start, 1)
-    ablation_dirs = {}
-    for ablation, settings in (ablations or {}).items():
-        ablation_dirs[ablation] = runs / f"{name}_explainer_{ablation}"
+    variants = {"explainer": {}, "decoder": {"architecture": "feature-decoder"},
+                **{f"explainer_{ablation}": settings for ablation, settings in (ablations or {}).items()}}
+    dirs = {}
+    for variant, settings in variants.items():  # the same budget for each: only the named settings differ
+        dirs[variant] = runs / f"{name}_{variant}"
         start = time.perf_counter()
         train_minimal_mask(MinimalMaskTrainConfig.from_dict({
             "model": str(clf_dir), **explainer_cfg, "explainer": {**explainer_cfg["explainer"], **settings}}),
-            ablation_dirs[ablation])
-        figures[f"time_s.{name}.explainer_{ablation}"] = round(time.perf_counter() - start, 1)
+            dirs[variant])
+        figures[f"time_s.{name}.{variant}"] = round(time.perf_counter() - start, 1)
     if train_only:
         return
 
     model, checkpoint = load_classifier(clf_dir)
     data = checkpoint.config["data"]
     x = load_images(data["name"], "test", data["root"], data["options"] or {}, eval_n)
-    explainer = MinimalMask.load(mm_dir, model)
+    explainer, decoder = MinimalMask.load(dirs["explainer"], model), MinimalMask.load(dirs["decoder"], model)
     figures[f"{name}.eval_images"] = len(x)
-    masks, ranking, mask_rate = score_explainer(explainer, model, x, f"{name}.mask", figures)
+    masks, ranking, mask_rate, mask_deletion = score_explainer(explainer, model, x, f"{name}.mask", figures)
+    _, decoder_ranking, _, decoder_deletion = score_explainer(decoder, model, x, f"{name}.decoder", figures)
     areas = mask_area(masks)
     figures[f"{name}.mask.readout"] = explainer.config.readout
     figures[f"{name}.mask.area_at_most_10pct"] = float((areas <= 0.1).double().mean())
@@ -168,15 +192,19 @@ def measure(name: str, classifier_cfg: dict, explainer_cfg: dict, eval_n: int, p
         for key, truth in true_explanations(data, len(x)).items():
             figures[f"{name}.truth.{key}.area"] = float(mask_area(truth).mean())
             figures[f"{name}.truth.{key}.sufficiency"] = sufficiency(model, x, truth)
-    for ablation, folder in ablation_dirs.items():
-        score_explainer(MinimalMask.load(folder, model), model, x, f"{name}.ablation.{ablation}", figures)
+    for ablation in ablations or {}:
+        score_explainer(MinimalMask.load(dirs[f"explainer_{ablation}"], model), model, x, f"{name}.ablation.{ablation}",
+                        figures)
 
     attributors = {}
     for method, key, settings in (("integrated-gradients", "ig", {"n_steps": 50}), ("gradcam", "gradcam", {}),
                                   ("saliency", "saliency", {}), ("occlusion", "occlusion", occlusion)):
         attributors[key] = create_explainer(method, model, **settings)
         maps, method_rate = timed(attributors[key].attribute, x)
-        figures[f"{name}.{key}.deletion_auc"] = float(deletion_auc(model, x, maps).mean())
+        per_image = deletion_auc(model, x, maps)
+        if key == "ig":
+            paired_difference(decoder_deletion, per_image, f"{name}.decoder.deletion_auc_minus_ig", figures)
+        figures[f"{name}.{key}.deletion_auc"] = float(per_image.mean())
         figures[f"{name}.{key}.sufficiency_at_10pct"] = sufficiency_at_same_area(model, x, maps)
         figures[f"{name}.{key}.images_per_s"] = round(method_rate, 2)
 
@@ -190,10 +218,14 @@ def measure(name: str, classifier_cfg: dict, explainer_cfg: dict, eval_n: int, p
     figures[f"{name}.perimage.sufficiency"] = sufficiency(model, subset, (perimage_soft > 0.5).float())
     figures[f"{name}.perimage.deletion_auc"] = float(deletion_auc(model, subset, perimage_soft).mean())
     figures[f"{name}.mask.deletion_auc_on_perimage_subset"] = float(deletion_auc(model, subset, ranking[:perimage_n]).mean())
+    figures[f"{name}.decoder.deletion_auc_on_perimage_subset"] = float(
+        deletion_auc(model, subset, decoder_ranking[:perimage_n]).mean())
     figures[f"{name}.perimage.images_per_s"] = round(perimage_rate, 4)
-    rounds = speedup_rounds(explainer.attribute, attributors["ig"].attribute, x)
-    figures[f"{name}.speedup.vs_ig_rounds"] = rounds
-    figures[f"{name}.speedup.vs_ig"] = statistics.median(rounds)
+    paired_difference(decoder_deletion, mask_deletion, f"{name}.decoder.deletion_auc_minus_mask", figures)
+    rounds = speedup_rounds({"vs_ig": explainer.attribute, "decoder_vs_ig": decoder.attribute}, attributors["ig"].attribute, x)
+    for key, ratios in rounds.items():
+        figures[f"{name}.speedup.{key}_rounds"] = ratios
+        figures[f"{name}.speedup.{key}"] = statistics.median(ratios)
     figures[f"{name}.speedup.vs_perimage"] = round(mask_rate / perimage_rate, 1)
     best = min(("ig", "gradcam", "saliency", "occlusion"), key=lambda k: figures[f"{name}.{k}.deletion_auc"])
     figures[f"{name}.best_captum"] = best
@@ -231,8 +263,8 @@ def main() -> None:
         parts = dict(data="parts", data_options={"image_size": 128, "train_size": 2400, "test_size": 480},
                      backbone="lite0", image_size=128, epochs=100, lr=1e-2, cache_dir=str(args.cache))
         # the default objective weights (the training run calibrates the threshold on training images)
-        fmnist_mm = dict(train_limit=60000, test_limit=500, explainer={"epochs": 4, "threshold": 1.5})
-        parts_mm = dict(train_limit=2400, test_limit=200, explainer={"epochs": 6, "batch_size": 16})
+        fmnist_mm = dict(train_limit=60000, test_limit=500, explainer={"epochs": 4, "threshold": 1.5, "width": WIDTH})
+        parts_mm = dict(train_limit=2400, test_limit=200, explainer={"epochs": 6, "batch_size": 16, "width": WIDTH})
         eval_n, perimage_n, steps, occlusion = 200, 32, 150, {}
     figures: dict = {"settings.batch": BATCH}
     if args.only in (None, "fmnist"):

@@ -36,16 +36,13 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
                               "~batchtopk.variant_control", "~supervised.variant_control", "~matryoshka.recovered_distinct",
                               "~supervised.recovered_distinct"],
      ["--cache", "{tmp}/cache"]),
-    ("feature_decoder.py", ["fmnist.decoder.deletion_auc", "~fmnist.decoder.area", "~fmnist.decoder.sufficiency",
-                            "fmnist.speedup.decoder_vs_ig"],
-     ["--cache", "{tmp}/cache"]),
     ("explain_throughput.py", ["gradcam.captum_images_per_s", "gradcam.attribute_images_per_s", "~gradcam.attribute_overhead",
                               "~gradcam.command_overhead"], []),
     ("shared_machine.py", ["after.idle.extract", "before.loaded.head_step", "ratio.after.extract.loaded_vs_idle",
                            "speedup.loaded.extract.after_vs_before"], ["--jobs", "1"]),
 ])
 def test_benchmark_quick_run(tmp_path, script, keys, extra):
-    if script in ("vsc_fashion.py", "minimal_mask.py", "circuit_faithfulness.py", "feature_decoder.py"):
+    if script in ("vsc_fashion.py", "minimal_mask.py", "circuit_faithfulness.py"):
         from sparsex.data.idx import FASHION_MNIST_ROOT, find_idx_files
 
         if None in find_idx_files(FASHION_MNIST_ROOT, "train").values():
@@ -76,16 +73,19 @@ def test_benchmark_quick_run(tmp_path, script, keys, extra):
             assert Path(result[figure]).is_file(), figure
     if script == "minimal_mask.py":  # an area of 0 is a real outcome (the blurred image alone keeps the label)
         for clf in ("fmnist", "parts"):
-            for key in ("mask.area", "mask.sufficiency", "mask.sufficiency_at_10pct", "ig.sufficiency_at_10pct", "mask.deletion_auc"):
+            for key in ("mask.area", "mask.sufficiency", "mask.sufficiency_at_10pct", "ig.sufficiency_at_10pct", "mask.deletion_auc",
+                        "decoder.area", "decoder.sufficiency", "decoder.deletion_auc"):
                 assert 0 <= result[f"{clf}.{key}"] <= 1, (clf, key)
+            assert result[f"{clf}.decoder.parameters"] != result[f"{clf}.mask.parameters"]  # two architectures
+            assert -1 <= result[f"{clf}.decoder.deletion_auc_minus_ig"] <= 1 and result[f"{clf}.decoder.deletion_auc_minus_ig_se"] >= 0
         for key in ("area", "sufficiency", "deletion_auc", "images_per_s"):
             assert result[f"fmnist.ablation.no_deletion.{key}"] >= 0, key
         for key in ("parts.area", "parts.sufficiency", "creature.area", "creature.sufficiency"):
             assert 0 <= result[f"parts.truth.{key}"] <= 1, key
         assert result["parts.truth.parts.area"] < result["parts.truth.creature.area"]  # the body is in the creature
-        for clf in ("fmnist", "parts"):  # the speed-up vs. IG is the median of the back-to-back rounds
-            rounds = result[f"{clf}.speedup.vs_ig_rounds"]
-            assert len(rounds) == 3 and result[f"{clf}.speedup.vs_ig"] == sorted(rounds)[1]
+        for key in ("fmnist.speedup.vs_ig", "parts.speedup.vs_ig", "fmnist.speedup.decoder_vs_ig", "parts.speedup.decoder_vs_ig"):
+            rounds = result[f"{key}_rounds"]  # the speed-up vs. IG is the median of the back-to-back rounds
+            assert len(rounds) == 3 and result[key] == sorted(rounds)[1]
     if script == "eval_parts.py":  # every key the issue and the README quote, per row
         for row in ("lite0.ig", "lite0.gradcam", "side.prototypes", "protosvit.prototypes"):
             for key in ("accuracy", "bi", "completeness", "correctness", "contrastivity", "deletion_auc", "insertion_auc"):

@@ -111,6 +111,9 @@ def test_verified_mask_falls_back_to_the_smallest_sufficient_top_mask():
     model.register_forward_pre_hook(lambda module, inputs: seen.append(len(inputs[0])))
     assert verified_mask(model, xs, zs, fills, 2.5, [0.25, 0.5, 0.75, 1.0])[0].flatten(1).tolist() == [[1, 1, 0, 0], [1, 1, 0, 0]]
     assert seen == [4, 2, 2]  # x and e together, then the two lost images at 0.25 and at 0.5
+    seen.clear()  # labels known to the caller: the explanations alone are classified, the same masks
+    known = verified_mask(model, xs, zs, fills, 2.5, [0.25, 0.5, 0.75, 1.0], labels=torch.zeros(2, dtype=torch.long))
+    assert known[0].flatten(1).tolist() == [[1, 1, 0, 0], [1, 1, 0, 0]] and seen == [2, 2, 2]
     for bad in ({"readout": "best"}, {"threshold": float("nan")}, {"fallback_areas": [0.2, 0.1]}, {"fallback_areas": [0]}):
         with pytest.raises(SparsexError, match=next(iter(bad))):
             MinimalMaskConfig(**bad)
@@ -309,6 +312,17 @@ def test_feature_decoder_reads_the_frozen_classifiers_activations(digits_classif
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in weights.items())  # the classifier stays frozen
     masks = explainer.attribute(test)
     assert masks.shape == (32, 1, 8, 8) and set(masks.unique().tolist()) <= {0.0, 1.0}
+    # the verified readout reuses the labels of the decoder's own classifier forward: one forward
+    # of x and one of the explanations, the masks of the readout that classifies both again
+    explainer.config.readout, explainer.config.fallback_areas = "verified", [0.1, 0.3]
+    calls = []
+    handle = model.register_forward_pre_hook(lambda module, inputs: calls.append(len(inputs[0])))
+    verified = explainer.attribute(test)
+    handle.remove()
+    assert calls[:2] == [32, 32]
+    with torch.no_grad():
+        again = verified_mask(model, test, explainer.net(test), blur(test), config.threshold, [0.1, 0.3])[0]
+    assert torch.equal(verified, again)
     # named layers: only those are read
     one = MinimalMask(model, MinimalMaskConfig(architecture="feature-decoder", decoder_layers=config.layers[-1:], width=4),
                       in_chans=1)

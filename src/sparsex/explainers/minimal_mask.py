@@ -22,7 +22,8 @@ deletion curve. Masks are binarised with a straight-through estimator (forward: 
 epochs of soft masks. At inference the mask is the hard threshold ``z > threshold`` of the mask
 logits ``z``, checked (``readout="verified"``, the default): where it loses the label, the
 smallest of the nested masks "top ``a`` of the pixels by ``z``" (``a`` in ``fallback_areas``)
-that keeps it replaces it (:func:`verified_mask`; two batched classifier forwards).
+that keeps it replaces it (:func:`verified_mask`; two batched classifier forwards, one when the
+feature decoder has already run the classifier on ``x``).
 
 - :class:`MinimalMask` learns a mask network that maps ``x`` to mask logits: one forward pass
   explains a new image. Two architectures (``MinimalMaskConfig.architecture``): ``"unet"``, a
@@ -125,7 +126,7 @@ def nested_top_masks(scores: torch.Tensor, areas: list[float] | tuple[float, ...
 @torch.no_grad()
 def verified_mask(model: nn.Module, x: torch.Tensor, logits: torch.Tensor, fill: torch.Tensor, threshold: float = 0.0,
                   fallback_areas: list[float] | tuple[float, ...] = (),
-                  area_budget: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                  area_budget: float | None = None, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The hard mask ``z > threshold`` of mask ``logits z (B, 1, H, W)``, checked against ``model``.
 
     With ``y = argmax f(x)``, an image whose explanation ``m x + (1 - m) fill`` is classified
@@ -135,7 +136,8 @@ def verified_mask(model: nn.Module, x: torch.Tensor, logits: torch.Tensor, fill:
     so an image stops at its first success (the same choice as trying every area, at the cost of
     the areas it needed). The explainer's ranking of pixels is unchanged; only how many of them
     are kept varies per image, the smallest sufficient choice of a minimal explanation. Costs one
-    forward of ``2B`` images, plus one image per area tried for each image that lost its label.
+    forward of ``2B`` images (``B`` when the caller already knows ``labels``, the top-1 of
+    ``model(x)``), plus one image per area tried for each image that lost its label.
 
     Returns the masks ``(B, 1, H, W)`` and which one each image kept ``(B,)``: -1 the thresholded
     mask (it keeps the label), ``i`` the fallback area ``fallback_areas[i]``, and
@@ -143,9 +145,12 @@ def verified_mask(model: nn.Module, x: torch.Tensor, logits: torch.Tensor, fill:
     """
     mask = hard_mask(logits - threshold, area_budget)
     n = len(x)
-    out = model(torch.cat([x, composite(x, mask, fill)]))
-    labels = out[:n].argmax(dim=1)
-    pending = (out[n:].argmax(dim=1) != labels).nonzero().flatten()
+    if labels is None:
+        out = model(torch.cat([x, composite(x, mask, fill)]))
+        labels, kept = out[:n].argmax(dim=1), out[n:].argmax(dim=1)
+    else:
+        kept = model(composite(x, mask, fill)).argmax(dim=1)
+    pending = (kept != labels).nonzero().flatten()
     choice = torch.full((n,), -1, dtype=torch.long, device=x.device)
     choice[pending] = len(fallback_areas)
     for index, area in enumerate(fallback_areas):
@@ -297,7 +302,7 @@ class FeatureDecoder(nn.Module):
         reference = next(model.parameters(), None)
         probe = torch.zeros(1, in_chans, *probe_size, device=reference.device if reference is not None else None,
                             dtype=reference.dtype if reference is not None else None)
-        channels = [maps.shape[1] for maps in self._activations(probe)]
+        channels = [maps.shape[1] for maps in self._activations(probe)[0]]
         self.project = nn.ModuleList([nn.Sequential(nn.Conv2d(c, width, 1), nn.GroupNorm(1, width), nn.ReLU(inplace=True))
                                       for c in channels])
         self.fuse = nn.Sequential(conv_block(width, width), conv_block(width, width))
@@ -306,11 +311,12 @@ class FeatureDecoder(nn.Module):
         nn.init.constant_(self.out[-1].bias, 2.0)  # start from "keep everything" (sigmoid(2) = 0.88)
 
     @torch.no_grad()
-    def _activations(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The maps of ``self.layers`` on ``x``, in their order, from one forward of the classifier."""
+    def _activations(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The maps of ``self.layers`` on ``x``, in their order, and the classifier's output, from one
+        forward of the classifier."""
         model = self.classifier[0]
         with record_activations(model, self.layers) as acts:
-            model(x)
+            output = model(x)
             check_layers_ran(model, self.layers, acts)
             maps = [acts[name].detach() for name in self.layers]
         for name, value in zip(self.layers, maps):
@@ -318,15 +324,20 @@ class FeatureDecoder(nn.Module):
                 shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
                 raise InputError(f"the feature decoder reads (B, C, h, w) maps; layer {name!r} gives {shape}: "
                                  f"name convolutional layers (decoder_layers)")
-        return maps
+        return maps, output.detach()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        maps = self._activations(x)
+    def decode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mask logits ``(B, 1, H, W)`` of ``x`` and the classifier's output on ``x`` (read on the
+        way: :class:`MinimalMask` checks its masks against its labels without another forward)."""
+        maps, output = self._activations(x)
         grid = max((m.shape[-2:] for m in maps), key=lambda size: size[0] * size[1])
         h = sum(F.interpolate(project(m), size=grid, mode="bilinear", align_corners=False)
                 for project, m in zip(self.project, maps))
         h = F.interpolate(self.fuse(h), size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return self.out(torch.cat([h, self.image(x - 0.5)], 1))
+        return self.out(torch.cat([h, self.image(x - 0.5)], 1)), output
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(x)[0]
 
 
 @dataclass
@@ -516,22 +527,31 @@ class MinimalMask(Explainer):
         ties)."""
         x = _prepare(inputs, self.image_size, self.in_chans)
         check_model_dtype(self.net, x)
-        if target is not None:
-            _check_target(target, self.model(x))
         self.net.eval()
-        logits = self.net(x)
+        logits, output = self._logits_and_output(x)
+        if target is not None:
+            _check_target(target, output if output is not None else self.model(x))
         cfg = self.config
         if not binary:
             return torch.sigmoid(logits)
         if cfg.readout == "threshold":
             return hard_mask(logits - cfg.threshold, cfg.area_budget)
-        return self._verified(x, logits)[0]
+        return self._verified(x, logits, output)[0]
 
-    def _verified(self, x: torch.Tensor, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """:func:`verified_mask` with this explainer's settings."""
+    def _logits_and_output(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The mask logits of ``x``, and the classifier's output on ``x`` when the mask network
+        computed it on the way (the feature decoder), else None."""
+        if isinstance(self.net, FeatureDecoder):
+            return self.net.decode(x)
+        return self.net(x), None
+
+    def _verified(self, x: torch.Tensor, logits: torch.Tensor,
+                  output: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`verified_mask` with this explainer's settings (the labels from ``output``, the
+        classifier's output on ``x``, when given)."""
         cfg = self.config
         return verified_mask(self.model, x, logits, blur(x, cfg.blur_sigma), cfg.threshold, cfg.fallback_areas,
-                             cfg.area_budget)
+                             cfg.area_budget, labels=None if output is None else output.argmax(dim=1))
 
     @torch.no_grad()
     def calibrate_threshold(self, images: torch.Tensor, thresholds: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0),
@@ -577,7 +597,7 @@ class MinimalMask(Explainer):
         rescued = torch.zeros(len(areas) + 1, dtype=torch.long)
         self.net.eval()
         for chunk in x.split(batch_size):
-            choice = self._verified(chunk, self.net(chunk))[1]
+            choice = self._verified(chunk, *self._logits_and_output(chunk))[1]
             rescued += torch.bincount(choice[choice >= 0].cpu(), minlength=len(areas) + 1)
         kept = [a for a, n in zip(areas, rescued.tolist()) if n >= min_rescue * len(x) or a == areas[-1]]
         self.config.fallback_areas = kept
