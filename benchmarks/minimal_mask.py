@@ -16,14 +16,15 @@ batch size, and the speed-ups: vs. integrated gradients the median of ``SPEED_RO
 that time the two back to back (:func:`speedup_rounds`; ``<clf>.speedup.vs_ig`` the U-Net's,
 ``.decoder_vs_ig`` the decoder's), vs. the per-image baseline the ratio of the two passes'
 images/s. ``<clf>.decoder.deletion_auc_minus_ig`` / ``_minus_mask``: the mean paired difference of
-the deletion AUCs over the same images, ``..._se`` its standard error. Each mask explainer's logit
-threshold and fallback areas are the ones its training run calibrated on the first 200 training images (its ``calibrate`` stage:
-:meth:`MinimalMask.calibrate_threshold`, the smallest masks within 1 point of the best
-sufficiency, then :meth:`MinimalMask.prune_fallback_areas`, the areas that rescue at least 1% of
-those images, and the largest). The per-image baseline is slow, so it runs on the first
-``perimage_n`` evaluation images (32); the mask explainer's deletion AUC on that subset is
-reported beside it. Run folders (classifiers,
-explainers) go to ``<cache>/minimal_mask_runs[_quick]``, started afresh unless ``--resume``.
+the deletion AUCs over the same images, ``..._se`` its standard error; ``<clf>.best_amortised`` the
+one of the two (``mask`` or ``decoder``) with the lower deletion AUC. Each mask explainer's logit
+threshold and fallback areas are the ones its training run calibrated on the first 200 training
+images (its ``calibrate`` stage: :meth:`MinimalMask.calibrate_threshold`, the smallest masks within
+1 point of the best sufficiency, then :meth:`MinimalMask.prune_fallback_areas`, the areas that
+rescue at least 1% of those images, and the largest). The per-image baseline is slow, so it runs on
+the first ``perimage_n`` evaluation images (32); the mask explainers' deletion AUCs on that subset
+are reported beside it. Run folders (classifiers, explainers) go to
+``<cache>/minimal_mask_runs[_quick]``, started afresh unless ``--resume``.
 
 The part-world half runs on every world of ``--worlds x --clutter`` (of ``--preset``), each in its
 own run folders (``_common.world_runs``); its figures are reported as ``.mean`` / ``.sd`` /
@@ -178,10 +179,11 @@ def measure(name: str, classifier_cfg: dict, explainer_cfg: dict, eval_n: int, p
     explainer, decoder = MinimalMask.load(dirs["explainer"], model), MinimalMask.load(dirs["decoder"], model)
     figures[f"{name}.eval_images"] = len(x)
     masks, ranking, mask_rate, mask_deletion = score_explainer(explainer, model, x, f"{name}.mask", figures)
-    _, decoder_ranking, _, decoder_deletion = score_explainer(decoder, model, x, f"{name}.decoder", figures)
-    areas = mask_area(masks)
+    decoder_masks, decoder_ranking, _, decoder_deletion = score_explainer(decoder, model, x, f"{name}.decoder", figures)
     figures[f"{name}.mask.readout"] = explainer.config.readout
-    figures[f"{name}.mask.area_at_most_10pct"] = float((areas <= 0.1).double().mean())
+    for key, explained in (("mask", masks), ("decoder", decoder_masks)):
+        figures[f"{name}.{key}.area_at_most_10pct"] = float((mask_area(explained) <= 0.1).double().mean())
+    figures[f"{name}.best_amortised"] = min(("mask", "decoder"), key=lambda k: figures[f"{name}.{k}.deletion_auc"])
     explainer.config.readout = "threshold"  # the mask net's hard threshold alone, for comparison
     plain, plain_rate = timed(explainer.attribute, x)
     explainer.config.readout = figures[f"{name}.mask.readout"]
