@@ -198,15 +198,13 @@ def measure(name: str, classifier_cfg: dict, explainer_cfg: dict, eval_n: int, p
         score_explainer(MinimalMask.load(dirs[f"explainer_{ablation}"], model), model, x, f"{name}.ablation.{ablation}",
                         figures)
 
-    attributors = {}
+    attributors, attributor_deletion = {}, {}
     for method, key, settings in (("integrated-gradients", "ig", {"n_steps": 50}), ("gradcam", "gradcam", {}),
                                   ("saliency", "saliency", {}), ("occlusion", "occlusion", occlusion)):
         attributors[key] = create_explainer(method, model, **settings)
         maps, method_rate = timed(attributors[key].attribute, x)
-        per_image = deletion_auc(model, x, maps)
-        if key == "ig":
-            paired_difference(decoder_deletion, per_image, f"{name}.decoder.deletion_auc_minus_ig", figures)
-        figures[f"{name}.{key}.deletion_auc"] = float(per_image.mean())
+        attributor_deletion[key] = deletion_auc(model, x, maps)
+        figures[f"{name}.{key}.deletion_auc"] = float(attributor_deletion[key].mean())
         figures[f"{name}.{key}.sufficiency_at_10pct"] = sufficiency_at_same_area(model, x, maps)
         figures[f"{name}.{key}.images_per_s"] = round(method_rate, 2)
 
@@ -223,7 +221,8 @@ def measure(name: str, classifier_cfg: dict, explainer_cfg: dict, eval_n: int, p
     figures[f"{name}.decoder.deletion_auc_on_perimage_subset"] = float(
         deletion_auc(model, subset, decoder_ranking[:perimage_n]).mean())
     figures[f"{name}.perimage.images_per_s"] = round(perimage_rate, 4)
-    paired_difference(decoder_deletion, mask_deletion, f"{name}.decoder.deletion_auc_minus_mask", figures)
+    for other, per_image in (("ig", attributor_deletion["ig"]), ("mask", mask_deletion)):
+        paired_difference(decoder_deletion, per_image, f"{name}.decoder.deletion_auc_minus_{other}", figures)
     rounds = speedup_rounds({"vs_ig": explainer.attribute, "decoder_vs_ig": decoder.attribute}, attributors["ig"].attribute, x)
     for key, ratios in rounds.items():
         figures[f"{name}.speedup.{key}_rounds"] = ratios

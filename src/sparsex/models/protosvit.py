@@ -59,14 +59,14 @@ PRESETS = ("sparsex", "official")
 #: default of both presets, chosen on validation worlds: docs/methods.md) or ``vote`` ``U(0, 2/P)`` (logits start near
 #: the mean score; about 9x smaller at P = 300, sparsex's preset's start before 2026-12-06)
 WEIGHT_INITS = ("vote", "official")
+OFFICIAL_DROPOUT = 0.1  # Dropout2d of the official featuriser (classification_prototype.yaml: image_encoder.dropout)
+OFFICIAL_MAX_WEIGHT = 5.0  # NonNegLinear.forward clamps the class weights to [0, 5]
 
 
 def check_weight_init(value: Any) -> None:
     """A one-line error unless ``value`` is one of :data:`WEIGHT_INITS` (the model's and the trainer's check)."""
     if value not in WEIGHT_INITS:
         raise SparsexError(f"unknown ProtoS-ViT weight_init {value!r}; valid: {', '.join(WEIGHT_INITS)}")
-OFFICIAL_DROPOUT = 0.1  # Dropout2d of the official featuriser (classification_prototype.yaml: image_encoder.dropout)
-OFFICIAL_MAX_WEIGHT = 5.0  # NonNegLinear.forward clamps the class weights to [0, 5]
 
 
 @dataclass
