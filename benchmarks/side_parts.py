@@ -1,6 +1,6 @@
 """SIDE vs. its dense baseline InfoDisent on the part world with frozen Lite0 features, plus two
 ablations from the paper (ASL vs. BCE pretraining; OCLA lambda 0 vs. 200) and one of sparsex's
-additions (the paper's recipe: no presence sparsity, no OCLA margin).
+additions (the paper's recipe: no presence sparsity, no OCLA margin, no held-out offset).
 
     python benchmarks/side_parts.py --out RESULT.json [--quick] [--resume] [--worlds 0 1 2] [--clutter 3 6] [--preset parts-fine]
         [--no-ablations] [--prune-sweep A ...] [--pretrain-epochs N] [--infodisent-epochs N]
@@ -78,7 +78,8 @@ def ablations(run, side: dict) -> dict:
     ``run(name, shared, **overrides)`` beside the main SIDE run's metrics ``side``."""
     bce = run("bce", stages=("pretrain",), pretrain_loss="bce")
     ocla0 = run("ocla0", ("1-pretrain", "2-prune", "3-finetune"), ocla_lambda=0.0)
-    paper = run("paper_recipe", ("1-pretrain", "2-prune"), hoyer_weight=0.0, ocla_margin=0.0)
+    paper = run("paper_recipe", ("1-pretrain", "2-prune"), hoyer_weight=0.0, ocla_margin=0.0,
+                stages=("pretrain", "prune", "finetune", "calibrate"))
     figures = {"ablation.bce.zero_weight_fraction": bce["zero_weight_fraction"],
                "ablation.bce.accuracy_after_pretrain": bce["accuracy"],
                "ablation.ocla0.ocla_score": ocla0["ocla_score"], "ablation.ocla200.ocla_score": side["ocla_score"],
@@ -141,6 +142,11 @@ def main() -> None:
             for key in ("accuracy", "local_size", "local_size_all", "global_size", "ocla_score", "zero_weight_fraction"):
                 figures[f"{prefix}.{key}"] = metrics[key]
         figures["side.classes_above_t_histogram"] = side["classes_above_t_histogram"]
+        if "offset" in side_stages:  # the held-out logit shift, and the OCLA figures the calibration left it
+            calibrated = side_stages["calibrate"]
+            figures["side.offset"] = side_stages["offset"]["offset"]
+            figures["side.before_offset.ocla_score"] = calibrated["ocla_score"]
+            figures["side.before_offset.classes_above_t_histogram"] = calibrated["classes_above_t_histogram"]
         figures["ablation.asl.zero_weight_fraction"] = side_stages["pretrain"]["zero_weight_fraction"]
         figures["ablation.asl.accuracy_after_pretrain"] = side_stages["pretrain"]["accuracy"]
         if args.ablations:

@@ -7,7 +7,7 @@ from PIL import Image
 from test_cli import assert_one_line_error, run
 
 DATA = ["--data", "parts", "--backbone", "small-cnn", "--data-options", "image_size=48", "--data-options", "train_size=48",
-        "--data-options", "test_size=24", "--set", "expanded_channels=6", "--set", "gallery_k=2"]
+        "--data-options", "val_size=24", "--data-options", "test_size=24", "--set", "expanded_channels=6", "--set", "gallery_k=2"]
 TINY = [*DATA, "--set", "pretrain_epochs=2", "--set", "finetune_epochs=1", "--set", "calibrate_epochs=1",
         "--prune-k", "2", "--quiet"]
 
@@ -28,7 +28,7 @@ def side_run(tmp_path_factory):
 
 def test_train_side_writes_the_run_folder(side_run):
     metrics = json.loads((side_run / "metrics.json").read_text())
-    assert [s["stage"] for s in metrics["stages"]] == ["pretrain", "prune", "finetune", "calibrate"]
+    assert [s["stage"] for s in metrics["stages"]] == ["pretrain", "prune", "finetune", "calibrate", "offset"]
     assert json.loads((side_run / "config.json").read_text())["prune_k"] == 2
     assert (side_run / "checkpoint" / "model.safetensors").is_file() and (side_run / "stages.md").is_file()
 

@@ -45,6 +45,7 @@ class DemoConfig:
 
     image_size: int = 160
     train_size: int = 1200
+    val_size: int = 240  # held-out images SIDE's offset stage chooses its logit shift on
     test_size: int = 240
     eval_images: int = 64  # test images every explainer is scored on (protocols, figures)
     auc_images: int = 32  # of those, the first N for the deletion / insertion curves (21 forwards each)
@@ -60,7 +61,7 @@ class DemoConfig:
     @classmethod
     def smoke_test(cls) -> "DemoConfig":
         """Tiny sizes for smoke tests (the small CNN backbone, 48-pixel images, a minute)."""
-        return cls(image_size=48, train_size=96, test_size=24, eval_images=8, auc_images=4, backbone="small-cnn",
+        return cls(image_size=48, train_size=96, val_size=24, test_size=24, eval_images=8, auc_images=4, backbone="small-cnn",
                    ig_steps=4, quick=True, settings={
                        "classifier": {"epochs": 2},
                        "side": {"pretrain_epochs": 2, "finetune_epochs": 1, "calibrate_epochs": 1, "expanded_channels": 6,
@@ -70,7 +71,8 @@ class DemoConfig:
 
     @property
     def data_options(self) -> dict[str, Any]:
-        return {"image_size": self.image_size, "train_size": self.train_size, "val_size": 0, "test_size": self.test_size}
+        return {"image_size": self.image_size, "train_size": self.train_size, "val_size": self.val_size,
+                "test_size": self.test_size}
 
 
 def run_demo(out: str | os.PathLike, config: DemoConfig | None = None, progress: bool = True,

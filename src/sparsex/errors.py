@@ -23,6 +23,10 @@ class DataError(SparsexError, ValueError):
     """A dataset file or folder that is missing, truncated or corrupt."""
 
 
+class MissingSplitError(DataError):
+    """A split (train, val, test) that the dataset does not have."""
+
+
 class InputError(SparsexError, ValueError):
     """A tensor or value with the wrong shape, dtype or content (NaN/Inf)."""
 

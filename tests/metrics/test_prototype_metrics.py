@@ -19,7 +19,7 @@ from sparsex.metrics import (
     prototype_metrics,
     zero_weight_fraction,
 )
-from sparsex.metrics.prototype import GlobalSizeUsed, LocalSizeTrueClass, prototype_sizes
+from sparsex.metrics.prototype import GlobalSizeUsed, LocalSizeTrueClass, ocla_shift, prototype_sizes
 
 # K = 2 classes, P = 4 prototypes; eps = 1e-3 throughout.
 W = torch.tensor(
@@ -166,6 +166,29 @@ def test_ocla_score_and_histogram():
     # t = 0.25: above per image [1, 2, 2, 1, 3]; OCLA holds for images 0 (class 0) and 3 (class 2)
     assert classes_above_histogram(PROBS, threshold=0.25) == [0, 2, 2, 1]
     assert ocla_score(PROBS, PROB_TARGETS, threshold=0.25) == pytest.approx(2 / 5)
+
+
+def test_ocla_shift_hand_computed():
+    # t = 0.5 (tau = 0): image b counts for shifts d in (-z_by, -max_{k != y} z_bk]
+    logits = torch.tensor([[2.0, 1.0, -3.0],     # (-2, -1]
+                           [0.5, -1.0, -2.0],    # (-0.5, 1]
+                           [-1.0, -2.0, -1.5],   # (1, 1.5]
+                           [1.0, 3.0, 0.0],      # wrong top class: never
+                           [-0.5, 0.0, -4.0]])   # target 1: (0, 0.5]
+    targets = torch.tensor([0, 0, 0, 0, 1])
+    assert ocla_score(torch.sigmoid(logits), targets) == pytest.approx(1 / 5)  # image 1 alone
+    # stretches between interval ends hold 1, 0, 1, 2, 1, 1 images: (0, 0.5) is the best, d its middle
+    shift, score = ocla_shift(logits, targets)
+    assert shift == pytest.approx(0.25) and score == pytest.approx(2 / 5)
+    assert ocla_score(torch.sigmoid(logits + shift), targets) == pytest.approx(score)
+    # equal counts: the wider stretch wins ((-1, 1) over (5, 6))
+    assert ocla_shift(torch.tensor([[1.0, -1.0], [-5.0, -6.0]]), torch.tensor([0, 0])) == (pytest.approx(0.0), 0.5)
+    # another threshold: the score at the shift is the OCLA score there
+    shift, score = ocla_shift(logits, targets, threshold=0.25)
+    assert ocla_score(torch.sigmoid(logits + shift), targets, threshold=0.25) == pytest.approx(score) == pytest.approx(2 / 5)
+    assert ocla_shift(torch.tensor([[0.0, 1.0]]), torch.tensor([0])) == (0.0, 0.0)  # no image right: no shift
+    with pytest.raises(InputError, match="at least 2 classes"):
+        ocla_shift(torch.zeros(3, 1), torch.zeros(3, dtype=torch.long))
 
 
 def test_accuracy():

@@ -10,7 +10,7 @@ from sparsex.errors import OutputExistsError, SparsexError
 from sparsex.models import load_model
 from sparsex.train.side import SIDETrainConfig, train_side
 
-TINY = dict(data="parts", data_options={"image_size": 48, "train_size": 48, "test_size": 24}, backbone="small-cnn",
+TINY = dict(data="parts", data_options={"image_size": 48, "train_size": 48, "val_size": 24, "test_size": 24}, backbone="small-cnn",
             expanded_channels=6, pretrain_epochs=3, finetune_epochs=2, calibrate_epochs=2,
             prune_k=2, batch_size=16, gallery_k=2)
 
@@ -24,7 +24,7 @@ def side_run(tmp_path_factory):
 
 def test_side_run_folder_and_metrics(side_run):
     out, config, final = side_run
-    assert sorted(p.name for p in (out / "stages").iterdir()) == ["1-pretrain", "2-prune", "3-finetune", "4-calibrate"]
+    assert sorted(p.name for p in (out / "stages").iterdir()) == ["1-pretrain", "2-prune", "3-finetune", "4-calibrate", "5-offset"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert [s["stage"] for s in metrics["stages"]] == list(config.stages) and metrics["final"] == final
     for key in ["accuracy", "local_size", "local_size_all", "global_size", "ocla_score", "classes_above_t_histogram",
@@ -34,7 +34,7 @@ def test_side_run_folder_and_metrics(side_run):
     assert pruned["zero_weight_fraction"] >= 1 - 2 / 12  # A=2 of P=12 weights per class survive
     assert final["local_size"] <= 2  # at most A prototypes can contribute to the predicted class
     assert sum(final["classes_above_t_histogram"]) == 24
-    assert (out / "stages.md").read_text().count("\n") == 2 + 4
+    assert (out / "stages.md").read_text().count("\n") == 2 + 5
     assert (out / "checkpoint" / "gallery.safetensors").is_file()
 
 
@@ -47,15 +47,53 @@ def test_final_checkpoint_reloads_with_its_mask(side_run):
 
 def test_rerun_resumes_and_kill_mid_run_gives_the_same_result(side_run, tmp_path):
     out, config, final = side_run
-    before = (out / "stages" / "4-calibrate" / "model.safetensors").stat().st_mtime_ns
+    before = (out / "stages" / "5-offset" / "model.safetensors").stat().st_mtime_ns
     assert train_side(config, out, progress=False) == final  # nothing left to train
-    assert (out / "stages" / "4-calibrate" / "model.safetensors").stat().st_mtime_ns == before
+    assert (out / "stages" / "5-offset" / "model.safetensors").stat().st_mtime_ns == before
 
     resumed = tmp_path / "resumed"
-    shutil.copytree(out, resumed)  # as if killed during stage 3: stages 3-4 and the final checkpoint lost
-    for lost in ["stages/3-finetune", "stages/4-calibrate", "checkpoint"]:
+    shutil.copytree(out, resumed)  # as if killed during stage 3: stages 3-5 and the final checkpoint lost
+    for lost in ["stages/3-finetune", "stages/4-calibrate", "stages/5-offset", "checkpoint"]:
         shutil.rmtree(resumed / lost)
     assert train_side(config, resumed, progress=False) == final
+
+
+def test_offset_stage_shifts_only_the_biases_by_the_val_splits_best_shift(side_run):
+    from sparsex.backbones import create_backbone
+    from sparsex.data import create_dataset
+    from sparsex.metrics import ocla_score
+    from sparsex.metrics.prototype import ocla_shift
+
+    out, config, _ = side_run
+    stages = {m["stage"]: m for m in json.loads((out / "metrics.json").read_text())["stages"]}
+    calibrated, _ = load_model(out / "stages" / "4-calibrate")
+    shifted, _ = load_model(out / "stages" / "5-offset")
+    # the shift the stage recorded is ocla_shift on the val split's logits of the calibrated head
+    val = create_dataset("parts", split="val", **config.data_options)
+    backbone = create_backbone(**config.backbone_settings())
+    with torch.no_grad():
+        logits = calibrated(backbone.extract(torch.stack([val[i]["image"] for i in range(len(val))]))).logits
+    labels = torch.tensor([val[i]["label"] for i in range(len(val))])
+    shift, score = ocla_shift(logits, labels)
+    record = stages["offset"]
+    assert record["offset"] == pytest.approx(shift, abs=1e-5) and record["val_ocla"] == pytest.approx(score)
+    assert record["val_ocla_before_offset"] == pytest.approx(ocla_score(torch.sigmoid(logits), labels))
+    assert record["val_ocla"] >= record["val_ocla_before_offset"]
+    # only the biases moved, all by the shift: the predictions and every explanation size stay
+    for name, value in calibrated.state_dict().items():
+        expected = value + shift if name == "bias" else value
+        assert torch.allclose(shifted.state_dict()[name], expected, atol=1e-6), name
+    for key in ("accuracy", "local_size", "local_size_all", "global_size"):
+        assert record[key] == stages["calibrate"][key], key
+
+
+def test_offset_stage_is_skipped_with_a_warning_where_the_data_has_no_val_split(tmp_path):
+    config = SIDETrainConfig(data="digits", backbone="small-cnn", image_size=8, expanded_channels=4, pretrain_epochs=1,
+                             stages=("pretrain", "offset"), batch_size=64, gallery_k=1, cache_dir=str(tmp_path / "features"))
+    with pytest.warns(UserWarning, match="offset stage skipped.*has no split 'val'"):
+        train_side(config, tmp_path / "run", progress=False)
+    record = json.loads((tmp_path / "run" / "metrics.json").read_text())["stages"][-1]
+    assert record["offset"] == 0.0 and "has no split 'val'" in record["offset_skipped"]
 
 
 def test_other_settings_in_the_same_folder(side_run):
@@ -72,6 +110,7 @@ def test_other_settings_in_the_same_folder(side_run):
     ({"ocla_threshold": 0.9, "ocla_margin": 0.2}, r"ocla_margin must be between 0 and min\(t, 1 - t\)"),
     ({"variant": "infodisent"}, "unknown SIDE setting.*variant"),
     ({"pretrain_loss": "mse"}, "pretrain_loss must be 'asl' or 'bce'"),
+    ({"offset_split": ""}, "offset_split must name a data split"),
 ])
 def test_bad_settings(settings, pattern):
     with pytest.raises(SparsexError, match=pattern):

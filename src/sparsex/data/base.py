@@ -22,7 +22,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..checks import check_int
-from ..errors import DataError
+from ..errors import DataError, MissingSplitError
 from ..registry import Registry
 
 DATASETS: Registry[Callable[..., "ImageDataset"]] = Registry("dataset")
@@ -56,7 +56,7 @@ class ImageDataset(torch.utils.data.Dataset):
 
 def check_split(split: str, valid: tuple[str, ...], dataset: str) -> str:
     if split not in valid:
-        raise DataError(f"dataset {dataset!r} has no split {split!r}; valid splits: {', '.join(valid)}")
+        raise MissingSplitError(f"dataset {dataset!r} has no split {split!r}; valid splits: {', '.join(valid)}")
     return split
 
 

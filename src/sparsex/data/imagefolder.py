@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..checks import check_int
-from ..errors import DataError
+from ..errors import DataError, MissingSplitError
 from .base import (
     DATASETS,
     ImageDataset,
@@ -104,7 +104,7 @@ class ImageFolderDataset(ImageDataset):
             return self.root / self.split
         splits = [n for n in SPLIT_NAMES if (self.root / n).is_dir()]
         if splits:
-            raise DataError(
+            raise MissingSplitError(
                 f"image folder {self.root} has no split folder {self.split!r}; found: {', '.join(splits)}"
             )
         if self.split != "train":

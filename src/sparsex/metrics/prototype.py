@@ -25,6 +25,7 @@ states it); :func:`prototype_metrics` computes them all for one test set.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -164,6 +165,44 @@ def ocla_score(probs: torch.Tensor, targets: torch.Tensor, threshold: float = 0.
     above = probs > threshold
     true_above = above.gather(1, targets.long().unsqueeze(1)).squeeze(1)
     return ((above.sum(dim=1) == 1) & true_above).double().mean().item()
+
+
+@torch.no_grad()
+def ocla_shift(logits: torch.Tensor, targets: torch.Tensor, threshold: float = 0.5) -> tuple[float, float]:
+    """The shift ``d`` of every logit that maximises the OCLA score of ``sigmoid(logits + d)``,
+    and that score: ``(d, score)``.
+
+    With ``tau = log(t / (1 - t))``, image ``b`` counts exactly when its true class ``y`` is above
+    and every other class is not: ``d`` in ``(tau - z_by, tau - max_{k != y} z_bk]``, an interval
+    that is empty unless ``y`` is the top class. The score is the number of intervals holding
+    ``d``, over ``N``; it is constant between consecutive interval ends, and ``d`` is the middle of
+    the best such stretch (the widest of equal ones; its ends are where single images flip, so
+    the middle is the choice least moved by them). A shared shift moves no image's ranking of
+    the classes: the predicted class and every contribution ``s_p W[c, p]`` stay as they are.
+    With no image whose top class is the true one, ``(0.0, 0.0)``.
+
+    ``logits (N, K)`` with ``K >= 2``, ``targets (N,)`` true labels.
+    """
+    check_tensor(logits, "logits", "(N, K)", nonempty=True)
+    if logits.shape[1] < 2:
+        raise InputError(f"logits need at least 2 classes for the OCLA score, got shape {tuple(logits.shape)}")
+    _check_labels(targets, "targets", *logits.shape)
+    _check_same_device(logits=logits, targets=targets)
+    tau = math.log(_check_threshold(threshold) / (1 - threshold))
+    z = logits.double()
+    y = targets.long().unsqueeze(1)
+    true = z.gather(1, y).squeeze(1)
+    runner_up = z.scatter(1, y, float("-inf")).max(dim=1).values
+    kept = true > runner_up
+    if not kept.any():
+        return 0.0, 0.0
+    starts, ends = (tau - true[kept]).sort().values, (tau - runner_up[kept]).sort().values  # d in (start, end]
+    edges = torch.cat([starts, ends]).unique()  # at least two: every start is below its end
+    middles = (edges[1:] + edges[:-1]) / 2
+    held = torch.searchsorted(starts, middles) - torch.searchsorted(ends, middles)  # starts < m minus ends < m
+    widths = edges[1:] - edges[:-1]
+    best = int(max(range(len(middles)), key=lambda i: (int(held[i]), float(widths[i]))))
+    return float(middles[best]), int(held[best]) / len(logits)
 
 
 @torch.no_grad()

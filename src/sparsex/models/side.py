@@ -14,7 +14,7 @@ On features ``F (B, C, h, w)``:
    0/1 pruning mask, all ones until pruned), outputs ``sigmoid(logits)``, one independent
    probability per class. InfoDisent (``variant="infodisent"``): ``W_eff = W`` signed, softmax outputs.
 
-The training stages (ASL pretraining, top-A pruning, fine-tuning, OCLA calibration) live in
+The training stages (ASL pretraining, top-A pruning, fine-tuning, OCLA calibration, held-out offset) live in
 :mod:`sparsex.train.side`.
 """
 

@@ -74,10 +74,11 @@ def write_parts_tree(
     ``out/masks/<split>/<class_name>/<same name>.png`` (16-bit bitfield, see
     :func:`encode_masks`; the layout is repeated in ``meta.json``) and ``out/meta.json``
     (generator version, full config, classes with their part variants, part names, mask bit
-    layout, counts per split). Every class folder exists even when it is empty. The folder is
-    built under a temporary name and moved into place only when complete.
+    layout, counts per split). Every class folder exists even when it is empty; a split of size 0
+    is not written (readers then say the data has no such split). The folder is built under a
+    temporary name and moved into place only when complete.
     """
-    datasets = [PartWorld(split, config) for split in dict.fromkeys(splits)]
+    datasets = [d for d in (PartWorld(split, config) for split in dict.fromkeys(splits)) if len(d)]
     with atomic_dir(out, overwrite) as tmp:
         with progress_bar(total=sum(len(d) for d in datasets), desc="parts", unit="img", disable=not progress) as bar:
             for ds in datasets:

@@ -23,7 +23,7 @@ from ..backbones import create_backbone
 from ..checkpoint import Checkpoint
 from ..checks import check_int, check_number
 from ..data import create_dataset
-from ..errors import CheckpointError, SparsexError
+from ..errors import CheckpointError, MissingSplitError, SparsexError
 from ..features import FeatureCache, extract_features
 from ..metrics import accuracy_with_abstentions, prototype_metrics
 from ..models import contribution_threshold, create_model
@@ -32,7 +32,8 @@ from .base import TrainConfig
 from .loop import open_run, predict
 from .run import removes_unstarted_run, run_stages
 
-StageFn = Callable[[nn.Module, str, int, FeatureCache], dict[str, Any]]
+#: ``run_stage(head, stage, index, features)``: ``features(split)`` is that split's cached features (loaded once)
+StageFn = Callable[[nn.Module, str, int, Callable[[str], FeatureCache]], dict[str, Any]]
 
 
 @dataclass
@@ -103,8 +104,11 @@ def evaluate_head(head: nn.Module, cache: FeatureCache, eps: float = 1e-3, thres
 
 
 def cached_split(config: BackboneTrainConfig, split: str, backbone, cache_dir: Path, progress: bool) -> FeatureCache:
-    """The backbone features of ``config``'s dataset split, from the cache (extracted on first use)."""
+    """The backbone features of ``config``'s dataset split, from the cache (extracted on first use);
+    :class:`~sparsex.errors.MissingSplitError` for a split the data does not have or that is empty."""
     dataset = create_dataset(config.data, split=split, root=config.root, **config.data_options)
+    if len(dataset) == 0:
+        raise MissingSplitError(f"dataset {config.data!r} has no images in split {split!r}")
     cache, _ = extract_features(dataset, backbone, cache_dir, dtype=config.feature_dtype, device=config.device,
                                 progress=progress)
     return cache
@@ -117,9 +121,10 @@ def train_head_stages(config: HeadTrainConfig, out: str | os.PathLike, stages: l
     """Run (or resume) ``stages`` of a head in the run folder ``out``; return the final metrics.
 
     The head is ``create_model(model_name, in_channels=C, num_classes=K, **model_settings)`` on
-    the cached train features ``(N, C, h, w)``. ``run_stage(head, stage, index, train_cache)``
+    the cached train features ``(N, C, h, w)``. ``run_stage(head, stage, index, features)``
     trains or edits the head in place and returns extra numbers for the stage's record (e.g. the
-    final training loss). After every stage the head is checkpointed and evaluated on the test
+    final training loss); ``features(split)`` gives the cached features of a split (``"train"``,
+    or a held-out one such as ``"val"``, extracted on first use). After every stage the head is checkpointed and evaluated on the test
     split (``threshold`` is the OCLA probability threshold).
 
     Under torchrun every rank trains (data parallel); rank 0 alone evaluates, writes the
@@ -132,8 +137,13 @@ def train_head_stages(config: HeadTrainConfig, out: str | os.PathLike, stages: l
     cache_dir = Path(config.cache_dir) if config.cache_dir else run.path.resolve() / "features"
     backbone_cfg = config.backbone_settings()
     backbone = create_backbone(**backbone_cfg)
-    train = cached_split(config, "train", backbone, cache_dir, progress)
-    test = cached_split(config, "test", backbone, cache_dir, progress)
+    splits = {name: cached_split(config, name, backbone, cache_dir, progress) for name in ("train", "test")}
+    train, test = splits["train"], splits["test"]
+
+    def features(split: str) -> FeatureCache:
+        if split not in splits:
+            splits[split] = cached_split(config, split, backbone, cache_dir, progress)
+        return splits[split]
     if train.num_classes != test.num_classes:
         raise SparsexError(f"train split has {train.num_classes} classes, test split {test.num_classes}")
 
@@ -155,7 +165,7 @@ def train_head_stages(config: HeadTrainConfig, out: str | os.PathLike, stages: l
         checkpoint.load_into(head)
 
     return run_stages(
-        run, family, run_stage=lambda index: run_stage(head, stages[index], index, train),
+        run, family, run_stage=lambda index: run_stage(head, stages[index], index, features),
         evaluate=lambda index: evaluate_head(head, test, config.eps, threshold, config.device),
         resume=resume, stage_state=lambda: head, checkpoint_config=lambda: checkpoint_config,
         finish=lambda path: save_gallery(path, build_gallery(head, train, k=config.gallery_k)))

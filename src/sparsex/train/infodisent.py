@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch.nn.functional as F
 
@@ -47,7 +47,8 @@ def train_infodisent(config: InfoDisentTrainConfig, out: str | os.PathLike, over
                      progress: bool = True) -> dict[str, Any]:
     """Run (or resume) InfoDisent in ``out``; return the final metrics."""
 
-    def run_stage(head: SIDEHead, stage: str, index: int, train: FeatureCache) -> dict[str, Any]:
+    def run_stage(head: SIDEHead, stage: str, index: int, features: Callable[[str], FeatureCache]) -> dict[str, Any]:
+        train = features("train")
         history = train_epochs(head, lambda out, y, _epoch: F.cross_entropy(out.logits, y), train.features,
                                train.labels, config.epochs, config.lr, config.batch_size, config.seed + 1000 * index,
                                config.device, progress, desc="infodisent", amp=config.amp)

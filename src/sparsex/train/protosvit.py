@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -137,7 +137,8 @@ def train_protosvit(config: ProtoSViTTrainConfig, out: str | os.PathLike, overwr
     """Run (or resume) the stages of ``config`` in ``out``; return the final test metrics."""
     stages = list(config.stages)
 
-    def run_stage(head: ProtoSViTHead, stage: str, index: int, train: FeatureCache) -> dict[str, Any]:
+    def run_stage(head: ProtoSViTHead, stage: str, index: int, features: Callable[[str], FeatureCache]) -> dict[str, Any]:
+        train = features("train")
         if stage == "prune":
             out = predict(head, train.features, device=config.device, keys=("scores", "logits"))
             floor = config.prune_fraction * out["logits"].gather(1, train.labels.long()[:, None]).median().item()
