@@ -15,7 +15,9 @@ number of random channels per layer, 20 draws), ``activation_drop`` (the most ac
 the curve over ``k`` with its areas, and on the part world the share of circuit channels'
 activation mass on the parts (``part_overlap``) against the parts' share of the image. The
 issue's bar: ``sufficiency_label >= 0.9`` and ``necessity_drop >= 3 random_drop``; ``bar.*`` says
-whether each is met, by how much, without changing the metric.
+whether each is met, by how much, without changing the metric. ``necessity_over_random_se`` is the
+ratio's bootstrap standard error over the eval images (``BOOTSTRAP`` resamples; the random draws
+fixed), to read a bar missed or met by a hair against.
 
 ``<clf>.circuit.attribution.*`` is the attribution readout at its default size (``share`` 0.6 of each layer's positive
 attribution, ``DEFAULT_SHARE``), ``<clf>.circuit.attribution_top_k.*`` the same readout at ``top_k`` 8.
@@ -51,6 +53,7 @@ from sparsex.train.minimal_mask import load_images
 
 REFERENCE_N = 256  # training images whose mean activations replace ablated channels
 BAR_LABEL, BAR_RATIO = 0.9, 3.0
+BOOTSTRAP = 1000  # resamples of the eval images for the necessity ratio's standard error
 CURVE_N = 32  # the first test images, for the curve over k (each k ablates all of them 23 times)
 CALIBRATE_N = 32  # the test images after the measured ones, on which the calibrated circuit size is chosen
 SHARES = (0.4, 0.5, 0.6, 0.7, 0.8)  # the attribution readout's shares tried on them (its default: one of these)
@@ -63,6 +66,17 @@ def classifier_folder(name: str, config: dict, runs, args):
         return theirs, "minimal_mask"
     train_classifier(ClassifierTrainConfig(**config), runs / f"{name}_classifier", progress=False)
     return runs / f"{name}_classifier", "trained here"
+
+
+def ratio_standard_error(per_image: list[dict], resamples: int = BOOTSTRAP, seed: int = 0) -> float | None:
+    """The bootstrap standard error of ``mean(necessity_drop) / mean(random_drop)`` over the images where both are
+    defined (images resampled with replacement, ``resamples`` times)."""
+    pairs = torch.tensor([(p["necessity_drop"], p["random_drop"]) for p in per_image
+                          if p["necessity_drop"] is not None and p["random_drop"] is not None], dtype=torch.float64)
+    if len(pairs) < 2:
+        return None
+    drawn = pairs[torch.randint(len(pairs), (resamples, len(pairs)), generator=torch.Generator().manual_seed(seed))]
+    return float((drawn[..., 0].mean(dim=1) / drawn[..., 1].mean(dim=1)).std())
 
 
 def faithfulness_figures(result: dict, key: str, bar: bool) -> dict:
@@ -80,6 +94,7 @@ def faithfulness_figures(result: dict, key: str, bar: bool) -> dict:
         f"{key}.activation_drop": result["activation"]["drop"],
         f"{key}.activation_same": result["activation"]["same"],
         f"{key}.necessity_over_random": result["necessity_over_random"],
+        f"{key}.necessity_over_random_se": ratio_standard_error(result["per_image"]),
         f"{key}.positive_logit_images": result["positive_logit_images"],
     }
     if bar:
