@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from sparsex import create_dataset
-from sparsex.errors import DataError, OutputExistsError
+from sparsex.errors import DataError, MissingSplitError, OutputExistsError
 from sparsex.partworld import GENERATOR_VERSION, PART_NAMES, PartWorld, PartWorldConfig, decode_masks, write_parts_tree
 
 
@@ -24,6 +24,15 @@ def test_write_tree_round_trip(tmp_path):
     assert meta["mask_bits"]["body"] == 15 and len(meta["classes"]) == 24
     assert not (out / "test").exists() and len(list((out / "train").iterdir())) == 24
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    with pytest.raises(MissingSplitError, match="has no split 'test'"):
+        create_dataset("parts", split="test", root=out)
+    # a split of size 0 is not written: readers say the data has no such split
+    empty = write_parts_tree(tmp_path / "no-val", PartWorldConfig(image_size=32, train_size=2, val_size=0, test_size=1),
+                             progress=False)
+    assert json.loads((empty / "meta.json").read_text())["counts"] == {"train": 2, "test": 1}
+    assert not (empty / "val").exists() and not (empty / "masks" / "val").exists()
+    with pytest.raises(MissingSplitError, match="has no split folder 'val'"):
+        create_dataset("imagefolder", split="val", root=empty)
 
     for split in ("train", "val"):
         ds = PartWorld(split, cfg)

@@ -87,13 +87,18 @@ def test_offset_stage_shifts_only_the_biases_by_the_val_splits_best_shift(side_r
         assert record[key] == stages["calibrate"][key], key
 
 
-def test_offset_stage_is_skipped_with_a_warning_where_the_data_has_no_val_split(tmp_path):
-    config = SIDETrainConfig(data="digits", backbone="small-cnn", image_size=8, expanded_channels=4, pretrain_epochs=1,
+@pytest.mark.parametrize("data, reason", [
+    (dict(data="digits", image_size=8), "has no split 'val'"),
+    (dict(data="parts", data_options={"image_size": 48, "train_size": 48, "val_size": 0, "test_size": 24}),
+     "has no images in split 'val'"),
+])
+def test_offset_stage_is_skipped_with_a_warning_where_the_data_has_no_val_split(tmp_path, data, reason):
+    config = SIDETrainConfig(**data, backbone="small-cnn", expanded_channels=4, pretrain_epochs=1,
                              stages=("pretrain", "offset"), batch_size=64, gallery_k=1, cache_dir=str(tmp_path / "features"))
-    with pytest.warns(UserWarning, match="offset stage skipped.*has no split 'val'"):
+    with pytest.warns(UserWarning, match=f"offset stage skipped.*{reason}"):
         train_side(config, tmp_path / "run", progress=False)
     record = json.loads((tmp_path / "run" / "metrics.json").read_text())["stages"][-1]
-    assert record["offset"] == 0.0 and "has no split 'val'" in record["offset_skipped"]
+    assert record["offset"] == 0.0 and reason in record["offset_skipped"]
 
 
 def test_other_settings_in_the_same_folder(side_run):
