@@ -201,7 +201,7 @@ def ocla_shift(logits: torch.Tensor, targets: torch.Tensor, threshold: float = 0
     middles = (edges[1:] + edges[:-1]) / 2
     held = torch.searchsorted(starts, middles) - torch.searchsorted(ends, middles)  # starts < m minus ends < m
     widths = edges[1:] - edges[:-1]
-    best = int(max(range(len(middles)), key=lambda i: (int(held[i]), float(widths[i]))))
+    best = int(torch.where(held == held.max(), widths, -1.0).argmax())  # the widest of the best stretches
     return float(middles[best]), int(held[best]) / len(logits)
 
 

@@ -124,8 +124,8 @@ def train_head_stages(config: HeadTrainConfig, out: str | os.PathLike, stages: l
     the cached train features ``(N, C, h, w)``. ``run_stage(head, stage, index, features)``
     trains or edits the head in place and returns extra numbers for the stage's record (e.g. the
     final training loss); ``features(split)`` gives the cached features of a split (``"train"``,
-    or a held-out one such as ``"val"``, extracted on first use). After every stage the head is checkpointed and evaluated on the test
-    split (``threshold`` is the OCLA probability threshold).
+    or a held-out one such as ``"val"``, extracted on first use). After every stage the head is
+    checkpointed and evaluated on the test split (``threshold`` is the OCLA probability threshold).
 
     Under torchrun every rank trains (data parallel); rank 0 alone evaluates, writes the
     checkpoints, ``metrics.json`` and the gallery, and decides where a resumed run starts.
@@ -137,13 +137,14 @@ def train_head_stages(config: HeadTrainConfig, out: str | os.PathLike, stages: l
     cache_dir = Path(config.cache_dir) if config.cache_dir else run.path.resolve() / "features"
     backbone_cfg = config.backbone_settings()
     backbone = create_backbone(**backbone_cfg)
-    splits = {name: cached_split(config, name, backbone, cache_dir, progress) for name in ("train", "test")}
-    train, test = splits["train"], splits["test"]
+    splits: dict[str, FeatureCache] = {}
 
     def features(split: str) -> FeatureCache:
         if split not in splits:
             splits[split] = cached_split(config, split, backbone, cache_dir, progress)
         return splits[split]
+
+    train, test = features("train"), features("test")
     if train.num_classes != test.num_classes:
         raise SparsexError(f"train split has {train.num_classes} classes, test split {test.num_classes}")
 

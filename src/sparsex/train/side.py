@@ -144,7 +144,7 @@ def offset_stage(head: SIDEHead, config: SIDETrainConfig, features: Callable[[st
         return {"offset": 0.0, "offset_skipped": str(e)}
     logits = predict(head, held_out.features, device=config.device, keys=("logits",))["logits"]
     labels = held_out.labels.to(logits.device)
-    before = ocla_score(torch.sigmoid(logits), labels, config.ocla_threshold)
+    before = ocla_score(head.probabilities(logits), labels, config.ocla_threshold)
     shift, after = ocla_shift(logits, labels, config.ocla_threshold)
     with torch.no_grad():
         head.bias += shift
