@@ -13,7 +13,8 @@ importance >= 0.1 for the true class of at least one test image).
 
 Features are cached in ``--cache`` (default ``benchmarks/.cache``, shared with side_parts.py); run
 folders go to ``<cache>/protosvit_runs[_quick]``, started afresh unless ``--resume``. The
-ProtoS-ViT settings are the library defaults (chosen on the val split, reported here too). Also
+ProtoS-ViT settings are the library defaults (chosen on the val split, reported here too), but for
+the epochs on a preset that has its own (``PRESET_EPOCHS``: 40 on ``parts-fine``). Also
 writes one explanation figure for a test image next to RESULT.json.
 
 Every world of ``--worlds x --clutter`` (of ``--preset``) is run in its own run folders
