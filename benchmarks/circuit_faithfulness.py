@@ -19,11 +19,15 @@ whether each is met, by how much, without changing the metric. ``necessity_over_
 ratio's bootstrap standard error over the eval images (``BOOTSTRAP`` resamples; the random draws
 fixed), to read a bar missed or met by a hair against.
 
-``<clf>.circuit.attribution.*`` is the attribution readout at its default size (``share`` 0.6 of each layer's positive
-attribution, ``DEFAULT_SHARE``), ``<clf>.circuit.attribution_top_k.*`` the same readout at ``top_k`` 8.
+``<clf>.circuit.attribution.*`` is the attribution readout at its defaults: ``share`` 0.6 of each layer's positive
+attribution (``DEFAULT_SHARE``), then the ``sufficient`` cut to the fewest of those channels that alone keep the label
+(``attribution.cut_sufficient``: the fraction of images where some do; ``attribution.held_out.*``: its label and ratio
+on the held-out images below). ``<clf>.circuit.attribution_share.*`` is the same readout without the cut,
+``<clf>.circuit.attribution_top_k.*`` without it at ``top_k`` 8, ``<clf>.circuit.activation_sufficient.*`` the paper's
+readout (8 per layer) with the cut.
 ``<clf>.circuit.share.*``: how the default share was chosen where the measured images cannot see it: per share of
 ``SHARES``, the fraction of ``CALIBRATE_N`` held-out test images (after the measured ones) whose circuit alone keeps
-the label (``share.held_out_label``), and the smallest share reaching 90% (``share.sufficient``); the library's
+the label (``share.held_out_label``, without the cut), and the smallest share reaching 90% (``share.sufficient``); the library's
 default is the larger of the two classifiers' (benchmarks/README.md). ``<clf>.circuit.calibrated.*``: the attribution
 readout at the smallest ``k`` of the curve keeping the label on 90% of the same held-out images
 (``calibrated.top_k``), measured on the eval images like the others.
@@ -128,16 +132,23 @@ def measure(name: str, config: dict, eval_n: int, reference_n: int, runs, args, 
     layers, measured_at = graphs["activation"][0].graph["layers"], graphs["activation"][0].graph["measured_at"]
     means = reference_means(model, reference, layers, measured_at)  # once: the ablations' and the attribution's start
     graphs["attribution"] = [readout(model, x[i], selection="attribution", reference=means) for i in range(len(x))]
-    graphs["attribution_top_k"] = [readout(model, x[i], selection="attribution", reference=means, top_k=DEFAULT_TOP_K)
+    graphs["attribution_share"] = [readout(model, x[i], selection="attribution", reference=means, sufficient=False)
                                    for i in range(len(x))]
+    graphs["attribution_top_k"] = [readout(model, x[i], selection="attribution", reference=means, top_k=DEFAULT_TOP_K,
+                                           sufficient=False) for i in range(len(x))]
+    graphs["activation_sufficient"] = [readout(model, x[i], reference=means, sufficient=True) for i in range(len(x))]
     figures[f"{prefix}.top_k"], figures[f"{prefix}.attribution.share"] = DEFAULT_TOP_K, DEFAULT_SHARE
     figures[f"{prefix}.layers"] = layers
     figures[f"time_s.{name}.attribution_readout"] = round(time.perf_counter() - start, 1)
     for selection, ablation, key in (("activation", "mean", prefix), ("activation", "zero", f"{prefix}.zero"),
                                      ("attribution", "mean", f"{prefix}.attribution"),
-                                     ("attribution_top_k", "mean", f"{prefix}.attribution_top_k")):
+                                     ("attribution_share", "mean", f"{prefix}.attribution_share"),
+                                     ("attribution_top_k", "mean", f"{prefix}.attribution_top_k"),
+                                     ("activation_sufficient", "mean", f"{prefix}.activation_sufficient")):
         result = circuit_faithfulness(model, x, graphs[selection], reference=means, ablation=ablation)
         figures.update(faithfulness_figures(result, key, bar=ablation == "mean"))
+    for selection in ("attribution", "activation_sufficient"):  # how often the readout's own cut found a sufficient prefix
+        figures[f"{prefix}.{selection}.cut_sufficient"] = sum(g.graph["sufficient"] is True for g in graphs[selection]) / len(x)
 
     for selection, key in (("activation", prefix), ("attribution", f"{prefix}.attribution")):
         curve = faithfulness_curve(model, x[:CURVE_N], reference=means, selection=selection)
@@ -151,17 +162,25 @@ def measure(name: str, config: dict, eval_n: int, reference_n: int, runs, args, 
     # alone keeps the label
     kept = {}
     for share in SHARES:
-        circuits = [readout(model, image, selection="attribution", reference=means, share=share) for image in held_out]
+        circuits = [readout(model, image, selection="attribution", reference=means, share=share, sufficient=False)
+                    for image in held_out]
         kept[share] = circuit_faithfulness(model, held_out, circuits, reference=means, random_draws=1)["sufficiency"]["label"]
     figures[f"{prefix}.share.held_out_label"] = {str(share): label for share, label in kept.items()}
     figures[f"{prefix}.share.sufficient"] = next((share for share in SHARES if kept[share] >= BAR_LABEL), None)
+    # the default readout (the share, then the sufficient cut) on the same held-out images: both bars where the measured
+    # images cannot see them
+    held = circuit_faithfulness(model, held_out, [readout(model, image, selection="attribution", reference=means)
+                                                  for image in held_out], reference=means)
+    figures[f"{prefix}.attribution.held_out.sufficiency_label"] = held["sufficiency"]["label"]
+    figures[f"{prefix}.attribution.held_out.necessity_over_random"] = held["necessity_over_random"]
 
     # the circuit size chosen where the measured images cannot see it: the smallest k of the curve whose attribution
     # circuits keep the label on 90% of CALIBRATE_N other test images; then measured at that k on the eval images
     calibrated_k = faithfulness_curve(model, held_out, reference=means, selection="attribution")["sufficient_k"]
     figures[f"{prefix}.calibrated.images"], figures[f"{prefix}.calibrated.top_k"] = len(held_out), calibrated_k
     if calibrated_k is not None:
-        calibrated = [readout(model, x[i], selection="attribution", reference=means, top_k=calibrated_k) for i in range(len(x))]
+        calibrated = [readout(model, x[i], selection="attribution", reference=means, top_k=calibrated_k, sufficient=False)
+                      for i in range(len(x))]
         figures.update(faithfulness_figures(circuit_faithfulness(model, x, calibrated, reference=means),
                                             f"{prefix}.calibrated", bar=True))
 

@@ -173,16 +173,23 @@ def test_circuit_faithfulness_on_the_digits_classifier(capsys, trained, tmp_path
     assert circuit["reference"] == str(reference)
     channels = [n for n in circuit["nodes"] if n["kind"] == "channel"]
     assert channels and all(n["attribution"] > 0 for n in channels)
-    assert json.loads((out / "faithfulness.json").read_text())["reference_images"] == 6
-    # a larger share keeps at least as many channels per layer; --top-k caps it
+    report = json.loads((out / "faithfulness.json").read_text())
+    assert report["reference_images"] == 6
+    # the default cut: the fewest selected channels that alone keep the label, which the ablation confirms
+    assert circuit["settings"]["sufficient"] is True and circuit["sufficient"] == bool(report["sufficiency"]["label"])
+    assert len(channels) <= circuit["selected"]
+    said = "these " if circuit["sufficient"] else "warning: no part of the "
+    assert said + (f"{len(channels)} of the " if circuit["sufficient"] else "") + f"{circuit['selected']} selected" in stdout
+    # a larger share keeps at least as many channels per layer; --top-k caps it (uncut)
     code, _, err = run(capsys, "circuit", "--model", str(trained["classifier"]), "--image", str(trained["image"]),
                        "--out", str(out), "--select", "attribution", "--reference", str(reference), "--share", "0.95",
-                       "--top-k", "2", "--overwrite")
+                       "--top-k", "2", "--no-sufficient", "--overwrite")
     assert code == 0, err
     capped = json.loads((out / "circuit.json").read_text())
     assert capped["settings"]["share"] == 0.95 and capped["settings"]["top_k"] == 2
     per_layer = {layer: sum(n["layer"] == layer for n in capped["nodes"] if n["kind"] == "channel") for layer in capped["layers"]}
     assert all(0 < count <= 2 for count in per_layer.values())
+    assert capped["settings"]["sufficient"] is False and capped["sufficient"] is None and "selected channels" not in _
 
     # with the mask explainer: whether the mask is empty and whether the explanation keeps the label
     code, stdout, err = run(capsys, "circuit", "--model", str(trained["classifier"]), "--image", str(trained["image"]),
@@ -201,7 +208,8 @@ def test_circuit_faithfulness_bad_input_is_one_line_error(capsys, trained, tmp_p
     empty.mkdir()
     cases = [
         (["--faithfulness", "--ablation", "median"], r"ablation must be one of mean, zero"),
-        (["--reference", str(empty)], r"--reference sets the mean that --faithfulness ablates to and --select attribution"),
+        (["--reference", str(empty)], r"--reference sets the mean that --faithfulness and --sufficient ablate to and --select"),
+        (["--sufficient", "--reference", str(empty)], r"holds no images"),
         (["--ablation", "zero"], r"--ablation sets how --faithfulness ablates; add --faithfulness"),
         (["--select", "median"], r"selection must be one of activation, attribution"),
         (["--select", "attribution", "--reference", str(empty)], r"holds no images"),

@@ -452,6 +452,9 @@ def circuit_command(
     select: str = typer.Option(
         "activation", "--select", help="How channels are picked: activation (the paper's: the most active) or attribution "
                                        "(integrated gradients of the class logit: circuits that carry more of the decision)."),
+    sufficient: Optional[bool] = typer.Option(
+        None, "--sufficient/--no-sufficient", help="Keep the fewest selected channels that alone keep the label "
+                                                   "(the others mean-ablated; default: on with --select attribution)."),
     weights: Optional[Path] = WEIGHTS, num_classes: Optional[int] = NUM_CLASSES, image_size: Optional[int] = IMAGE_SIZE,
     device: str = DEVICE, overwrite: bool = OVERWRITE,
 ) -> None:
@@ -461,21 +464,28 @@ def circuit_command(
     check_device(device)
     if not faithfulness and ablation != "mean":
         raise SparsexError("--ablation sets how --faithfulness ablates; add --faithfulness")
-    if not faithfulness and select != "attribution" and reference is not None:
-        raise SparsexError("--reference sets the mean that --faithfulness ablates to and --select attribution starts from; "
-                           "add one of them")
+    if not faithfulness and select != "attribution" and not sufficient and reference is not None:
+        raise SparsexError("--reference sets the mean that --faithfulness and --sufficient ablate to and --select "
+                           "attribution starts from; add one of them")
     layer_list = comma_list(layers, "--layers") if layers else None
     settings = {"weights": str(weights) if weights else None, "num_classes": num_classes, "image_size": image_size}
     with printed_warnings():
         path = circuit_file(model, image, out, explainer=explainer, target=target, layers=layer_list, top_k=top_k,
                             share=share, threshold=threshold, edge_top_k=edge_top_k, other_classes=other_classes,
                             faithfulness=faithfulness, reference=reference, ablation=ablation, selection=select,
-                            overwrite=overwrite, device=device, **{k: v for k, v in settings.items() if v is not None})
+                            sufficient=sufficient, overwrite=overwrite, device=device, **{k: v for k, v in settings.items() if v is not None})
     circuit = read_json(path / "circuit.json", "circuit")
     name = "" if str(circuit["target_name"]) == str(circuit["target"]) else f" ({escape(str(circuit['target_name']))})"
     console.print(f"circuit for class {circuit['target']}{name} on the {circuit['input']}: "
                   f"{len(circuit['nodes'])} nodes, {len(circuit['edges'])} edges over {len(circuit['layers'])} layers "
                   f"({escape(', '.join(circuit['layers']))}), channels picked by {circuit['settings'].get('selection', 'activation')}")
+    kept = sum(n["kind"] == "channel" for n in circuit["nodes"])
+    if circuit.get("sufficient") is True:
+        console.print(f"sufficient: these {kept} of the {circuit['selected']} selected channels alone keep the label "
+                      f"(the others ablated to the mean over {escape(circuit.get('reference', 'blur(x)'))})", highlight=False)
+    elif circuit.get("sufficient") is False:
+        console.print(f"[yellow]warning: no part of the {circuit['selected']} selected channels keeps the label alone (the "
+                      f"others ablated); all are shown: a larger --share or --top-k selects more[/]", highlight=False)
     if faithfulness:
         report = read_json(path / "faithfulness.json", "faithfulness")
 

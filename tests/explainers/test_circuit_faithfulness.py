@@ -215,7 +215,8 @@ def test_attribution_selection_finds_the_circuit_behind_a_decoy():
     x[:, 5] += 2.0
     reference = planted_images(16, seed=3, planted=False)
     by_activation = [readout(model, x[i], top_k=2) for i in range(len(x))]
-    by_attribution = [readout(model, x[i], top_k=2, selection="attribution", reference=reference) for i in range(len(x))]
+    by_attribution = [readout(model, x[i], top_k=2, selection="attribution", reference=reference, sufficient=False)
+                      for i in range(len(x))]
     for graph in by_attribution:
         channels, _, target = circuit_channels(graph)
         assert target == 0 and {layer: sorted(c) for layer, c in channels.items()} == {"conv1": [0, 2], "conv2": [0, 2]}
@@ -227,13 +228,17 @@ def test_attribution_selection_finds_the_circuit_behind_a_decoy():
     assert kept["sufficiency"]["label"] == 1.0 and kept["activation"]["same"] == 0.0
     assert kept["necessity"]["drop"] > decoy["necessity"]["drop"] and kept["sufficiency"]["logit"] > decoy["sufficiency"]["logit"]
     # the attribution readout's default size, DEFAULT_SHARE of each layer's positive attribution: the planted channel
-    # carrying most of it (conv1's channel 2 enters the logit twice, conv2's channel 0 sums both); 0.9: the pair
+    # carrying most of it (conv1's channel 2 enters the logit twice, conv2's channel 0 sums both); 0.9: the pair, which
+    # the default sufficient cut brings back to those two (they alone keep the label)
     for i in range(len(x)):
         graph = readout(model, x[i], selection="attribution", reference=reference)
         assert graph.graph["settings"]["share"] == DEFAULT_SHARE and graph.graph["settings"]["top_k"] is None
         assert {layer: sorted(c) for layer, c in circuit_channels(graph)[0].items()} == {"conv1": [2], "conv2": [0]}
-        graph = readout(model, x[i], selection="attribution", reference=reference, share=0.9)
+        graph = readout(model, x[i], selection="attribution", reference=reference, share=0.9, sufficient=False)
         assert {layer: sorted(c) for layer, c in circuit_channels(graph)[0].items()} == {"conv1": [0, 2], "conv2": [0, 2]}
+        graph = readout(model, x[i], selection="attribution", reference=reference, share=0.9)
+        assert {layer: sorted(c) for layer, c in circuit_channels(graph)[0].items()} == {"conv1": [2], "conv2": [0]}
+        assert graph.graph["selected"] == 4 and graph.graph["sufficient"] is True
     with pytest.raises(InputError, match="selection must be one of activation, attribution"):
         readout(model, x[0], selection="gradient")
     # over the circuit size: the attribution's circuits keep more of the logit at every k
@@ -246,6 +251,54 @@ def test_attribution_selection_finds_the_circuit_behind_a_decoy():
     for curve in curves.values():
         assert curve["sufficient_k"] == next((p["k"] for p in curve["points"] if p["sufficiency_label"] >= 0.9), None)
     assert curves["attribution"]["sufficient_k"] is not None
+
+
+class TwoChannels(nn.Module):
+    """conv (1x1, identity on 2 channels) -> ReLU -> GAP -> fc: ``logit_0 = a_0 + a_1``, ``logit_1 = 1.5``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.relu = nn.Conv2d(2, 2, 1, bias=False), nn.ReLU()
+        self.fc = nn.Linear(2, 2)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.eye(2)[:, :, None, None])
+            self.fc.weight.copy_(torch.tensor([[1.0, 1.0], [0.0, 0.0]]))
+            self.fc.bias.copy_(torch.tensor([0.0, 1.5]))
+
+    def forward(self, x):
+        return self.fc(self.relu(self.conv(x)).mean(dim=(2, 3)))
+
+
+@pytest.mark.parametrize("selection", ["attribution", "activation"])
+def test_sufficient_cut_keeps_the_fewest_channels_that_alone_keep_the_label(selection):
+    """Reference: a black image (means 0). The attribution of a linear network is weight x departure, A = a, the
+    activation a too, so both rank channel 0 first on these images. Channels a = (1, 0.8): logits (1.8, 1.5); channel 0
+    alone gives (1, 1.5), the label lost: both stay. a = (2, 0.3): channel 0 alone gives (2, 1.5): the cut keeps it
+    alone. a = (0.5, 0.5), target 0 (the prediction is 1): no prefix keeps class 0 ahead, so both stay and the circuit
+    is marked not sufficient."""
+    model, reference = TwoChannels(), torch.zeros(1, 2, 2, 2)
+    cases = [((1.0, 0.8), [0, 1], True), ((2.0, 0.3), [0], True), ((0.5, 0.5), [0, 1], False)]
+    graphs = []
+    for channels, expected, sufficient in cases:
+        x = torch.tensor(channels).view(1, 2, 1, 1).expand(1, 2, 2, 2)
+        graph = readout(model, x, target=0, top_k=2, selection=selection, reference=reference, sufficient=True)
+        assert circuit_channels(graph)[0] == {"conv": expected}
+        assert graph.graph["selected"] == 2 and graph.graph["sufficient"] is sufficient
+        assert graph.graph["settings"]["sufficient"] is True
+        uncut = readout(model, x, target=0, top_k=2, selection=selection, reference=reference, sufficient=False)
+        assert circuit_channels(uncut)[0] == {"conv": [0, 1]} and uncut.graph["sufficient"] is None
+        graphs.append(graph)
+    # ablation confirms: the circuits marked sufficient keep the label alone, the third does not
+    x = torch.stack([torch.tensor(c).view(2, 1, 1).expand(2, 2, 2) for c, _, _ in cases])
+    measured = circuit_faithfulness(model, x, graphs, reference=reference)
+    assert [p["sufficiency_label"] for p in measured["per_image"]] == [True, True, False]
+    # the default: cut for the attribution readout, not for the paper's
+    x = torch.tensor((2.0, 0.3)).view(1, 2, 1, 1).expand(1, 2, 2, 2)
+    default = readout(model, x, top_k=2, selection=selection, reference=reference)
+    assert default.graph["settings"]["sufficient"] is (selection == "attribution")
+    assert circuit_channels(default)[0] == {"conv": [0] if selection == "attribution" else [0, 1]}
+    with pytest.raises(InputError, match="sufficient must be True or False"):
+        readout(model, x, selection=selection, sufficient="yes")
 
 
 def test_reference_means_taken_once_serve_readouts_and_ablations():

@@ -25,7 +25,9 @@ The graph:
   its fewest highest channels whose scores make up ``q`` of the layer's positive total,
   ``min n: sum_{r <= n} s_L[c_r]^+ >= q sum_c s_L[c]^+`` (channels ``c_r`` by decreasing score ``s_L``:
   activation, or attribution), among the active ones: a size that follows the layer's width and how
-  spread its evidence is (the attribution readout's default, ``DEFAULT_SHARE``). Node id
+  spread its evidence is (the attribution readout's default, ``DEFAULT_SHARE``). With ``sufficient``
+  (the attribution readout's default), the selected channels are then cut to the fewest that alone
+  keep the label, every other channel of the read layers mean-ablated (:func:`readout`). Node id
   ``"<layer>:<channel>"``; attributes ``kind="channel"``, ``layer``, ``depth`` (the layer's
   position), ``channel``, ``activation`` and ``relative`` (``a / max a``).
 - **channel edges** join consecutive layers ``A -> B``: ``score(i -> o) = M[o, i] * a_A[i]`` with
@@ -112,7 +114,7 @@ from torch.overrides import TorchFunctionMode
 from ..checks import check_images, check_int, check_number
 from ..errors import InputError, SparsexError
 from ..inference import check_model, class_names
-from .circuit_sites import DEFAULT_STEPS, ReferenceMeans, channel_attribution, reference_images
+from .circuit_sites import DEFAULT_STEPS, ReferenceMeans, channel_attribution, hooked, reference_images, reference_means
 from .hooks import find_transformer, resolve_layers
 
 if TYPE_CHECKING:
@@ -127,6 +129,8 @@ DEFAULT_THRESHOLD = 0.1
 DEFAULT_LAYER_COUNT = 3
 #: how :func:`readout` picks each layer's channels: the paper's (activation) or by attribution
 SELECTIONS = ("activation", "attribution")
+#: prefixes of the ranked channels that :func:`readout`'s ``sufficient`` cut checks per forward pass
+PREFIX_BATCH = 16
 
 #: functions of one map that act on each element alone (activations, dropout, copies, casts)
 _ELEMENTWISE = frozenset({
@@ -746,7 +750,7 @@ def readout(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor | None
             layers: str | Sequence[str] | None = None, top_k: int | None = None, threshold: float = DEFAULT_THRESHOLD,
             edge_top_k: int | None = None, other_classes: int = 0, class_edges: bool = True,
             selection: str = "activation", reference: "torch.Tensor | ReferenceMeans | None" = None,
-            steps: int = DEFAULT_STEPS, share: float | None = None) -> "nx.DiGraph":
+            steps: int = DEFAULT_STEPS, share: float | None = None, sufficient: bool | None = None) -> "nx.DiGraph":
     """The circuit of ``model`` on one image (see the module docstring for the exact definitions).
 
     ``model`` maps images ``(B, C, H, W)`` to logits ``(B, K)`` (e.g. an
@@ -771,6 +775,18 @@ def readout(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor | None
     paper's readout is ``"activation"``; the attribution's circuits carry more of the decision
     (``benchmarks/circuit_faithfulness.py``).
 
+    ``sufficient=True`` (the default with ``selection="attribution"``; None: that default) keeps,
+    of the channels selected above, the fewest that alone keep the label: ranked (attribution: by
+    ``A_L`` over all read layers together, one scale, the logit's; activation: by rank within its
+    layer, the layers in turn, since activations of different layers are on no common scale), the
+    shortest prefix whose channels alone, every other channel of the read layers mean-ablated to
+    ``reference``'s mean as :func:`~sparsex.explainers.circuit_faithfulness.circuit_faithfulness`
+    does, keep ``argmax = target`` (checked ``PREFIX_BATCH`` prefixes per forward pass).
+    ``graph.graph["sufficient"]`` says whether one does (None when not checked); where none does,
+    every selected channel stays. ``graph.graph["selected"]`` counts the channels selected before
+    this cut. A verified readout, as the mask explainer's (:func:`~sparsex.explainers.minimal_mask.verified_mask`):
+    the smaller circuit is the one whose necessity stands out from random channels' (docs/methods.md).
+
     Returns a ``networkx.DiGraph``. Bad input (unknown or unconnected layers, a target out of range,
     an image the model cannot take, a model no layer of which feeds the classifier channel to
     channel, such as a vision transformer) raises a one-line :class:`~sparsex.errors.InputError`.
@@ -782,6 +798,10 @@ def readout(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor | None
     if selection not in SELECTIONS:
         raise InputError(f"selection must be one of {', '.join(SELECTIONS)}, got {selection!r}")
     top_k, share = _default_size(selection, top_k, share)
+    if sufficient is None:
+        sufficient = selection == "attribution"
+    if not isinstance(sufficient, bool):
+        raise InputError(f"sufficient must be True or False, got {sufficient!r}")
     names = _layer_list(layers)
     if names is not None:
         resolve_layers(model, names)  # unknown names fail before the forward pass
@@ -804,19 +824,27 @@ def readout(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor | None
         paths.append(to_classifier)
     between = [[op for op in path if op > value] for path, value in zip(paths, measured)]
     measured_at = {name: flow.measured_at(layer) for name, layer in zip(names, chosen)}
-    attribution = None
+    attribution, means = None, None
+    if selection == "attribution" or sufficient:  # the reference means once: the attribution's start, the cut's ablation
+        means = reference_images(x, reference)
+        if isinstance(means, ReferenceMeans):
+            means.check(measured_at)
+        else:
+            means = reference_means(model, means, names, measured_at)
     if selection == "attribution":
-        attribution = channel_attribution(model, x, torch.tensor([target]), names, measured_at,
-                                          reference_images(x, reference), steps)
+        attribution = channel_attribution(model, x, torch.tensor([target]), names, measured_at, means, steps)
 
     graph = nx.DiGraph()
-    kept: list[list[int]] = []
+    scores = [flow.ops[value].channels if attribution is None else attribution[name][0] for name, value in zip(names, measured)]
+    kept = [_keep(score, threshold, top_k, share) for score in scores]
+    selected, is_sufficient = sum(map(len, kept)), None
+    if sufficient:
+        kept, is_sufficient = _sufficient_channels(model, x, target, names, measured_at, kept,
+                                                   scores if attribution is not None else None, means)
     for depth, (name, value) in enumerate(zip(names, measured)):
-        act = flow.ops[value].channels
-        score = act if attribution is None else attribution[name][0]
-        kept.append(_keep(score, threshold, top_k, share))
+        act, score = flow.ops[value].channels, scores[depth]
         act_peak = float(act.max()) if act.numel() else 0.0
-        for c in kept[-1]:
+        for c in kept[depth]:
             graph.add_node(f"{name}:{c}", kind="channel", layer=name, depth=depth, channel=c, activation=float(act[c]),
                            relative=float(act[c]) / act_peak if act_peak > 0 else 0.0,
                            **({} if attribution is None else {"attribution": float(score[c])}))
@@ -862,14 +890,43 @@ def readout(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor | None
         "measured_at": measured_at,
         "between": {name: [flow.ops[op].why for op in ops]
                     for name, ops in zip(names[1:] + ([linear_name] if class_edges else []), between)},
-        "readout": linear_name, "classes": classes,
+        "readout": linear_name, "classes": classes, "selected": selected, "sufficient": is_sufficient,
         "settings": {"top_k": None if top_k is None else int(top_k), "share": None if share is None else float(share),
                      "threshold": float(threshold), "selection": selection,
-                     **({"steps": int(steps)} if attribution is not None else {}),
+                     **({"steps": int(steps)} if attribution is not None else {}), "sufficient": sufficient,
                      "edge_top_k": None if edge_top_k is None else int(edge_top_k),
                      "other_classes": int(other_classes), "class_edges": bool(class_edges)},
     })
     return graph
+
+
+def _sufficient_channels(model: nn.Module, x: torch.Tensor, target: int, names: list[str], measured_at: dict[str, str],
+                        kept: list[list[int]], scores: list[torch.Tensor] | None,
+                        means: ReferenceMeans) -> tuple[list[list[int]], bool]:
+    """:func:`readout`'s ``sufficient`` cut: of the ``kept`` channels (per layer, best first) the shortest prefix of
+    their ranking (by ``scores`` over all layers together, or with None by rank within the layer, the layers in turn)
+    that alone keeps ``argmax = target`` on ``x``, every other channel of the read layers replaced by its reference
+    mean; and whether one does (if not: ``kept`` as it is)."""
+    ranked = [(depth, c) for depth, channels in enumerate(kept) for c in channels]
+    if scores is not None:
+        ranked.sort(key=lambda item: -float(scores[item[0]][item[1]]))
+    else:
+        ranked.sort(key=lambda item: kept[item[0]].index(item[1]))  # stable: the layers in turn within a rank
+    widths = [int(means.means[name].shape[0]) for name in names]
+    with hooked(model, names, measured_at) as sites:
+        for start in range(1, len(ranked) + 1, PREFIX_BATCH):
+            sizes = list(range(start, min(len(ranked), start + PREFIX_BATCH - 1) + 1))
+            keep = [torch.zeros(len(sizes), width, dtype=torch.bool) for width in widths]
+            for row, size in enumerate(sizes):
+                for depth, c in ranked[:size]:
+                    keep[depth][row, c] = True
+            plan = {name: (keep[depth], means.means[name]) for depth, name in enumerate(names)}
+            logits = sites.run(model, x.expand(len(sizes), *x.shape[1:]), plan)
+            hits = (logits.argmax(dim=1) == target).nonzero()
+            if len(hits):
+                chosen = set(ranked[:sizes[int(hits[0])]])
+                return [[c for c in channels if (depth, c) in chosen] for depth, channels in enumerate(kept)], True
+    return kept, False
 
 
 def _default_size(selection: str, top_k: int | None, share: float | None) -> tuple[int | None, float | None]:

@@ -336,7 +336,8 @@ def faithfulness_curve(model: nn.Module, images: torch.Tensor, reference: torch.
     :func:`readout`'s, an attribution starting from the mean of ``reference``, default
     ``blur(images)``, as the mean ablation does) is
     measured by :func:`circuit_faithfulness`. A readout at ``top_k = k`` keeps the first ``k``
-    channels (by activation or attribution) of one at a larger ``top_k``, so each image is read once.
+    channels (by activation or attribution) of one at a larger ``top_k``, so each image is read once
+    (without the readout's ``sufficient`` cut: the curve is over the size).
 
     The x axis is the fraction of the read layers' channels in the circuit,
     ``x = (1/B) sum_i sum_L |C_L^i| / sum_L C_L``; the curves are closed with the empty circuit
@@ -370,7 +371,7 @@ def faithfulness_curve(model: nn.Module, images: torch.Tensor, reference: torch.
         reference = reference_means(model, reference_images(images, reference), read_layers, measured_at, batch_size)
     circuits = [circuit_channels(readout(model, images[i], target=None if targets is None else targets[i],
                                          layers=read_layers, top_k=max(ks), threshold=threshold, selection=selection,
-                                         reference=reference))
+                                         reference=reference, sufficient=False))
                 for i in range(len(images))]
     settings = dict(reference=reference, ablation=ablation, random_draws=random_draws, seed=seed, batch_size=batch_size)
     total = sum(widths.values())

@@ -30,7 +30,7 @@ def circuit_file(model: str | os.PathLike, image: str | os.PathLike, out: str | 
                  layers: str | Sequence[str] | None = None, top_k: int | None = None, share: float | None = None,
                  threshold: float = DEFAULT_THRESHOLD, edge_top_k: int | None = None, other_classes: int = 0,
                  faithfulness: bool = False, reference: str | os.PathLike | None = None, ablation: str = "mean",
-                 selection: str = "activation", overwrite: bool = False, device: str | torch.device = "cpu", **model_settings: Any) -> Path:
+                 selection: str = "activation", sufficient: bool | None = None, overwrite: bool = False, device: str | torch.device = "cpu", **model_settings: Any) -> Path:
     """The circuit of a classifier on one image file; what ``sparsex circuit`` does.
 
     ``model`` is a model spec (:func:`~sparsex.models.specs.load_classifier`: a ``sparsex train
@@ -52,8 +52,9 @@ def circuit_file(model: str | os.PathLike, image: str | os.PathLike, out: str | 
     :data:`~sparsex.explainers.circuit_faithfulness.NECESSARY_DROP`), which the figure outlines.
     ``selection`` picks each layer's channels by ``"activation"`` (the paper's) or
     ``"attribution"``, each layer keeping ``top_k`` channels or ``share`` of its positive score
-    (:func:`~sparsex.explainers.circuit.readout`; neither: the selection's default). The mean of mean ablation, and
-    the start of the attribution's path, is taken over ``reference`` (a folder or file of images,
+    (:func:`~sparsex.explainers.circuit.readout`; neither: the selection's default), cut with ``sufficient`` to the
+    fewest that alone keep the label (None: the readout's default, on for ``"attribution"``). The mean of mean
+    ablation, of the cut's ablation, and the start of the attribution's path, is taken over ``reference`` (a folder or file of images,
     read like the image), or by default over the blurred input ``blur(x)`` (the baseline of the mask
     explanation: a channel is set to what it carries once the image's detail is gone; the mean of
     the one image itself would ablate nothing). With an explainer, ``faithfulness.json`` also says
@@ -88,7 +89,8 @@ def circuit_file(model: str | os.PathLike, image: str | os.PathLike, out: str | 
             return classifier.preprocess.load(path)[None]
     x = load(image).to(device)
     reference_images = None
-    if (faithfulness or selection == "attribution") and reference is not None:
+    cut = sufficient if sufficient is not None else selection == "attribution"
+    if (faithfulness or selection == "attribution" or cut) and reference is not None:
         from ..data.imagefolder import find_image_files
 
         loaded = [load(path) for path in find_image_files(reference)[1]]
@@ -100,7 +102,7 @@ def circuit_file(model: str | os.PathLike, image: str | os.PathLike, out: str | 
 
     pictures = {"image.png": x[0]}
     extra: dict[str, Any] = {"image": str(image), "model": os.fspath(model), "input": "image"}
-    if selection == "attribution":  # where the attribution's path started
+    if selection == "attribution" or cut:  # where the attribution's path started, what the cut ablated to
         extra["reference"] = str(reference) if reference is not None else "blur(x)"
     if mask_explainer is not None:
         mask, e = mask_explainer.explain(x)
@@ -115,7 +117,7 @@ def circuit_file(model: str | os.PathLike, image: str | os.PathLike, out: str | 
         shown = x
     graph = readout(classifier, shown, target=target, layers=names, top_k=top_k, share=share,
                     threshold=threshold, edge_top_k=edge_top_k, other_classes=other_classes, selection=selection,
-                    reference=reference_images)
+                    reference=reference_images, sufficient=cut)
     graph.graph.update(extra)
     report = None
     if faithfulness:

@@ -141,6 +141,9 @@ def circuit_figure(graph: "nx.DiGraph", out: str | os.PathLike, image: torch.Ten
                  f"{graph.number_of_edges()} edges")
         if meta.get("settings", {}).get("selection") == "attribution":
             title += "; channels by attribution to the class"
+        if meta.get("sufficient") is not None:
+            title += ("; the fewest that alone keep the label" if meta["sufficient"]
+                      else f"; no part of the {meta.get('selected')} selected keeps the label alone")
         if any(d.get("single_drop") is not None for _, d in graph.nodes(data=True)):
             title += "\nunder each channel: the target logit's drop when it alone is ablated; outlined: necessary"
     fig.suptitle(title, fontsize=9)
