@@ -485,7 +485,8 @@ def circuit_command(
                       f"(the others ablated to the mean over {escape(circuit.get('reference', 'blur(x)'))})", highlight=False)
     elif circuit.get("sufficient") is False:
         console.print(f"[yellow]warning: no part of the {circuit['selected']} selected channels keeps the label alone (the "
-                      f"others ablated); all are shown: a larger --share or --top-k selects more[/]", highlight=False)
+                      f"others ablated); all are shown: a larger --share or --top-k, or a lower --threshold, selects more[/]",
+                      highlight=False)
     if faithfulness:
         report = read_json(path / "faithfulness.json", "faithfulness")
 
@@ -501,7 +502,7 @@ def circuit_command(
                       highlight=False)
         console.print(f"necessary channels (alone drop the logit by >= {report['necessary_drop']:.0%}): "
                       f"{escape(', '.join(report['necessary'])) or 'none'}", highlight=False)
-        if report["clean"]["label"] and not sufficiency["label"]:
+        if report["clean"]["label"] and not sufficiency["label"] and circuit.get("sufficient") is None:  # else said above
             hint = "" if select == "attribution" else "--select attribution or "
             size = circuit["settings"]
             at = " and ".join(f"--{flag} {size[key]}" for key, flag in (("top_k", "top-k"), ("share", "share"))
