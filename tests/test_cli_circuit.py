@@ -178,8 +178,8 @@ def test_circuit_faithfulness_on_the_digits_classifier(capsys, trained, tmp_path
     # the default cut: the fewest selected channels that alone keep the label, which the ablation confirms
     assert circuit["settings"]["sufficient"] is True and circuit["sufficient"] == bool(report["sufficiency"]["label"])
     assert len(channels) <= circuit["selected"]
-    said = "these " if circuit["sufficient"] else "warning: no part of the "
-    assert said + (f"{len(channels)} of the " if circuit["sufficient"] else "") + f"{circuit['selected']} selected" in stdout
+    said = f"kept {len(channels)} of the " if circuit["sufficient"] else "warning: no part of the "
+    assert f"{said}{circuit['selected']} selected channels" in stdout
     # a larger share keeps at least as many channels per layer; --top-k caps it (uncut)
     code, _, err = run(capsys, "circuit", "--model", str(trained["classifier"]), "--image", str(trained["image"]),
                        "--out", str(out), "--select", "attribution", "--reference", str(reference), "--share", "0.95",

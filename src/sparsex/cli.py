@@ -481,8 +481,8 @@ def circuit_command(
                   f"({escape(', '.join(circuit['layers']))}), channels picked by {circuit['settings'].get('selection', 'activation')}")
     kept = sum(n["kind"] == "channel" for n in circuit["nodes"])
     if circuit.get("sufficient") is True:
-        console.print(f"sufficient: these {kept} of the {circuit['selected']} selected channels alone keep the label "
-                      f"(the others ablated to the mean over {escape(circuit.get('reference', 'blur(x)'))})", highlight=False)
+        console.print(f"sufficient: kept {kept} of the {circuit['selected']} selected channels, the fewest that alone keep the "
+                      f"label (the others ablated to the mean over {escape(circuit.get('reference', 'blur(x)'))})", highlight=False)
     elif circuit.get("sufficient") is False:
         console.print(f"[yellow]warning: no part of the {circuit['selected']} selected channels keeps the label alone (the "
                       f"others ablated); all are shown: a larger --share or --top-k, or a lower --threshold, selects more[/]",

@@ -128,7 +128,8 @@ def circuit_figure(graph: "nx.DiGraph", out: str | os.PathLike, image: torch.Ten
             label = "classes" if has_classes else ""
         ax.text(depth, top, label, ha="center", va="bottom", fontsize=8)
         if not any(p[0] == depth for p in positions.values()) and depth < len(layers):
-            ax.text(depth, 0, "no active\nchannels", ha="center", va="center", fontsize=7, color="grey")
+            empty = "none kept\nby the cut" if meta.get("sufficient") else "no active\nchannels"
+            ax.text(depth, 0, empty, ha="center", va="center", fontsize=7, color="grey")
     ax.set_xlim(-0.5, columns - 0.5 + (0.9 if has_classes else 0.0))
     ax.set_ylim(-(tallest - 1) / 2 - 0.7, top + 0.6)
     if title is None:
