@@ -473,7 +473,8 @@ def circuit_command(
         path = circuit_file(model, image, out, explainer=explainer, target=target, layers=layer_list, top_k=top_k,
                             share=share, threshold=threshold, edge_top_k=edge_top_k, other_classes=other_classes,
                             faithfulness=faithfulness, reference=reference, ablation=ablation, selection=select,
-                            sufficient=sufficient, overwrite=overwrite, device=device, **{k: v for k, v in settings.items() if v is not None})
+                            sufficient=sufficient, overwrite=overwrite, device=device,
+                            **{k: v for k, v in settings.items() if v is not None})
     circuit = read_json(path / "circuit.json", "circuit")
     name = "" if str(circuit["target_name"]) == str(circuit["target"]) else f" ({escape(str(circuit['target_name']))})"
     console.print(f"circuit for class {circuit['target']}{name} on the {circuit['input']}: "
@@ -482,7 +483,8 @@ def circuit_command(
     kept = sum(n["kind"] == "channel" for n in circuit["nodes"])
     if circuit.get("sufficient") is True:
         console.print(f"sufficient: kept {kept} of the {circuit['selected']} selected channels, the fewest that alone keep the "
-                      f"label (the others ablated to the mean over {escape(circuit.get('reference', 'blur(x)'))})", highlight=False)
+                      f"label (the others ablated to the mean over {escape(circuit.get('reference', 'blur(x)'))})",
+                      highlight=False)
     elif circuit.get("sufficient") is False:
         console.print(f"[yellow]warning: no part of the {circuit['selected']} selected channels keeps the label alone (the "
                       f"others ablated); all are shown: a larger --share or --top-k, or a lower --threshold, selects more[/]",

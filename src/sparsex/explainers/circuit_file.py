@@ -30,7 +30,8 @@ def circuit_file(model: str | os.PathLike, image: str | os.PathLike, out: str | 
                  layers: str | Sequence[str] | None = None, top_k: int | None = None, share: float | None = None,
                  threshold: float = DEFAULT_THRESHOLD, edge_top_k: int | None = None, other_classes: int = 0,
                  faithfulness: bool = False, reference: str | os.PathLike | None = None, ablation: str = "mean",
-                 selection: str = "activation", sufficient: bool | None = None, overwrite: bool = False, device: str | torch.device = "cpu", **model_settings: Any) -> Path:
+                 selection: str = "activation", sufficient: bool | None = None, overwrite: bool = False,
+                 device: str | torch.device = "cpu", **model_settings: Any) -> Path:
     """The circuit of a classifier on one image file; what ``sparsex circuit`` does.
 
     ``model`` is a model spec (:func:`~sparsex.models.specs.load_classifier`: a ``sparsex train
@@ -53,9 +54,9 @@ def circuit_file(model: str | os.PathLike, image: str | os.PathLike, out: str | 
     ``selection`` picks each layer's channels by ``"activation"`` (the paper's) or
     ``"attribution"``, each layer keeping ``top_k`` channels or ``share`` of its positive score
     (:func:`~sparsex.explainers.circuit.readout`; neither: the selection's default), cut with ``sufficient`` to the
-    fewest that alone keep the label (None: the readout's default, on for ``"attribution"``). The mean of mean
-    ablation, of the cut's ablation, and the start of the attribution's path, is taken over ``reference`` (a folder or file of images,
-    read like the image), or by default over the blurred input ``blur(x)`` (the baseline of the mask
+    fewest that alone keep the label (None: the readout's default, on for ``"attribution"``). The mean that
+    mean ablation and the cut ablate to, and where the attribution's path starts, is taken over
+    ``reference`` (a folder or file of images, read like the image), or by default over the blurred input ``blur(x)`` (the baseline of the mask
     explanation: a channel is set to what it carries once the image's detail is gone; the mean of
     the one image itself would ablate nothing). With an explainer, ``faithfulness.json`` also says
     whether the mask is empty and whether the explanation keeps the label.
