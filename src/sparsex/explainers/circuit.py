@@ -798,10 +798,7 @@ def readout(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor | None
     if selection not in SELECTIONS:
         raise InputError(f"selection must be one of {', '.join(SELECTIONS)}, got {selection!r}")
     top_k, share = _default_size(selection, top_k, share)
-    if sufficient is None:
-        sufficient = selection == "attribution"
-    if not isinstance(sufficient, bool):
-        raise InputError(f"sufficient must be True or False, got {sufficient!r}")
+    sufficient = default_sufficient(selection, sufficient)
     names = _layer_list(layers)
     if names is not None:
         resolve_layers(model, names)  # unknown names fail before the forward pass
@@ -927,6 +924,16 @@ def _sufficient_channels(model: nn.Module, x: torch.Tensor, target: int, names: 
                 chosen = set(ranked[:sizes[int(hits[0])]])
                 return [[c for c in channels if (depth, c) in chosen] for depth, channels in enumerate(kept)], True
     return kept, False
+
+
+def default_sufficient(selection: str, sufficient: bool | None) -> bool:
+    """Whether a readout with ``selection`` makes the ``sufficient`` cut: as given, or with None the selection's
+    default (on for ``"attribution"``, off for the paper's ``"activation"``)."""
+    if sufficient is None:
+        return selection == "attribution"
+    if not isinstance(sufficient, bool):
+        raise InputError(f"sufficient must be True or False, got {sufficient!r}")
+    return sufficient
 
 
 def _default_size(selection: str, top_k: int | None, share: float | None) -> tuple[int | None, float | None]:

@@ -19,6 +19,7 @@ from .circuit import (
     _check_target,
     _layer_list,
     circuit_to_json,
+    default_sufficient,
     readout,
 )
 from .circuit_faithfulness import ABLATIONS, NECESSARY_DROP, circuit_faithfulness
@@ -56,9 +57,9 @@ def circuit_file(model: str | os.PathLike, image: str | os.PathLike, out: str | 
     (:func:`~sparsex.explainers.circuit.readout`; neither: the selection's default), cut with ``sufficient`` to the
     fewest that alone keep the label (None: the readout's default, on for ``"attribution"``). The mean that
     mean ablation and the cut ablate to, and where the attribution's path starts, is taken over
-    ``reference`` (a folder or file of images, read like the image), or by default over the blurred input ``blur(x)`` (the baseline of the mask
-    explanation: a channel is set to what it carries once the image's detail is gone; the mean of
-    the one image itself would ablate nothing). With an explainer, ``faithfulness.json`` also says
+    ``reference`` (a folder or file of images, read like the image), or by default over the blurred
+    input ``blur(x)`` (the baseline of the mask explanation: a channel is set to what it carries once
+    the image's detail is gone; the mean of the one image itself would ablate nothing). With an explainer, ``faithfulness.json`` also says
     whether the mask is empty and whether the explanation keeps the label.
     """
     from ..data.base import read_image_tensor, save_image_png
@@ -90,7 +91,7 @@ def circuit_file(model: str | os.PathLike, image: str | os.PathLike, out: str | 
             return classifier.preprocess.load(path)[None]
     x = load(image).to(device)
     reference_images = None
-    cut = sufficient if sufficient is not None else selection == "attribution"
+    cut = default_sufficient(selection, sufficient)
     if (faithfulness or selection == "attribution" or cut) and reference is not None:
         from ..data.imagefolder import find_image_files
 
