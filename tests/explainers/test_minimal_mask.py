@@ -16,6 +16,7 @@ from sparsex.explainers.minimal_mask import (
     MinimalMask,
     MinimalMaskConfig,
     PerImageMask,
+    gradient_map,
     hard_mask,
     nested_top_masks,
     perimage_grid_factor,
@@ -376,3 +377,45 @@ def test_feature_decoder_bad_settings(digits_classifier):
             MinimalMask(model, MinimalMaskConfig(architecture="feature-decoder", decoder_layers=["head"]))
     finally:
         del model.unused
+
+
+def test_gradient_map_by_hand():
+    # two channels: sum_c grad_c (x_c - fill_c), then divided by the image's largest |value|
+    grad = torch.tensor([[[[1.0, 2.0]], [[0.5, -1.0]]], [[[0.0, 0.0]], [[0.0, 0.0]]]])
+    x = torch.tensor([[[[1.0, 0.5]], [[1.0, 1.0]]], [[[1.0, 1.0]], [[1.0, 1.0]]]])
+    fill = torch.tensor([[[[0.0, 0.5]], [[0.0, 0.0]]], [[[0.0, 0.0]], [[0.0, 0.0]]]])
+    # image 0: pixel 0: 1*1 + 0.5*1 = 1.5; pixel 1: 2*0 + (-1)*1 = -1; max |.| 1.5
+    assert torch.allclose(gradient_map(grad, x, fill), torch.tensor([[[[1.0, -1 / 1.5]]], [[[0.0, 0.0]]]]))
+
+
+def test_feature_decoder_reads_the_gradient_map(digits_classifier, images, tmp_path):
+    _, model = digits_classifier
+    train, test = images
+    config = MinimalMaskConfig(architecture="feature-decoder", decoder_gradient=True, epochs=1, width=4, readout="threshold")
+    explainer = MinimalMask(model, config, in_chans=1)
+    net = explainer.net
+    assert net.gradient and net.image[0].in_channels == 2
+    # the map the decoder reads: the predicted logit's gradient x (image - blurred image), by autograd here
+    x = test[:4].clone().requires_grad_()
+    logits = model(x)
+    (grad,) = torch.autograd.grad(logits.gather(1, logits.argmax(1, keepdim=True)).sum(), x)
+    expected = gradient_map(grad, test[:4], blur(test[:4]))
+    with torch.no_grad():  # the explainer runs without gradients; the decoder takes its backward all the same
+        maps, output, pixels = net._activations(test[:4])
+        assert torch.allclose(pixels, expected) and torch.equal(output, logits.detach())
+        # the mask depends on that map: a decoder whose image block ignores it gives other logits
+        before = net(test[:4])
+        net.image[0].weight[:, 1] = 0
+        assert not torch.allclose(before, net(test[:4]))
+    explainer = MinimalMask(model, config, in_chans=1)
+    explainer.fit(train[:64], progress=False)
+    assert all(p.grad is None and not p.requires_grad for p in model.parameters())  # the classifier stays frozen
+    assert explainer.attribute(test).shape == (32, 1, 8, 8)
+    explainer.save(tmp_path / "gradient")
+    loaded = MinimalMask.load(tmp_path / "gradient", model)
+    assert loaded.config.decoder_gradient and loaded.net.gradient
+    assert torch.equal(loaded.mask_logits(test), explainer.mask_logits(test))
+    with pytest.raises(SparsexError, match="decoder_gradient is an input of the feature decoder: set architecture"):
+        MinimalMaskConfig(decoder_gradient=True)
+    with pytest.raises(SparsexError, match="decoder_gradient must be true or false, got 'yes'"):
+        MinimalMaskConfig(architecture="feature-decoder", decoder_gradient="yes")

@@ -46,17 +46,19 @@ def test_run_resumes_and_explains_a_file(digits_classifier, tmp_path):
     assert not (tmp_path / "explained2").exists()
 
 
-def test_feature_decoder_run_records_and_reloads_its_architecture(digits_classifier, tmp_path):
+@pytest.mark.parametrize("gradient", [False, True])
+def test_feature_decoder_run_records_and_reloads_its_architecture(digits_classifier, tmp_path, gradient):
     from sparsex.explainers.minimal_mask import FeatureDecoder
 
     classifier, _ = digits_classifier
     config = MinimalMaskTrainConfig.from_dict({"model": str(classifier), "train_limit": 64, "test_limit": 16,
                                                "explainer": {"architecture": "feature-decoder", "epochs": 1, "width": 4,
-                                                             "calibrate": 16}})
+                                                             "calibrate": 16, "decoder_gradient": gradient}})
     final = train_minimal_mask(config, tmp_path / "decoder", progress=False)
     assert final["stage"] == "calibrate" and 0 <= final["mask_area"] <= 1
     loaded, model = load_explainer_classifier(tmp_path / "decoder")
     assert loaded.config.architecture == "feature-decoder" and isinstance(loaded.net, FeatureDecoder)
+    assert loaded.config.decoder_gradient is gradient and loaded.net.gradient is gradient
     assert loaded.net.classifier[0] is model and loaded.config.decoder_layers == loaded.config.layers
     images = torch.rand(3, 1, 8, 8)
     assert loaded.attribute(images).shape == (3, 1, 8, 8)

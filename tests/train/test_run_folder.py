@@ -60,3 +60,25 @@ def test_restart_repairs_what_a_kill_left(tmp_path):
     (fresh / ".config.json.tmp-00000000-999999999-x").unlink()
     assert RunFolder(fresh, {}, ["a"]).last_finished() == -1
     assert sorted(p.name for p in fresh.iterdir()) == ["config.json"]
+
+
+def test_a_run_started_before_a_setting_was_added_resumes(tmp_path):
+    """open_run reads a stored config back through the config class: a setting it lacks takes its
+    default, so the run resumes; a stored setting that differs is still refused."""
+    from dataclasses import dataclass
+
+    from sparsex.train.base import TrainConfig
+    from sparsex.train.loop import open_run
+
+    @dataclass
+    class Toy(TrainConfig):
+        lr: float = 1.0
+        added: int = 3  # a setting this version added
+
+    out = tmp_path / "r"
+    RunFolder(out, {k: v for k, v in Toy().to_dict().items() if k != "added"}, ["a"]).finish_stage(
+        0, nn.Linear(1, 1), "toy", {}, {})
+    run = open_run(out, Toy(), ["a"])
+    assert run.last_finished() == 0 and json.loads((out / "config.json").read_text())["added"] == 3
+    with pytest.raises(OutputExistsError, match=r"other settings \(added\)"):
+        open_run(out, Toy(added=4), ["a"])

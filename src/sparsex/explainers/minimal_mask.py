@@ -275,6 +275,14 @@ class MaskNet(nn.Module):
         return self.out(torch.cat([F.interpolate(h, size=skip.shape[-2:], mode="bilinear", align_corners=False), skip], 1))
 
 
+def gradient_map(grad: torch.Tensor, x: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+    """``sum_c grad_c (x_c - fill_c)`` of ``(B, C, H, W)`` tensors, divided per image by its largest
+    absolute value (an all-zero map stays zero): ``(B, 1, H, W)`` in ``[-1, 1]``, the input
+    :class:`FeatureDecoder` reads with ``gradient``."""
+    pixels = (grad * (x - fill)).sum(dim=1, keepdim=True)
+    return pixels / pixels.flatten(1).abs().amax(dim=1).clamp_min(torch.finfo(pixels.dtype).tiny)[:, None, None, None]
+
+
 class FeatureDecoder(nn.Module):
     """Mask logits ``(B, 1, H, W)`` decoded from the frozen classifier's own activations: the
     classifier is the encoder (Dabkowski & Gal 2017, "Real Time Image Saliency for Black Box
@@ -287,7 +295,15 @@ class FeatureDecoder(nn.Module):
         h = conv(conv(h))                                     two 3x3 blocks of width w
         z = conv3x3(conv([up_{(H, W)}(h), conv(x - 1/2)]))    the image joins at input resolution
 
-    (``up`` bilinear, ``conv`` a 3x3 convolution + GroupNorm + ReLU). Only the decoder has
+    (``up`` bilinear, ``conv`` a 3x3 convolution + GroupNorm + ReLU). With ``gradient``, the same
+    forward is followed by one backward of the predicted class's logit ``f_y``, and the image
+    block reads one more channel, the gradient map (:func:`gradient_map`)::
+
+        g = sum_c d f_y / d x_c (x) * (x_c - fill_c),    g / max |g|  (per image)
+
+    with ``fill`` the blurred image (``blur_sigma``): the one-step estimate of integrated
+    gradients from the fill, the deletion curve's baseline (Sundararajan et al. 2017, Eq. 1 with
+    one step at ``alpha = 1``). Only the decoder has
     parameters: ``model`` is held outside the module tree, so it is neither trained nor saved with
     the decoder, and must be on the decoder's device. The layers are probed at construction with
     one forward of a blank ``probe_size`` image: a layer that does not run, or whose output is not
@@ -295,10 +311,11 @@ class FeatureDecoder(nn.Module):
     """
 
     def __init__(self, model: nn.Module, layers: list[str], in_chans: int, width: int = 16,
-                 probe_size: tuple[int, int] = (32, 32)) -> None:
+                 probe_size: tuple[int, int] = (32, 32), gradient: bool = False, blur_sigma: float | None = None) -> None:
         super().__init__()
         self.classifier = (model,)  # in a tuple, so that it is not a submodule
         self.layers = list(layers)
+        self.gradient, self.blur_sigma = gradient, blur_sigma
         reference = next(model.parameters(), None)
         probe = torch.zeros(1, in_chans, *probe_size, device=reference.device if reference is not None else None,
                             dtype=reference.dtype if reference is not None else None)
@@ -306,35 +323,42 @@ class FeatureDecoder(nn.Module):
         self.project = nn.ModuleList([nn.Sequential(nn.Conv2d(c, width, 1), nn.GroupNorm(1, width), nn.ReLU(inplace=True))
                                       for c in channels])
         self.fuse = nn.Sequential(conv_block(width, width), conv_block(width, width))
-        self.image = conv_block(in_chans, width)
+        self.image = conv_block(in_chans + int(gradient), width)
         self.out = nn.Sequential(conv_block(2 * width, width), nn.Conv2d(width, 1, 3, padding=1))
         nn.init.constant_(self.out[-1].bias, 2.0)  # start from "keep everything" (sigmoid(2) = 0.88)
 
-    @torch.no_grad()
-    def _activations(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """The maps of ``self.layers`` on ``x``, in their order, and the classifier's output, from one
-        forward of the classifier."""
+    def _activations(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor | None]:
+        """The maps of ``self.layers`` on ``x``, in their order, the classifier's output, and (with
+        ``gradient``, else None) the gradient map of the predicted class, from one forward (and one
+        backward) of the classifier. Nothing here carries a gradient to the decoder."""
         model = self.classifier[0]
-        with record_activations(model, self.layers) as acts:
-            output = model(x)
-            check_layers_ran(model, self.layers, acts)
-            maps = [acts[name].detach() for name in self.layers]
-        for name, value in zip(self.layers, maps):
-            if not isinstance(value, torch.Tensor) or value.dim() != 4:
-                shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-                raise InputError(f"the feature decoder reads (B, C, h, w) maps; layer {name!r} gives {shape}: "
-                                 f"name convolutional layers (decoder_layers)")
-        return maps, output.detach()
+        with torch.set_grad_enabled(self.gradient):
+            inputs = x.detach().requires_grad_(self.gradient)
+            with record_activations(model, self.layers) as acts:
+                output = model(inputs)
+                check_layers_ran(model, self.layers, acts)
+                maps = [acts[name].detach() for name in self.layers]
+            for name, value in zip(self.layers, maps):
+                if not isinstance(value, torch.Tensor) or value.dim() != 4:
+                    shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+                    raise InputError(f"the feature decoder reads (B, C, h, w) maps; layer {name!r} gives {shape}: "
+                                     f"name convolutional layers (decoder_layers)")
+            pixels = None
+            if self.gradient:
+                (grad,) = torch.autograd.grad(output.gather(1, output.argmax(dim=1, keepdim=True)).sum(), inputs)
+                pixels = gradient_map(grad, x.detach(), blur(x.detach(), self.blur_sigma))
+        return maps, output.detach(), pixels
 
     def decode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The mask logits ``(B, 1, H, W)`` of ``x`` and the classifier's output on ``x`` (read on the
         way: :class:`MinimalMask` checks its masks against its labels without another forward)."""
-        maps, output = self._activations(x)
+        maps, output, pixels = self._activations(x)
         grid = max((m.shape[-2:] for m in maps), key=lambda size: size[0] * size[1])
         h = sum(F.interpolate(project(m), size=grid, mode="bilinear", align_corners=False)
                 for project, m in zip(self.project, maps))
         h = F.interpolate(self.fuse(h), size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return self.out(torch.cat([h, self.image(x - 0.5)], 1)), output
+        image = x - 0.5 if pixels is None else torch.cat([x - 0.5, pixels], 1)
+        return self.out(torch.cat([h, self.image(image)], 1)), output
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(x)[0]
@@ -346,7 +370,8 @@ class MinimalMaskConfig:
     the model, :func:`~sparsex.explainers.hooks.default_layers`), the mask network's
     ``architecture`` (``"unet"``: :class:`MaskNet` on the pixels; ``"feature-decoder"``:
     :class:`FeatureDecoder` on the classifier's activations at ``decoder_layers``, None: the
-    matched ``layers``) and its ``width``, training
+    matched ``layers``, and with ``decoder_gradient`` also on the predicted logit's gradient map)
+    and its ``width``, training
     ``epochs``/``lr``/``batch_size``/``soft_epochs``, the objective ``weights``, the blur
     ``blur_sigma`` of the fill (None: the default of :func:`sparsex.perturb.blur`), ``seed``, and
     ``area_budget``: None, or the largest mask area allowed (a fraction of the pixels; masks keep
@@ -365,6 +390,7 @@ class MinimalMaskConfig:
     layers: list[str] | None = None  # classifier layers to match, comma-separated (default: 3 convolutions)
     architecture: str = "unet"  # the mask network: unet (on the pixels) or feature-decoder (on the classifier's activations)
     decoder_layers: list[str] | None = None  # classifier layers the feature decoder reads (default: the matched layers)
+    decoder_gradient: bool = False  # the feature decoder also reads the predicted logit's gradient x (image - fill) (one backward)
     width: int = 16  # channels of the U-Net's first level, or of the feature decoder
     epochs: int = 10  # training epochs
     lr: float = 2e-3  # learning rate
@@ -386,6 +412,10 @@ class MinimalMaskConfig:
         check_area_budget(self.area_budget)
         if self.architecture not in ARCHITECTURES:
             raise SparsexError(f"architecture must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}")
+        if not isinstance(self.decoder_gradient, bool):
+            raise SparsexError(f"decoder_gradient must be true or false, got {self.decoder_gradient!r}")
+        if self.decoder_gradient and self.architecture != "feature-decoder":
+            raise SparsexError("decoder_gradient is an input of the feature decoder: set architecture to feature-decoder")
         for name in ("layers", "decoder_layers"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, (list, tuple)) or not value
@@ -469,7 +499,7 @@ class MinimalMask(Explainer):
             return MaskNet(self.in_chans, cfg.width)
         cfg.decoder_layers = list(cfg.decoder_layers or cfg.layers)
         return FeatureDecoder(self.model, cfg.decoder_layers, self.in_chans, cfg.width,
-                              tuple(getattr(self.model, "input_size", None) or (32, 32)))
+                              tuple(getattr(self.model, "input_size", None) or (32, 32)), cfg.decoder_gradient, cfg.blur_sigma)
 
     @torch.no_grad()
     def mask_logits(self, inputs: torch.Tensor) -> torch.Tensor:

@@ -85,7 +85,7 @@ def train_classifier(config: ClassifierTrainConfig, out: str | os.PathLike, over
     ``test_abstention``: :func:`~sparsex.metrics.accuracy_with_abstentions`, ...)."""
     distributed.init(config.device)
     distributed.check_batch_size(config.batch_size)
-    run = open_run(out, config.to_dict(), config.stages, overwrite=overwrite)
+    run = open_run(out, config, config.stages, overwrite=overwrite)
     progress = progress and distributed.is_main()
     backbone_cfg = config.backbone_settings()
     end_to_end = config.mode == "end-to-end"

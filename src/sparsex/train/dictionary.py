@@ -98,7 +98,7 @@ def train_dictionary(config: DictionaryTrainConfig, out: str | os.PathLike, over
     train_set = create_dataset(config.data, split="train", root=config.root, **config.data_options)
     test_set = create_dataset(config.data, split="test", root=config.root, **config.data_options)
     grade = graded(config, train_set)
-    run = open_run(out, config.to_dict(), ["fit"], overwrite=overwrite)
+    run = open_run(out, config, ["fit"], overwrite=overwrite)
     progress = progress and distributed.is_main()
     backbone_cfg = config.backbone_settings()
     backbone = create_backbone(**backbone_cfg)

@@ -132,7 +132,7 @@ def train_head_stages(config: HeadTrainConfig, out: str | os.PathLike, stages: l
     """
     distributed.init(config.device)
     distributed.check_batch_size(config.batch_size)
-    run = open_run(out, config.to_dict(), stages, overwrite=overwrite)
+    run = open_run(out, config, stages, overwrite=overwrite)
     progress = progress and distributed.is_main()
     cache_dir = Path(config.cache_dir) if config.cache_dir else run.path.resolve() / "features"
     backbone_cfg = config.backbone_settings()

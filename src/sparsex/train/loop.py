@@ -5,7 +5,7 @@ of a distributed run share (:func:`open_run`)."""
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import nn
@@ -13,6 +13,9 @@ from torch import nn
 from .. import distributed
 from ..progress import progress_bar
 from .run import RunFolder
+
+if TYPE_CHECKING:
+    from .base import TrainConfig
 
 LossFn = Callable[[Any, torch.Tensor, float], torch.Tensor]
 
@@ -42,11 +45,16 @@ class MixedPrecision:
         self.scaler.update()
 
 
-def open_run(out: str | os.PathLike, config: dict[str, Any], stages: list[str], overwrite: bool = False) -> RunFolder:
-    """The :class:`RunFolder` ``out``, shared by every rank of a distributed run: rank 0 checks,
-    clears (``overwrite``) and creates it first; the other ranks then open it and never clear it.
-    In a single process this is ``RunFolder(out, config, stages, overwrite)``."""
-    return distributed.main_first(lambda: RunFolder(out, config, stages, overwrite=overwrite and distributed.is_main()))
+def open_run(out: str | os.PathLike, config: TrainConfig, stages: list[str], overwrite: bool = False) -> RunFolder:
+    """The :class:`RunFolder` ``out`` of ``config`` (stored as ``config.to_dict()``; a stored config
+    is first read back through ``from_dict``, so a setting added since a run started takes its
+    default and the run resumes), shared by every rank of a distributed run: rank 0 checks,
+    clears (``overwrite``) and creates it first; the other ranks then open it and never clear it."""
+    def upgrade(stored: dict[str, Any]) -> dict[str, Any]:
+        return type(config).from_dict(stored).to_dict()
+
+    return distributed.main_first(lambda: RunFolder(out, config.to_dict(), stages, overwrite=overwrite and distributed.is_main(),
+                                                    upgrade=upgrade))
 
 
 def train_epochs(model: nn.Module, loss_fn: LossFn, features: torch.Tensor, labels: torch.Tensor, epochs: int,

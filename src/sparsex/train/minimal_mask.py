@@ -112,7 +112,7 @@ def train_minimal_mask(config: MinimalMaskTrainConfig, out: str | os.PathLike, o
     distributed.check_batch_size(mask_config.batch_size)
     progress = progress and distributed.is_main()
     stages = [f"epoch-{e + 1}" for e in range(mask_config.epochs)] + (["calibrate"] if mask_config.calibrate else [])
-    run = open_run(out, config.to_dict(), stages, overwrite=overwrite)
+    run = open_run(out, config, stages, overwrite=overwrite)
     data, root, options = training_data(config, model)
     train = load_images(data, "train", root, options, config.train_limit, progress).to(config.device)
     test = load_images(data, "test", root, options, config.test_limit, progress).to(config.device)

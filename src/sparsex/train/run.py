@@ -33,16 +33,31 @@ from torch import nn
 
 from .. import distributed
 from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from ..errors import OutputExistsError
+from ..errors import OutputExistsError, SparsexError
 from ..io import atomic_file, read_json, remove_stale_temps, write_json
 
 STAGE_METRICS = "metrics.json"  # a stage's record, inside its checkpoint folder
 
 
+def _upgraded(stored: dict[str, Any], upgrade: Callable[[dict[str, Any]], dict[str, Any]] | None) -> dict[str, Any]:
+    """``upgrade(stored)`` as JSON, or ``stored`` when there is no ``upgrade`` or it cannot read it."""
+    if upgrade is None:
+        return stored
+    try:
+        return json.loads(json.dumps(upgrade(stored)))
+    except SparsexError:
+        return stored
+
+
 class RunFolder:
     """Manage ``<out>`` for a staged run with resolved ``config`` (a JSON dict)."""
 
-    def __init__(self, path: str | Path, config: dict[str, Any], stages: list[str], overwrite: bool = False) -> None:
+    def __init__(self, path: str | Path, config: dict[str, Any], stages: list[str], overwrite: bool = False,
+                 upgrade: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
+        """``upgrade`` rewrites a stored config in the current version's terms (a setting added
+        since it was written takes its default), so that a run started by an earlier sparsex
+        resumes; a stored config it cannot read (a :class:`~sparsex.errors.SparsexError`) is
+        compared as it is."""
         self.path = Path(path)
         self.config = json.loads(json.dumps(config))
         self.stages = stages
@@ -55,7 +70,7 @@ class RunFolder:
                 shutil.rmtree(self.path)
             elif stored is None:
                 raise OutputExistsError(f"output folder {self.path} exists and is not a sparsex run; pass --overwrite or another --out")
-            elif stored != self.config:
+            elif _upgraded(stored, upgrade) != self.config:
                 changed = sorted(k for k in set(stored) | set(self.config) if stored.get(k) != self.config.get(k))
                 raise OutputExistsError(
                     f"run folder {self.path} holds a run with other settings ({', '.join(changed)}); "

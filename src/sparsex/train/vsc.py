@@ -243,7 +243,7 @@ def train_vsc(config: VSCTrainConfig, out: str | os.PathLike, overwrite: bool = 
                         f"test images {tuple(test_images.shape[1:])}")
 
     stages = [f"epoch{e + 1}" for e in range(config.epochs)]
-    run = open_run(out, config.to_dict(), stages, overwrite=overwrite)
+    run = open_run(out, config, stages, overwrite=overwrite)
     device = config.device
     torch.manual_seed(config.seed)
     model: VSC = create_model("vsc", image_size=list(train_images.shape[2:]), channels=train_images.shape[1],
