@@ -3,7 +3,8 @@ optimisation baseline, on two classifiers: a small CNN trained on Fashion-MNIST 
 on frozen Lite0 features of the part world (128 px). Two amortised explainers, trained at the same
 budget (images, epochs, objective, width ``WIDTH``): the U-Net on the pixels (``<clf>.mask.*``) and the
 feature decoder of the classifier's own activations (``architecture="feature-decoder"``,
-``<clf>.decoder.*``). Plus one circuit readout per classifier.
+``<clf>.decoder.*``), and the same decoder reading the predicted logit's gradient map as well
+(``decoder_gradient=True``, ``<clf>.gradient_decoder.*``). Plus one circuit readout per classifier.
 
     python benchmarks/minimal_mask.py --out RESULT.json [--quick] [--resume] [--only fmnist|parts] [--train-only] \
         [--worlds 0 1 2] [--clutter 3 6] [--preset parts-fine]
@@ -14,10 +15,11 @@ for the true explanations: the parts, the whole creature), deletion AUC (pixels 
 attribution; the mask explainers rank by their mask logits), images/s of each method at the same
 batch size, and the speed-ups: vs. integrated gradients the median of ``SPEED_ROUNDS`` rounds
 that time the two back to back (:func:`speedup_rounds`; ``<clf>.speedup.vs_ig`` the U-Net's,
-``.decoder_vs_ig`` the decoder's), vs. the per-image baseline the ratio of the two passes'
-images/s. ``<clf>.decoder.deletion_auc_minus_ig`` / ``_minus_mask``: the mean paired difference of
-the deletion AUCs over the same images, ``..._se`` its standard error; ``<clf>.best_amortised`` the
-one of the two (``mask`` or ``decoder``) with the lower deletion AUC. Each mask explainer's logit
+``.decoder_vs_ig`` and ``.gradient_decoder_vs_ig`` the decoders'), vs. the per-image baseline the
+ratio of the two passes' images/s. ``<clf>.decoder.deletion_auc_minus_ig`` / ``_minus_mask`` (and
+the same for ``gradient_decoder``): the mean paired difference of the deletion AUCs over the same
+images, ``..._se`` its standard error; ``<clf>.best_amortised`` the one of the three (``mask``,
+``decoder``, ``gradient_decoder``) with the lower deletion AUC. Each mask explainer's logit
 threshold and fallback areas are the ones its training run calibrated on the first 200 training
 images (its ``calibrate`` stage: :meth:`MinimalMask.calibrate_threshold`, the smallest masks within
 1 point of the best sufficiency, then :meth:`MinimalMask.prune_fallback_areas`, the areas that
@@ -161,6 +163,7 @@ def measure(name: str, classifier_cfg: dict, explainer_cfg: dict, eval_n: int, p
     figures[f"{name}.classifier.test_accuracy"] = clf_metrics["test_accuracy"]
     figures[f"time_s.{name}.classifier"] = round(time.perf_counter() - start, 1)
     variants = {"explainer": {}, "decoder": {"architecture": "feature-decoder"},
+                "gradient_decoder": {"architecture": "feature-decoder", "decoder_gradient": True},
                 **{f"explainer_{ablation}": settings for ablation, settings in (ablations or {}).items()}}
     dirs = {}
     for variant, settings in variants.items():  # the same budget for each: only the named settings differ
@@ -176,14 +179,16 @@ def measure(name: str, classifier_cfg: dict, explainer_cfg: dict, eval_n: int, p
     model, checkpoint = load_classifier(clf_dir)
     data = checkpoint.config["data"]
     x = load_images(data["name"], "test", data["root"], data["options"] or {}, eval_n)
-    explainer, decoder = MinimalMask.load(dirs["explainer"], model), MinimalMask.load(dirs["decoder"], model)
+    amortised = {"mask": MinimalMask.load(dirs["explainer"], model), "decoder": MinimalMask.load(dirs["decoder"], model),
+                 "gradient_decoder": MinimalMask.load(dirs["gradient_decoder"], model)}
+    explainer = amortised["mask"]
     figures[f"{name}.eval_images"] = len(x)
-    masks, ranking, mask_rate, mask_deletion = score_explainer(explainer, model, x, f"{name}.mask", figures)
-    decoder_masks, decoder_ranking, _, decoder_deletion = score_explainer(decoder, model, x, f"{name}.decoder", figures)
+    scored = {key: score_explainer(network, model, x, f"{name}.{key}", figures) for key, network in amortised.items()}
+    (masks, ranking, mask_rate, mask_deletion) = scored["mask"]
     figures[f"{name}.mask.readout"] = explainer.config.readout
-    for key, explained in (("mask", masks), ("decoder", decoder_masks)):
+    for key, (explained, *_) in scored.items():
         figures[f"{name}.{key}.area_at_most_10pct"] = float((mask_area(explained) <= 0.1).double().mean())
-    figures[f"{name}.best_amortised"] = min(("mask", "decoder"), key=lambda k: figures[f"{name}.{k}.deletion_auc"])
+    figures[f"{name}.best_amortised"] = min(amortised, key=lambda k: figures[f"{name}.{k}.deletion_auc"])
     explainer.config.readout = "threshold"  # the mask net's hard threshold alone, for comparison
     plain, plain_rate = timed(explainer.attribute, x)
     explainer.config.readout = figures[f"{name}.mask.readout"]
@@ -217,13 +222,16 @@ def measure(name: str, classifier_cfg: dict, explainer_cfg: dict, eval_n: int, p
     figures[f"{name}.perimage.area"] = float(mask_area((perimage_soft > 0.5).float()).mean())
     figures[f"{name}.perimage.sufficiency"] = sufficiency(model, subset, (perimage_soft > 0.5).float())
     figures[f"{name}.perimage.deletion_auc"] = float(deletion_auc(model, subset, perimage_soft).mean())
-    figures[f"{name}.mask.deletion_auc_on_perimage_subset"] = float(deletion_auc(model, subset, ranking[:perimage_n]).mean())
-    figures[f"{name}.decoder.deletion_auc_on_perimage_subset"] = float(
-        deletion_auc(model, subset, decoder_ranking[:perimage_n]).mean())
+    for key, (_, key_ranking, _, _) in scored.items():
+        figures[f"{name}.{key}.deletion_auc_on_perimage_subset"] = float(
+            deletion_auc(model, subset, key_ranking[:perimage_n]).mean())
     figures[f"{name}.perimage.images_per_s"] = round(perimage_rate, 4)
-    for other, per_image in (("ig", attributor_deletion["ig"]), ("mask", mask_deletion)):
-        paired_difference(decoder_deletion, per_image, f"{name}.decoder.deletion_auc_minus_{other}", figures)
-    rounds = speedup_rounds({"vs_ig": explainer.attribute, "decoder_vs_ig": decoder.attribute}, attributors["ig"].attribute, x)
+    for key in ("decoder", "gradient_decoder"):
+        for other, per_image in (("ig", attributor_deletion["ig"]), ("mask", mask_deletion)):
+            paired_difference(scored[key][3], per_image, f"{name}.{key}.deletion_auc_minus_{other}", figures)
+    rounds = speedup_rounds({"vs_ig": explainer.attribute, "decoder_vs_ig": amortised["decoder"].attribute,
+                             "gradient_decoder_vs_ig": amortised["gradient_decoder"].attribute},
+                            attributors["ig"].attribute, x)
     for key, ratios in rounds.items():
         figures[f"{name}.speedup.{key}_rounds"] = ratios
         figures[f"{name}.speedup.{key}"] = statistics.median(ratios)
