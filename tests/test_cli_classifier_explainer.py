@@ -50,3 +50,19 @@ def test_train_classifier_bad_mode(tmp_path, capsys):
                        "--out", str(tmp_path / "c"))
     assert_one_line_error(code, err, "unknown classifier mode 'nope'")
     assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())
+
+
+def test_explain_mask_warnings_by_hand():
+    from sparsex.cli import mask_warnings
+
+    def record(area, on_x, on_e):
+        return {"mask_area": area, "mask_empty": area == 0, "label_kept": on_x == on_e, "prediction_on_image": [{"name": on_x, "probability": 0.9}],
+                "prediction_on_explanation": [{"name": on_e, "probability": 0.6}]}
+
+    assert mask_warnings(record(0.08, "shoe", "shoe")) == []
+    empty = mask_warnings(record(0.0, "shoe", "bag"))
+    assert len(empty) == 1 and empty[0].startswith("the mask is empty: the blurred image alone is classified bag")
+    lost = mask_warnings(record(0.08, "shoe", "bag"))
+    assert len(lost) == 1 and lost[0].startswith("the explanation loses the label (shoe -> bag)")
+    both = mask_warnings(record(0.97, "shoe", "bag"))
+    assert len(both) == 2 and both[1].startswith("the mask keeps 97% of the image, so it is not a minimal explanation")

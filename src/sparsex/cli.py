@@ -412,7 +412,29 @@ def explain_mask_command(
     on_x, on_e = result["prediction_on_image"][0], result["prediction_on_explanation"][0]
     console.print(f"mask area {result['mask_area']:.1%}; image -> {escape(on_x['name'])} ({on_x['probability']:.2f}), "
                   f"explanation -> {escape(on_e['name'])} ({on_e['probability']:.2f})")
+    for warning in mask_warnings(result):
+        console.print(f"[yellow]warning: {escape(warning)}[/]", highlight=False)
     console.print(f"wrote {path} (image.png, mask.png, explanation.png, explanation.json)")
+
+
+LARGE_MASK = 0.5  # a mask keeping more of the image than this is not a minimal explanation
+
+
+def mask_warnings(result: dict[str, Any]) -> list[str]:
+    """What ``sparsex explain mask`` warns about in an ``explanation.json`` record: an empty mask, an
+    explanation that loses the label, a mask that keeps most of the image."""
+    on_x, on_e = result["prediction_on_image"][0], result["prediction_on_explanation"][0]
+    if result["mask_empty"]:
+        return [f"the mask is empty: the blurred image alone is classified {on_e['name']}; this is no explanation "
+                f"of {on_x['name']}"]
+    found = []
+    if not result["label_kept"]:
+        found.append(f"the explanation loses the label ({on_x['name']} -> {on_e['name']}): no mask the explainer "
+                     f"tried keeps it, so this mask does not explain the decision")
+    if result["mask_area"] > LARGE_MASK:
+        found.append(f"the mask keeps {result['mask_area']:.0%} of the image, so it is not a minimal explanation: "
+                     f"train the explainer longer (its epochs) or on images like this one")
+    return found
 
 
 MODEL_SPEC = typer.Option(..., "--model", help="A sparsex run folder, timm:NAME, torchvision:NAME or lite0-imagenet.")

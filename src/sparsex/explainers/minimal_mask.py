@@ -762,7 +762,8 @@ def explain_file(explainer_path: str | os.PathLike, image: str | os.PathLike, ou
     """Explain one image file with a saved :class:`MinimalMask` (the classifier it names is loaded
     and its hash checked). The image is resized to the size the explainer was trained on. Writes,
     atomically, ``image.png``, ``mask.png``, ``explanation.png`` (``m * x + (1 - m) * blur(x)``)
-    and ``explanation.json`` (mask area, the top classes on ``x`` and on the explanation)."""
+    and ``explanation.json`` (mask area, whether it is empty, the top classes on ``x`` and on the
+    explanation, whether the label is kept)."""
     from ..data.base import read_image_tensor, save_image_png
     from ..io import atomic_dir, check_output_dir, write_json
 
@@ -784,6 +785,7 @@ def explain_file(explainer_path: str | os.PathLike, image: str | os.PathLike, ou
         save_image_png(explanation[0], tmp / "explanation.png")
         write_json(tmp / "explanation.json", {
             "image": str(image), "explainer": str(explainer_path), "mask_area": round(float(mask.mean()), 4),
+            "mask_empty": not bool(mask.any()),
             "prediction_on_image": ranked(probs[0]), "prediction_on_explanation": ranked(probs[1]),
             "label_kept": bool(probs[0].argmax() == probs[1].argmax()),
         })
