@@ -184,7 +184,7 @@ def measure(name: str, classifier_cfg: dict, explainer_cfg: dict, eval_n: int, p
     explainer = amortised["mask"]
     figures[f"{name}.eval_images"] = len(x)
     scored = {key: score_explainer(network, model, x, f"{name}.{key}", figures) for key, network in amortised.items()}
-    (masks, ranking, mask_rate, mask_deletion) = scored["mask"]
+    _, _, mask_rate, mask_deletion = scored["mask"]
     figures[f"{name}.mask.readout"] = explainer.config.readout
     for key, (explained, *_) in scored.items():
         figures[f"{name}.{key}.area_at_most_10pct"] = float((mask_area(explained) <= 0.1).double().mean())

@@ -82,3 +82,7 @@ def test_a_run_started_before_a_setting_was_added_resumes(tmp_path):
     assert run.last_finished() == 0 and json.loads((out / "config.json").read_text())["added"] == 3
     with pytest.raises(OutputExistsError, match=r"other settings \(added\)"):
         open_run(out, Toy(added=4), ["a"])
+    # a changed setting of a run that lacks a newer one: only the changed one is named
+    RunFolder(tmp_path / "old", {k: v for k, v in Toy().to_dict().items() if k != "added"}, ["a"])
+    with pytest.raises(OutputExistsError, match=r"other settings \(lr\); pass"):
+        open_run(tmp_path / "old", Toy(lr=2.0), ["a"])

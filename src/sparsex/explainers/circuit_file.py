@@ -59,8 +59,9 @@ def circuit_file(model: str | os.PathLike, image: str | os.PathLike, out: str | 
     mean ablation and the cut ablate to, and where the attribution's path starts, is taken over
     ``reference`` (a folder or file of images, read like the image), or by default over the blurred
     input ``blur(x)`` (the baseline of the mask explanation: a channel is set to what it carries once
-    the image's detail is gone; the mean of the one image itself would ablate nothing). With an explainer, ``faithfulness.json`` also says
-    whether the mask is empty and whether the explanation keeps the label.
+    the image's detail is gone; the mean of the one image itself would ablate nothing). With an
+    explainer, ``faithfulness.json`` also says whether the mask is empty and whether the explanation
+    keeps the label.
     """
     from ..data.base import read_image_tensor, save_image_png
     from ..io import atomic_dir, check_output_dir, write_json

@@ -70,7 +70,7 @@ class RunFolder:
                 shutil.rmtree(self.path)
             elif stored is None:
                 raise OutputExistsError(f"output folder {self.path} exists and is not a sparsex run; pass --overwrite or another --out")
-            elif _upgraded(stored, upgrade) != self.config:
+            elif (stored := _upgraded(stored, upgrade)) != self.config:  # the keys named are the upgraded config's
                 changed = sorted(k for k in set(stored) | set(self.config) if stored.get(k) != self.config.get(k))
                 raise OutputExistsError(
                     f"run folder {self.path} holds a run with other settings ({', '.join(changed)}); "
