@@ -183,6 +183,7 @@ def test_metrics_table_takes_directions_from_the_registry():
     assert '<th class="category" colspan="1">part protocols</th>' in table
     assert '<th class="category" colspan="2"></th>' in table  # the unregistered keys: no category named
     assert parse(table).seen.count("tr") == 5
+    assert table.startswith('<div class="table-scroll">') and table.endswith("</div>")  # scrolls on its own, not the page
     only = metrics_table_html(rows, columns=["bi"])
     assert "del AUC" not in only and "class=\"category\"" not in only  # one category: no group row
     single = metrics_table_html({"ig": {"bi": 0.5}})

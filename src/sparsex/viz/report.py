@@ -296,7 +296,10 @@ def metrics_table_html(rows: Mapping[str, Mapping[str, Any]], columns: Sequence[
     (all ties; only where two rows or more have a number) is bold, elsewhere (counts, settings,
     times, unregistered keys) neither. Columns of more than one category get a first header row
     naming the categories. Numbers are formatted to 3 decimals (integers as integers), None/NaN
-    as ``–``, other values as text; names are escaped (a long row name may wrap anywhere).
+    as ``–``, other values as text; names are escaped (a long one wraps at a hyphen, inside a word only
+    where a word is wider than the name column). The table sits in a ``div.table-scroll``
+    that scrolls sideways on its own when the table is wider than the page (the row names stay in view), so
+    the page does not.
     """
     if not rows:
         raise InputError("metrics table needs at least one row, got none")
@@ -323,10 +326,10 @@ def metrics_table_html(rows: Mapping[str, Mapping[str, Any]], columns: Sequence[
     if len({category for category, _ in groups}) > 1:
         named = {category: "" if category == UNREGISTERED else html.escape(category) for category, _ in groups}
         categories = "".join(f'<th class="category" colspan="{span}">{named[category]}</th>' for category, span in groups)
-        head = [f'<tr><th rowspan="2"></th>{categories}</tr>', f"<tr>{''.join(header)}</tr>"]
+        head = [f'<tr><th class="corner" rowspan="2"></th>{categories}</tr>', f"<tr>{''.join(header)}</tr>"]
     else:
-        head = [f"<tr><th></th>{''.join(header)}</tr>"]
-    lines = ['<table class="metrics">', "<thead>", *head, "</thead>", "<tbody>"]
+        head = [f'<tr><th class="corner"></th>{"".join(header)}</tr>']
+    lines = ['<div class="table-scroll">', '<table class="metrics">', "<thead>", *head, "</thead>", "<tbody>"]
     for name, scores in rows.items():
         cells = [f"<th>{html.escape(name)}</th>"]
         for column in columns:
@@ -334,7 +337,7 @@ def metrics_table_html(rows: Mapping[str, Mapping[str, Any]], columns: Sequence[
             bold = column in best and _is_number(value) and value == best[column]
             cells.append(f"<td><strong>{text}</strong></td>" if bold else f"<td>{text}</td>")
         lines.append(f"<tr>{''.join(cells)}</tr>")
-    lines += ["</tbody>", "</table>"]
+    lines += ["</tbody>", "</table>", "</div>"]
     return "\n".join(lines)
 
 
@@ -394,13 +397,15 @@ nav a { color: #36c; margin-right: 0.8em; }
 h2 { font-size: 1.1em; border-bottom: 1px solid #ddd; padding-bottom: 0.1em; margin: 1.2em 0 0.4em; }
 section:first-of-type h2 { margin-top: 0.3em; }
 table.metrics { border-collapse: collapse; margin: 0.5em 0; font-size: 13px; font-variant-numeric: tabular-nums; }
-table.metrics th, table.metrics td { border: 1px solid #ddd; padding: 0.2em 0.45em; text-align: right; }
+table.metrics th, table.metrics td { border: 1px solid #ddd; padding: 0.2em 0.35em; text-align: right; }
 table.metrics td { white-space: nowrap; }
 table.metrics thead th { background: #f4f4f4; text-align: center; font-weight: 600; line-height: 1.2;
                          min-width: 3.6em; max-width: 6.5em; }
 table.metrics thead th[title] { cursor: help; }
 table.metrics thead th.category { background: #e9eef5; font-weight: normal; font-style: italic; max-width: none; }
-table.metrics tbody th { text-align: left; font-weight: normal; max-width: 14em; overflow-wrap: anywhere; }
+table.metrics tbody th { text-align: left; font-weight: normal; max-width: 14em; overflow-wrap: break-word; }
+div.table-scroll { max-width: 100%; overflow-x: auto; }
+table.metrics tbody th, table.metrics th.corner { position: sticky; left: 0; z-index: 1; background: #fff; }  /* in view while it scrolls */
 figure { margin: 0.3em 0; }
 figure img { max-width: 100%; max-height: calc(100vh - 5.5em); width: auto; height: auto; }
 pre { background: #f6f6f6; border: 1px solid #e4e4e4; padding: 0.6em; overflow-x: auto; font-size: 0.85em; }
