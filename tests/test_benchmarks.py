@@ -24,7 +24,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
     ("minimal_mask.py", ["fmnist.mask.images_per_s", "parts.speedup.vs_ig", "parts.circuit.edges", "fmnist.perimage.deletion_auc",
                          "fmnist.gradient_decoder.deletion_auc", "parts.speedup.gradient_decoder_vs_ig"],
      ["--cache", "{tmp}/cache"]),
-    ("eval_parts.py", ["protocol.forward_passes", "protocol.overhead_ratio", "lite0.ig.bi", "side.prototypes.consistency"],
+    ("eval_parts.py", ["protocol.forward_passes", "protocol.overhead_ratio", "protocol.forward_ratio", "lite0.ig.bi", "side.prototypes.consistency"],
      ["--cache", "{tmp}/cache"]),
     ("vsc_fashion.py", ["vsc.bce", "aligned.bce", "vsc.jsd_within", "aligned.jsd_within", "time_s.aligned"],
      ["--cache", "{tmp}/cache"]),
