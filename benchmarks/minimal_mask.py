@@ -31,7 +31,10 @@ are reported beside it. Run folders (classifiers, explainers) go to
 The part-world half runs on every world of ``--worlds x --clutter`` (of ``--preset``), each in its
 own run folders (``_common.world_runs``); its figures are reported as ``.mean`` / ``.sd`` /
 ``.worst`` / ``.values`` over the worlds (``_common.over_worlds``), and, for a single world, also
-under their own keys. The Fashion-MNIST half runs once.
+under their own keys. With ``--resume`` a world measured before is not measured again: its figures are
+kept in its run folder (``figures.json``, written when its measurement finished; delete it to measure
+the world again), so the worlds of a grid can be measured one at a time (or side by side, one
+process each) and aggregated by a last run over the whole grid. The Fashion-MNIST half runs once.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from sparsex.data import create_dataset
 from sparsex.explainers import create_explainer
 from sparsex.explainers.circuit import readout
 from sparsex.explainers.minimal_mask import MinimalMask, PerImageMask, nested_top_masks
+from sparsex.io import read_json, write_json
 from sparsex.metrics.faithfulness import deletion_auc, mask_area, sufficiency
 from sparsex.models.classifier import load_classifier
 from sparsex.train.classifier import ClassifierTrainConfig, train_classifier
@@ -282,13 +286,18 @@ def main() -> None:
                 {"no_deletion": {"weights": {"deletion": 0.0}}})
 
     def parts_world(seed: int, clutter: int | None) -> dict:
-        """The part-world figures of one world."""
+        """The part-world figures of one world (those measured before, with ``--resume``)."""
         world_figures: dict = {}
         world_runs_dir = world_runs(runs, seed, clutter, args.preset)
+        measured = world_runs_dir / "figures.json"
+        if args.resume and measured.exists():
+            return read_json(measured, "measured figures")
         classifier = {**parts, "data_options": world_options(seed, clutter, args.preset, parts["data_options"])}
         tag = "" if world_runs_dir == runs else f"_{world_runs_dir.name}"
         measure("parts", classifier, parts_mm, eval_n, perimage_n, steps, occlusion, world_runs_dir, results_dir, world_figures,
                 args.train_only, figure_tag=tag)
+        if not args.train_only:
+            write_json(measured, world_figures)
         return world_figures
 
     if args.only in (None, "parts"):

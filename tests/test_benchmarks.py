@@ -89,6 +89,11 @@ def test_benchmark_quick_run(tmp_path, script, keys, extra):
         for key in ("fmnist.speedup.vs_ig", "parts.speedup.vs_ig", "fmnist.speedup.decoder_vs_ig", "parts.speedup.decoder_vs_ig"):
             rounds = result[f"{key}_rounds"]  # the speed-up vs. IG is the median of the back-to-back rounds
             assert len(rounds) == 3 and result[key] == sorted(rounds)[1]
+        again = tmp_path / "again.json"  # --resume: the measured world is read back, not measured (or timed) again
+        subprocess.run([sys.executable, str(BENCHMARKS / script), "--out", str(again), "--quick", "--resume", "--only", "parts",
+                        *extra], check=True, capture_output=True, timeout=600, cwd=BENCHMARKS)
+        parts = {k: v for k, v in result.items() if k.startswith("parts.")}
+        assert {k: v for k, v in json.loads(again.read_text()).items() if k.startswith("parts.")} == parts
     if script == "eval_parts.py":  # every key the issue and the README quote, per row
         for row in ("lite0.ig", "lite0.gradcam", "side.prototypes", "protosvit.prototypes"):
             for key in ("accuracy", "bi", "completeness", "correctness", "contrastivity", "deletion_auc", "insertion_auc"):
