@@ -287,11 +287,11 @@ def main() -> None:
 
     def parts_world(seed: int, clutter: int | None) -> dict:
         """The part-world figures of one world (those measured before, with ``--resume``)."""
-        world_figures: dict = {}
         world_runs_dir = world_runs(runs, seed, clutter, args.preset)
         measured = world_runs_dir / "figures.json"
         if args.resume and measured.exists():
             return read_json(measured, "measured figures")
+        world_figures: dict = {}
         classifier = {**parts, "data_options": world_options(seed, clutter, args.preset, parts["data_options"])}
         tag = "" if world_runs_dir == runs else f"_{world_runs_dir.name}"
         measure("parts", classifier, parts_mm, eval_n, perimage_n, steps, occlusion, world_runs_dir, results_dir, world_figures,

@@ -156,8 +156,8 @@ def main() -> None:
                 figures[f"sweep.{name}.{key}"] = pruned[key]
                 figures[f"sweep.{name}.val_{key}"] = val[key]
         if args.ablations:
-            official_overrides = {} if args.quick else OFFICIAL_PRESET_SETTINGS.get(args.preset, {})
-            official, _, official_sizes = run("official", preset="official", **official_overrides)
+            official_overrides = {"preset": "official", **({} if args.quick else OFFICIAL_PRESET_SETTINGS.get(args.preset, {}))}
+            official, _, official_sizes = run("official", **official_overrides)
             hs0, _, _ = run("hs0", hoyer_weight=0.0)
 
         figure_out = args.out if runs == all_runs else args.out.with_name(f"{args.out.stem}_{runs.name}{args.out.suffix}")
@@ -171,7 +171,7 @@ def main() -> None:
         figures.update({f"sparsex.{key}": value for key, value in sparsex_sizes.items()})
         figures["accuracy_gap.protosvit_minus_probe"] = round(protosvit["accuracy"] - figures["probe.accuracy"], 4)
         if args.ablations:
-            official_settings = ProtoSViTTrainConfig(**{**base, **official_overrides}, preset="official")
+            official_settings = ProtoSViTTrainConfig(**{**base, **official_overrides})  # as run("official") built it
             for key in ("embed_dim", "tanh_weight", "hoyer_weight", "hoyer_l2_weight"):
                 figures[f"settings.official.{key}"] = getattr(official_settings, key)
             figures.update({f"official.{key}": value for key, value in official_sizes.items()})
