@@ -140,6 +140,18 @@ def over_worlds(run_one: Callable[[int, int | None], dict[str, Any]], worlds: Se
     return figures
 
 
+def choose_setting(figures: dict[str, Any], settings: Sequence[dict[str, Any]], setting_name: Callable[[dict], str]) -> dict[str, Any]:
+    """A tuning grid's choice (``tune_side.py``, ``tune_protosvit.py``): each setting's worst slack over the
+    validation worlds (``grid.<name>.slack.values``, :func:`over_worlds`; a slack is >= 0 where every check is
+    met), and the setting with the largest. Returns ``worst_slack.<name>``, ``chosen.<setting key>``,
+    ``chosen.worst_slack`` and ``chosen.meets_every_check``; ties go to the earlier setting of ``settings``."""
+    worst = {setting_name(s): min(figures[f"grid.{setting_name(s)}.slack.values"]) for s in settings}
+    chosen = max(settings, key=lambda s: worst[setting_name(s)])
+    return {**{f"worst_slack.{name}": value for name, value in worst.items()},
+            **{f"chosen.{key}": value for key, value in chosen.items()},
+            "chosen.worst_slack": worst[setting_name(chosen)], "chosen.meets_every_check": worst[setting_name(chosen)] >= 0}
+
+
 def branch_run(train: Callable[..., dict[str, Any]], config: Any, source: Path, target: Path,
                shared: Sequence[str]) -> dict[str, Any]:
     """Train ``config`` in ``target`` whose first stages (``shared``, stage folder names such as

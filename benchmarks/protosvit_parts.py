@@ -84,6 +84,32 @@ def size_figures(head, cache, eps: float) -> dict:
     }
 
 
+def benchmark_settings(seed: int, clutter: int | None, preset: str | None, quick: bool) -> tuple[dict, dict, int]:
+    """One world's data options (the benchmark's split sizes, or a preset's own: ``_common.split_sizes``), the
+    ProtoS-ViT settings that differ from the library defaults and the probe's epochs (also ``tune_protosvit.py``'s)."""
+    if quick:
+        sizes = {"train_size": 96, "test_size": 48, "val_size": 48}
+        settings, probe_epochs = dict(num_prototypes=24, embed_dim=32, epochs=3, hoyer_warmup_epochs=1), 3
+    else:
+        sizes, probe_epochs = {"train_size": 2400, "test_size": 480}, PROBE_EPOCHS
+        settings = {"epochs": PRESET_EPOCHS[preset]} if preset in PRESET_EPOCHS else {}
+    return world_options(seed, clutter, preset, split_sizes(sizes, preset, quick)), settings, probe_epochs
+
+
+def probe_accuracy(splits: dict, epochs: int, batch_size: int) -> dict:
+    """ProtoS-ViT's dense baseline: a linear probe on the pooled features of ``splits["train"]`` (seed 0), its
+    ``accuracy`` on ``splits["test"]`` and ``val_accuracy`` on ``splits["val"]``."""
+    torch.manual_seed(0)
+    train = splits["train"]
+    pooled = {split: cache.features.mean(dim=(2, 3), keepdim=True) for split, cache in splits.items()}
+    probe = create_model("linear-probe", in_channels=train.features.shape[1], num_classes=train.num_classes)
+    train_epochs(probe, lambda logits, y, _epoch: F.cross_entropy(logits, y), pooled["train"], train.labels,
+                 epochs, PROBE_LR, batch_size, seed=0, desc="linear probe")
+    with torch.no_grad():
+        return {"accuracy": accuracy(probe(pooled["test"]), splits["test"].labels),
+                "val_accuracy": accuracy(probe(pooled["val"]), splits["val"].labels)}
+
+
 def main() -> None:
     def options(parser) -> None:
         add_world_options(parser)
@@ -99,16 +125,7 @@ def main() -> None:
 
     def run_one(seed: int, clutter: int | None) -> dict:
         """Every figure of one world."""
-        if args.quick:
-            data = {"train_size": 96, "test_size": 48, "val_size": 48}
-            settings = dict(num_prototypes=24, embed_dim=32, epochs=3, hoyer_warmup_epochs=1)
-            probe_epochs = 3
-        else:
-            data = {"train_size": 2400, "test_size": 480}
-            settings, probe_epochs = {}, PROBE_EPOCHS
-            if args.preset in PRESET_EPOCHS:
-                settings["epochs"] = PRESET_EPOCHS[args.preset]
-        data = world_options(seed, clutter, args.preset, split_sizes(data, args.preset, args.quick))
+        data, settings, probe_epochs = benchmark_settings(seed, clutter, args.preset, args.quick)
         base = dict(data="parts", data_options=data, backbone="lite0", cache_dir=str(args.cache), **settings)
         defaults = ProtoSViTTrainConfig(**base)
         figures: dict = {"data.train_size": data["train_size"], "data.test_size": data["test_size"],
@@ -123,17 +140,8 @@ def main() -> None:
         splits = {split: cached_split(defaults, split, backbone, args.cache, progress=True) for split in ("train", "val", "test")}
 
         start = time.perf_counter()
-        torch.manual_seed(0)
-        train = splits["train"]
-        # the probe pools first
-        pooled = {split: cache.features.mean(dim=(2, 3), keepdim=True) for split, cache in splits.items()}
-        probe = create_model("linear-probe", in_channels=train.features.shape[1], num_classes=train.num_classes)
-        train_epochs(probe, lambda logits, y, _epoch: F.cross_entropy(logits, y), pooled["train"], train.labels,
-                     probe_epochs, PROBE_LR, defaults.batch_size, seed=0, desc="linear probe")
-        with torch.no_grad():
-            for split in ("val", "test"):
-                key = "probe.accuracy" if split == "test" else "probe.val_accuracy"
-                figures[key] = accuracy(probe(pooled[split]), splits[split].labels)
+        probe = probe_accuracy(splits, probe_epochs, defaults.batch_size)
+        figures["probe.accuracy"], figures["probe.val_accuracy"] = probe["accuracy"], probe["val_accuracy"]
         timings["probe"] = round(time.perf_counter() - start, 1)
 
         def run(name: str, shared: tuple[str, ...] = (), **overrides):

@@ -24,6 +24,7 @@ import time
 from _common import (
     add_world_options,
     branch_run,
+    choose_setting,
     over_worlds,
     parse_run_args,
     run_folders,
@@ -75,12 +76,7 @@ def main() -> None:
         return figures
 
     figures = over_worlds(run_one, args.worlds, args.clutter)
-    worst = {setting_name(s): min(figures[f"grid.{setting_name(s)}.slack.values"]) for s in settings}
-    chosen = max(settings, key=lambda s: worst[setting_name(s)])
-    figures.update({f"worst_slack.{name}": value for name, value in worst.items()})
-    figures.update({f"chosen.{key}": value for key, value in chosen.items()})
-    figures["chosen.worst_slack"] = worst[setting_name(chosen)]
-    figures["chosen.meets_every_check"] = worst[setting_name(chosen)] >= 0
+    figures.update(choose_setting(figures, settings, setting_name))
     write_result(args.out, args.quick, figures)
 
 

@@ -1,4 +1,5 @@
-"""The benchmarks' aggregation over part worlds (``benchmarks/_common.py``: over_worlds, world_options, world_runs)."""
+"""The benchmarks' aggregation over part worlds (``benchmarks/_common.py``: over_worlds, world_options, world_runs) and
+the tuning scripts' choice over it (choose_setting)."""
 
 import math
 import sys
@@ -8,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from _common import over_worlds, split_sizes, world_options, world_runs  # noqa: E402
+from _common import choose_setting, over_worlds, split_sizes, world_options, world_runs  # noqa: E402
 
 
 def fake_run(seed, clutter):
@@ -62,3 +63,16 @@ def test_world_options_and_run_folders():
     assert world_runs(runs, 0, None, None) == runs
     assert world_runs(runs, 1, 6, None) == runs / "parts_seed1_clutter6"
     assert world_runs(runs, 0, None, "parts-fine") == runs / "parts-fine_seed0"
+
+
+def test_choose_setting_takes_the_largest_worst_slack():
+    settings = [{"a": 1}, {"a": 2}, {"a": 3}]
+    slacks = {1: [0.5, -0.2], 2: [0.1, 0.3], 3: [0.1, 0.4]}  # worst: -0.2, 0.1, 0.1 (a tie: the earlier wins)
+    figures = {f"grid.a{a}.slack.values": values for a, values in slacks.items()}
+    choice = choose_setting(figures, settings, lambda s: f"a{s['a']}")
+    assert choice["worst_slack.a1"] == -0.2 and choice["worst_slack.a3"] == 0.1
+    assert choice["chosen.a"] == 2 and choice["chosen.worst_slack"] == 0.1 and choice["chosen.meets_every_check"] is True
+    figures["grid.a2.slack.values"] = [-0.1, 0.3]
+    figures["grid.a3.slack.values"] = [-0.3, 0.3]
+    choice = choose_setting(figures, settings, lambda s: f"a{s['a']}")
+    assert choice["chosen.a"] == 2 and choice["chosen.meets_every_check"] is False
