@@ -65,8 +65,10 @@ class ProtoSViTTrainConfig(HeadTrainConfig):
     ``benchmarks/protosvit_parts.py --prune-fractions 0.025 0.05 0.1``) by the largest worst-case
     slack on the checks (accuracy >= the probe's - 1 point, local size <= 7, global size <= 40):
     global size 27 / 29 at 98.1% / 96.5% accuracy (probe 97.1% / 96.9%), against 36 / 43 without it (with the
-    class weights' earlier ``vote`` start; ``weight_init`` ``official``: benchmarks/README.md). ``preset="official"`` takes the public
-    code's head and objective; loss weights left unset (None) take the preset's values.
+    class weights' earlier ``vote`` start). ``weight_init`` and ``epochs`` are the choice of
+    ``benchmarks/tune_protosvit.py`` (four validation worlds, three training draws per setting;
+    benchmarks/README.md). ``preset="official"`` takes the public code's head and objective; loss
+    weights left unset (None) take the preset's values.
     """
 
     what = "ProtoS-ViT"
