@@ -6,6 +6,7 @@ import sparsex  # first, before torch: its runtime settings (sparsex.runtime) ap
 
 # isort: split
 import argparse
+import itertools
 import math
 import numbers
 import os
@@ -150,6 +151,17 @@ def choose_setting(figures: dict[str, Any], settings: Sequence[dict[str, Any]], 
     return {**{f"worst_slack.{name}": value for name, value in worst.items()},
             **{f"chosen.{key}": value for key, value in chosen.items()},
             "chosen.worst_slack": worst[setting_name(chosen)], "chosen.meets_every_check": worst[setting_name(chosen)] >= 0}
+
+
+def tune_over_worlds(args: argparse.Namespace, grid: dict[str, Sequence[Any]], setting_name: Callable[[dict], str],
+                     run_one: Callable[[int, int | None, list[dict[str, Any]]], dict[str, Any]]) -> dict[str, Any]:
+    """A tuning script's run: every setting of ``grid`` (the product of its values), ``run_one(seed, clutter,
+    settings)`` on every validation world of ``args`` (:func:`over_worlds`), the choice (:func:`choose_setting`),
+    the JSON written to ``args.out``."""
+    settings = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    figures = over_worlds(lambda seed, clutter: run_one(seed, clutter, settings), args.worlds, args.clutter)
+    figures.update(choose_setting(figures, settings, setting_name))
+    return write_result(args.out, args.quick, figures)
 
 
 def branch_run(train: Callable[..., dict[str, Any]], config: Any, source: Path, target: Path,

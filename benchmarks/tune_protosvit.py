@@ -26,18 +26,15 @@ sum in another order), which the JSON records.
 
 from __future__ import annotations
 
-import itertools
 import statistics
 import time
 
 from _common import (
     add_world_options,
-    choose_setting,
-    over_worlds,
     parse_run_args,
     run_folders,
+    tune_over_worlds,
     world_runs,
-    write_result,
 )
 from protosvit_parts import benchmark_settings, probe_accuracy
 
@@ -68,9 +65,8 @@ def main() -> None:
 
     args = parse_run_args(__doc__, options)
     all_runs = run_folders(args, "tune_protosvit")
-    settings = [dict(zip(GRID, values)) for values in itertools.product(*GRID.values())]
 
-    def run_one(seed: int, clutter: int | None) -> dict:
+    def run_one(seed: int, clutter: int | None, settings: list[dict]) -> dict:
         data, world_settings, probe_epochs = benchmark_settings(seed, clutter, args.preset, args.quick)
         base = dict(data="parts", data_options=data, backbone="lite0", cache_dir=str(args.cache), **world_settings)
         defaults = ProtoSViTTrainConfig(**base)
@@ -92,9 +88,7 @@ def main() -> None:
         figures["time_s.world"] = round(time.perf_counter() - start, 1)
         return figures
 
-    figures = over_worlds(run_one, args.worlds, args.clutter)
-    figures.update(choose_setting(figures, settings, setting_name))
-    write_result(args.out, args.quick, figures)
+    tune_over_worlds(args, GRID, setting_name, run_one)
 
 
 if __name__ == "__main__":

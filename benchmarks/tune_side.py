@@ -18,18 +18,15 @@ settings named ``hoyer0p05_margin0p1``), ``worst_slack.<setting>`` and ``chosen.
 
 from __future__ import annotations
 
-import itertools
 import time
 
 from _common import (
     add_world_options,
     branch_run,
-    choose_setting,
-    over_worlds,
     parse_run_args,
     run_folders,
+    tune_over_worlds,
     world_runs,
-    write_result,
 )
 from side_parts import benchmark_settings, train_dense
 
@@ -53,9 +50,8 @@ def slack(side: dict, dense_accuracy: float) -> float:
 def main() -> None:
     args = parse_run_args(__doc__, lambda parser: add_world_options(parser, (100, 101), (3, 6)))
     all_runs = run_folders(args, "tune_side")
-    settings = [dict(zip(GRID, values)) for values in itertools.product(*GRID.values())]
 
-    def run_one(seed: int, clutter: int | None) -> dict:
+    def run_one(seed: int, clutter: int | None, settings: list[dict]) -> dict:
         data, side_settings, infodisent_epochs = benchmark_settings(seed, clutter, args.preset, args.quick)
         base = dict(data="parts", data_options=data, backbone="lite0", cache_dir=str(args.cache), **side_settings)
         runs = world_runs(all_runs, seed, clutter, args.preset)
@@ -75,9 +71,7 @@ def main() -> None:
         figures["time_s.world"] = round(time.perf_counter() - start, 1)
         return figures
 
-    figures = over_worlds(run_one, args.worlds, args.clutter)
-    figures.update(choose_setting(figures, settings, setting_name))
-    write_result(args.out, args.quick, figures)
+    tune_over_worlds(args, GRID, setting_name, run_one)
 
 
 if __name__ == "__main__":
