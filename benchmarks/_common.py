@@ -183,6 +183,17 @@ def run_folders(args: argparse.Namespace, name: str) -> Path:
     return runs
 
 
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine_info() -> dict[str, Any]:
     """Cores, torch version, device and platform of the machine the benchmark ran on."""
     return {
@@ -194,6 +205,10 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
+        # the vector instructions torch's CPU kernels use (e.g. AVX512, AVX2): another set sums floats in another
+        # order, so a run repeats exactly only on the same capability (and thread count)
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
 
 

@@ -59,7 +59,7 @@ def test_benchmark_quick_run(tmp_path, script, keys, extra):
                    capture_output=True, timeout=600, cwd=BENCHMARKS)
     result = json.loads(out.read_text())
     assert result["quick"] is True and script in result["command"]
-    assert {"cores", "torch", "device"} <= result["machine"].keys()
+    assert {"cores", "torch", "device", "cpu", "cpu_capability"} <= result["machine"].keys()
     for key in keys:  # "~KEY": a figure that may be 0 or negative in quick mode (a tiny untrained model): present, finite
         if key.startswith("~"):
             assert isinstance(result[key[1:]], (int, float)) and math.isfinite(result[key[1:]]), key
