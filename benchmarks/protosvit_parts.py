@@ -29,6 +29,7 @@ import sparsex  # noqa: F401  (first, before torch: its runtime settings, sparse
 
 # isort: split
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -96,6 +97,12 @@ def benchmark_settings(seed: int, clutter: int | None, preset: str | None, quick
     return world_options(seed, clutter, preset, split_sizes(sizes, preset, quick)), settings, probe_epochs
 
 
+def world_splits(config: ProtoSViTTrainConfig, cache_dir: Path) -> dict:
+    """The cached backbone features of ``config``'s world: its train, val and test splits (extracted on first use)."""
+    backbone = create_backbone(**config.backbone_settings())
+    return {split: cached_split(config, split, backbone, cache_dir, progress=True) for split in ("train", "val", "test")}
+
+
 def probe_accuracy(splits: dict, epochs: int, batch_size: int) -> dict:
     """ProtoS-ViT's dense baseline: a linear probe on the pooled features of ``splits["train"]`` (seed 0), its
     ``accuracy`` on ``splits["test"]`` and ``val_accuracy`` on ``splits["val"]``."""
@@ -136,8 +143,7 @@ def main() -> None:
         runs = world_runs(all_runs, seed, clutter, args.preset)
         timings = {}
 
-        backbone = create_backbone(**defaults.backbone_settings())
-        splits = {split: cached_split(defaults, split, backbone, args.cache, progress=True) for split in ("train", "val", "test")}
+        splits = world_splits(defaults, args.cache)
 
         start = time.perf_counter()
         probe = probe_accuracy(splits, probe_epochs, defaults.batch_size)
